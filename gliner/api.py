@@ -1,0 +1,301 @@
+"""`GLiNER`: loading, saving and entity prediction with the API upstream users know."""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig
+
+from .batch import build_prompt, encode_labels_for_bi_encoder, encode_words
+from .checkpoint import (
+    CONFIG_FILE,
+    LABELS_TOKENIZER_DIR,
+    load_tokenizer,
+    load_weights_strictly,
+    read_state_dict,
+    resolve_model_dir,
+    write_weights,
+)
+from .config import GLiNERConfig
+from .decoding import Span, find_candidates, greedy_select
+from .labels import normalize_labels
+from .model import SpanModel, build_model
+from .windows import Window, count_tokens_per_word, plan_windows
+from .words import Words, split_words
+
+LONG_TEXT_MODES = ("window", "truncate", "error")
+LEGACY_EXTRA_TOKEN = "[FLERT]"  # upstream adds it first when it adds prompt tokens, shifting <<ENT>> by one
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    text_index: int
+    window: Window
+
+
+class GLiNER(nn.Module):
+    def __init__(self, config: GLiNERConfig, model: SpanModel, tokenizer, labels_tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels_tokenizer = labels_tokenizer
+        self.window_overlap = max(2 * config.max_width, 32)
+        self.eval()
+
+    # ----------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        token: str | None = None,
+        map_location: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        max_length: int | None = None,
+        max_width: int | None = None,
+    ) -> "GLiNER":
+        """Load a checkpoint directory or hub id. Weights must match the model exactly (see README for the
+        few keys that are deliberately skipped)."""
+        model_dir = resolve_model_dir(model_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        config = GLiNERConfig.from_json_file(model_dir / CONFIG_FILE)
+        overrides = {"max_len": max_length, "max_width": max_width}
+        config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        has_tokenizer = (model_dir / "tokenizer_config.json").is_file()
+        tokenizer = load_tokenizer(model_dir if has_tokenizer else config.model_name)
+        labels_tokenizer = None
+        if config.is_bi_encoder:
+            labels_dir = model_dir / LABELS_TOKENIZER_DIR
+            labels_tokenizer = load_tokenizer(labels_dir if (labels_dir / "tokenizer_config.json").is_file() else config.labels_encoder)
+            model = build_model(config)
+        else:
+            needs_resize = _ensure_prompt_tokens(config, tokenizer)
+            model = build_model(config)
+            if needs_resize:
+                _resize_embeddings(model, config, len(tokenizer))
+        load_weights_strictly(model, read_state_dict(model_dir), config.is_bi_encoder)
+        model.to(device=map_location, dtype=dtype)
+        return cls(config, model, tokenizer, labels_tokenizer)
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str,
+        *,
+        labels_encoder: str | None = None,
+        hidden_size: int | None = None,
+        max_width: int = 12,
+        max_len: int = 384,
+        span_mode: str = "markerV0",
+        dropout: float = 0.4,
+        **config_fields,
+    ) -> "GLiNER":
+        """A fresh model for training: pretrained backbone(s) (local dir or hub id), random GLiNER layers."""
+        text_config = AutoConfig.from_pretrained(backbone)
+        config = GLiNERConfig(
+            model_name=str(backbone),
+            hidden_size=hidden_size or text_config.hidden_size,
+            max_width=max_width,
+            max_len=max_len,
+            span_mode=span_mode,
+            dropout=dropout,
+            encoder_config=text_config.to_dict(),
+            labels_encoder=str(labels_encoder) if labels_encoder else None,
+            labels_encoder_config=AutoConfig.from_pretrained(labels_encoder).to_dict() if labels_encoder else None,
+            num_rnn_layers=0 if labels_encoder else config_fields.pop("num_rnn_layers", 1),
+            **config_fields,
+        )
+        tokenizer = load_tokenizer(backbone)
+        labels_tokenizer = load_tokenizer(labels_encoder) if labels_encoder else None
+        model = build_model(config, backbone_path=str(backbone), labels_backbone_path=str(labels_encoder) if labels_encoder else None)
+        if not config.is_bi_encoder and _ensure_prompt_tokens(config, tokenizer):
+            _resize_embeddings(model, config, len(tokenizer))
+        return cls(config, model, tokenizer, labels_tokenizer)
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """gliner_config.json, model.safetensors and tokenizer files, loadable here and by upstream `gliner`."""
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        write_weights(self.model, save_directory)
+        # Bi-encoders never run an LSTM; saying so keeps upstream from creating an unused one.
+        config = dataclasses.replace(self.config, num_rnn_layers=0) if self.config.is_bi_encoder else self.config
+        config.to_json_file(save_directory / CONFIG_FILE)
+        self.tokenizer.save_pretrained(str(save_directory))
+        if self.labels_tokenizer is not None:
+            self.labels_tokenizer.save_pretrained(str(save_directory / LABELS_TOKENIZER_DIR))
+        return save_directory
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ----------------------------------------------------------------------------------------------- inference
+    def predict_entities(self, text: str, labels: Sequence[str], threshold: float = 0.5, flat_ner: bool = True, multi_label: bool = False, long_text: str = "window") -> list[dict]:
+        return self.inference([text], labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label, long_text=long_text)[0]
+
+    @torch.inference_mode()
+    def inference(
+        self,
+        texts: Sequence[str] | str,
+        labels: Sequence[str],
+        threshold: float = 0.5,
+        flat_ner: bool = True,
+        multi_label: bool = False,
+        batch_size: int = 8,
+        long_text: str = "window",
+    ) -> list[list[dict]]:
+        """Entities per text as {"start", "end", "text", "label", "score"} with code-point offsets.
+
+        long_text: "window" (default) splits texts longer than the word or token budget into overlapping windows
+        and merges their entities; "truncate" cuts them as upstream does (with a warning); "error" raises.
+        """
+        texts = _check_texts(texts)
+        labels = normalize_labels(labels, reserved_tokens=(self.config.ent_token, self.config.sep_token))
+        _check_options(threshold, batch_size, long_text)
+        words_per_text = [split_words(text) for text in texts]
+        chunks = self._plan_chunks(words_per_text, labels, long_text)
+        spans_per_chunk = self._predict_chunks(chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size)
+        spans_per_text = _merge_chunks(chunks, spans_per_chunk, len(texts), flat_ner, multi_label)
+        return [_to_entities(text, words, spans) for text, words, spans in zip(texts, words_per_text, spans_per_text)]
+
+    def encode_labels(self, labels: Sequence[str]) -> torch.Tensor:
+        """Bi-encoders only: (C, D) pooled label vectors, the tensor upstream's `encode_labels` returns."""
+        if not self.config.is_bi_encoder:
+            raise ValueError("encode_labels needs a bi-encoder model (one with a labels_encoder)")
+        labels = normalize_labels(labels)
+        encoded = encode_labels_for_bi_encoder(self.labels_tokenizer, labels)
+        with torch.inference_mode():
+            return self.model.encode_labels(encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device))
+
+    def _plan_chunks(self, words_per_text: list[Words], labels: list[str], long_text: str) -> list[_Chunk]:
+        max_tokens = self._text_token_budget(labels)
+        chunks = []
+        for text_index, words in enumerate(words_per_text):
+            if len(words) == 0:
+                continue
+            for window in self._windows_for(words, max_tokens, long_text, text_index):
+                chunks.append(_Chunk(text_index, window))
+        return chunks
+
+    def _windows_for(self, words: Words, max_tokens: int | None, long_text: str, text_index: int) -> list[Window]:
+        max_words = self.config.max_len
+        if long_text == "truncate":
+            if len(words) > max_words:
+                warnings.warn(f"Sentence of length {len(words)} has been truncated to {max_words}", stacklevel=4)
+            end = min(len(words), max_words)
+            return [Window(0, end, 0, end)]
+        counts = count_tokens_per_word(self.tokenizer, words.tokens)
+        fits = len(words) <= max_words and (max_tokens is None or sum(counts) <= max_tokens)
+        if fits:
+            return [Window(0, len(words), 0, len(words))]
+        if long_text == "error":
+            raise ValueError(
+                f"text {text_index} has {len(words)} words and {sum(counts)} subword tokens; the model takes at most "
+                f"{max_words} words and {max_tokens} tokens with these labels (use long_text='window' to split it)"
+            )
+        return plan_windows(counts, max_words, max_tokens, self.window_overlap)
+
+    def _text_token_budget(self, labels: list[str]) -> int | None:
+        """Subword tokens left for text once special tokens and the label prompt are in the encoder window."""
+        limit = self.tokenizer.model_max_length
+        if limit is None or limit > 1_000_000:
+            limit = getattr(self.model.token_rep_layer.bert_layer.model.config, "max_position_embeddings", None)
+            if limit is None:
+                return None
+        prompt = self._prompt(labels)
+        return limit - self.tokenizer.num_special_tokens_to_add(pair=False) - sum(count_tokens_per_word(self.tokenizer, prompt))
+
+    def _prompt(self, labels: list[str]) -> list[str]:
+        return [] if self.config.is_bi_encoder else build_prompt(labels, self.config.ent_token, self.config.sep_token)
+
+    def _predict_chunks(self, chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size) -> list[list[Span]]:
+        labels_embeds = self.encode_labels(labels) if self.config.is_bi_encoder else None
+        results: list[list[Span]] = []
+        for first in range(0, len(chunks), batch_size):
+            batch_chunks = chunks[first : first + batch_size]
+            word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in batch_chunks]
+            logits = self._logits(word_lists, labels, labels_embeds)
+            for row, word_list in enumerate(word_lists):
+                candidates = find_candidates(logits[row], len(word_list), labels, threshold)
+                results.append(greedy_select(candidates, flat_ner, multi_label))
+        return results
+
+    def _logits(self, word_lists: list[list[str]], labels: list[str], labels_embeds: torch.Tensor | None) -> torch.Tensor:
+        inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self._prompt(labels))
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        if labels_embeds is not None:
+            logits, _ = self.model(**inputs, labels_embeds=labels_embeds)
+        else:
+            logits, _ = self.model(**inputs)
+        return logits
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _ensure_prompt_tokens(config: GLiNERConfig, tokenizer) -> bool:
+    """Make the tokenizer know <<ENT>>/<<SEP>>; True when embeddings must grow (upstream's legacy path)."""
+    if config.class_token_index == -1 or config.vocab_size == -1:
+        tokenizer.add_tokens([LEGACY_EXTRA_TOKEN, config.ent_token, config.sep_token], special_tokens=True)
+        config.class_token_index = tokenizer.convert_tokens_to_ids(config.ent_token)
+        return True
+    token_id = tokenizer.convert_tokens_to_ids(config.ent_token)
+    if token_id != config.class_token_index:
+        raise ValueError(f"tokenizer maps {config.ent_token!r} to {token_id}, but the config says class_token_index={config.class_token_index}")
+    return False
+
+
+def _resize_embeddings(model: SpanModel, config: GLiNERConfig, size: int) -> None:
+    backbone = model.token_rep_layer.bert_layer.model
+    if backbone.get_input_embeddings().num_embeddings != size:
+        backbone.resize_token_embeddings(size)
+    config.vocab_size = size
+    config.encoder_config = {**(config.encoder_config or backbone.config.to_dict()), "vocab_size": size}
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Sequence):
+        raise ValueError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"text {index} is a {type(text).__name__}, not a string")
+    return list(texts)
+
+
+def _check_options(threshold: float, batch_size: int, long_text: str) -> None:
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if long_text not in LONG_TEXT_MODES:
+        raise ValueError(f"long_text must be one of {LONG_TEXT_MODES}, got {long_text!r}")
+
+
+def _merge_chunks(chunks: list[_Chunk], spans_per_chunk: list[list[Span]], num_texts: int, flat_ner: bool, multi_label: bool) -> list[list[Span]]:
+    """Shift window spans to document words, keep those each window owns, re-resolve where windows were many."""
+    merged: list[list[Span]] = [[] for _ in range(num_texts)]
+    windows_per_text = [0] * num_texts
+    for chunk, spans in zip(chunks, spans_per_chunk):
+        windows_per_text[chunk.text_index] += 1
+        offset = chunk.window.start
+        for span in spans:
+            start = span.start + offset
+            if chunk.window.own_start <= start < chunk.window.own_end:
+                merged[chunk.text_index].append(Span(start, span.end + offset, span.label, span.score))
+    return [greedy_select(spans, flat_ner, multi_label) if count > 1 else spans for spans, count in zip(merged, windows_per_text)]
+
+
+def _to_entities(text: str, words: Words, spans: list[Span]) -> list[dict]:
+    entities = []
+    for span in spans:
+        start, end = words.starts[span.start], words.ends[span.end]
+        entities.append({"start": start, "end": end, "text": text[start:end], "label": span.label, "score": span.score})
+    return entities

@@ -1,0 +1,101 @@
+"""Checkpoint files: locating a model directory, reading and writing weights strictly, tokenizers."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoTokenizer
+
+CONFIG_FILE = "gliner_config.json"
+SAFETENSORS_FILE = "model.safetensors"
+PICKLE_FILE = "pytorch_model.bin"
+LABELS_TOKENIZER_DIR = "labels_tokenizer"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_model_dir(model_id: str | Path, *, revision=None, cache_dir=None, local_files_only=False, token=None) -> Path:
+    """A local directory as is; an `owner/name` hub id downloaded (or found in the cache)."""
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise FileNotFoundError(f"{model_id} is a file, not a model directory")
+    if not _HUB_ID.match(str(model_id)):
+        raise FileNotFoundError(f"no model directory at {model_id}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(model_id), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token))
+    except Exception as error:  # the hub client raises many types (offline, 404, auth); all mean "not found here"
+        raise FileNotFoundError(f"{model_id} is not a local directory and could not be fetched from the hub: {error}") from error
+
+
+def read_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
+    """Weights from model.safetensors, else pytorch_model.bin through the weights-only unpickler."""
+    safetensors_path, pickle_path = model_dir / SAFETENSORS_FILE, model_dir / PICKLE_FILE
+    try:
+        if safetensors_path.is_file():
+            return load_file(str(safetensors_path))
+        if pickle_path.is_file():
+            return torch.load(pickle_path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, EOFError, ValueError) as error:
+        raise ValueError(f"corrupt checkpoint file in {model_dir}: {error}") from error
+    raise FileNotFoundError(f"no {SAFETENSORS_FILE} or {PICKLE_FILE} in {model_dir}")
+
+
+def is_ignorable_key(key: str, is_bi_encoder: bool) -> bool:
+    """Keys a checkpoint may carry that this library deliberately does not load (documented in the README)."""
+    if key.endswith(".position_ids") or key.endswith(".token_type_ids"):
+        return True  # index buffers that transformers rebuilds
+    return is_bi_encoder and key.startswith("rnn.")  # bi-encoders hold a trained LSTM they never run
+
+
+def load_weights_strictly(model: nn.Module, state_dict: dict[str, torch.Tensor], is_bi_encoder: bool) -> None:
+    expected = set(model.state_dict())
+    state_dict = {key.replace("_orig_mod.", ""): value for key, value in state_dict.items()}
+    missing = sorted(key for key in expected - set(state_dict) if not is_ignorable_key(key, is_bi_encoder))
+    unexpected = sorted(key for key in set(state_dict) - expected if not is_ignorable_key(key, is_bi_encoder))
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not match the model: missing {_preview(missing)}, unexpected {_preview(unexpected)}")
+    loadable = {key: value for key, value in state_dict.items() if key in expected}
+    mismatched = [f"{key} {tuple(value.shape)} vs {tuple(model.state_dict()[key].shape)}" for key, value in loadable.items() if value.shape != model.state_dict()[key].shape]
+    if mismatched:
+        raise ValueError(f"checkpoint tensors have the wrong shape: {_preview(mismatched)}")
+    model.load_state_dict(loadable, strict=False)
+
+
+def write_weights(model: nn.Module, model_dir: Path) -> None:
+    tensors = {key.replace("_orig_mod.", ""): value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+    save_file(_untie(tensors), str(model_dir / SAFETENSORS_FILE), metadata={"format": "pt"})
+
+
+def _untie(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory; copy the later ones."""
+    seen: set[int] = set()
+    result = {}
+    for key, value in tensors.items():
+        pointer = value.data_ptr()
+        result[key] = value.clone() if pointer in seen and value.numel() else value
+        seen.add(pointer)
+    return result
+
+
+def load_tokenizer(source: str | Path):
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    if not tokenizer.is_fast:
+        raise ValueError(f"the tokenizer at {source} is not a fast tokenizer; word alignment needs word_ids()")
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _preview(items: list[str], limit: int = 8) -> str:
+    if not items:
+        return "none"
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")

@@ -1,0 +1,19 @@
+"""The bidirectional LSTM over word vectors that uni-encoders apply before the span layer."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class WordLSTM(nn.Module):
+    def __init__(self, hidden_size: int, num_layers: int = 1):
+        super().__init__()
+        self.lstm = nn.LSTM(hidden_size, hidden_size // 2, num_layers=num_layers, bidirectional=True, batch_first=True)
+
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Packed by each row's true length, so padding never reaches either direction; padded outputs are 0."""
+        packed = pack_padded_sequence(words, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+        output, _ = self.lstm(packed)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=words.size(1))
+        return output
