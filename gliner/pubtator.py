@@ -162,7 +162,8 @@ def _parse_block(block: list[NumberedLine], source_name: str) -> PubtatorDocumen
         _check_pmid(fields[0], pmid, source_name, line_number)
         if len(fields) == _RELATION_FIELDS:
             continue
-        if len(fields) != _MENTION_FIELDS:
+        # Mentions have 6 fields; some corpora omit the concept id (5) or add composite-mention parts (7+).
+        if len(fields) < _MENTION_FIELDS - 1:
             raise PubtatorFormatError(
                 source_name,
                 line_number,
@@ -182,7 +183,8 @@ def _parse_text_line(line: str, expected_kind: str, source_name: str, line_numbe
 
 
 def _parse_mention(fields: list[str], source_name: str, line_number: int) -> PubtatorMention:
-    _, start_field, end_field, text, mention_type, concept_id = fields
+    _, start_field, end_field, text, mention_type = fields[:5]
+    concept_id = fields[5] if len(fields) > 5 else ""
     try:
         start, end = int(start_field), int(end_field)
     except ValueError:

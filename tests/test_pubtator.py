@@ -7,6 +7,7 @@ from gliner.pubtator import (
     PubtatorDocument,
     PubtatorFormatError,
     PubtatorMention,
+    iter_pubtator,
     iter_pubtator_records,
     mention_mismatches,
     read_pubtator,
@@ -128,7 +129,7 @@ def test_documents_without_blank_separator_are_split_at_title_lines():
         ("5|t|Title\n5\t0\t5\tTitle\tX\tC1\n", 2),  # abstract line missing
         ("5|a|Abstract\n5|t|Title\n", 1),  # abstract before title
         ("5|t|Title\n5|a|Abstract\n5\tzero\t5\tTitle\tX\tC1\n", 3),  # offset not an integer
-        ("5|t|Title\n5|a|Abstract\n5\t0\t5\tTitle\tX\n", 3),  # five fields
+        ("5|t|Title\n5|a|Abstract\n5\t0\t5\n", 3),  # two fields after the pmid
         ("5|t|Title\n5|a|Abstract\n6\t0\t5\tTitle\tX\tC1\n", 3),  # another document's pmid
         ("5|t|Title\n5|a|Abstract\n5\t4\t2\tTitle\tX\tC1\n", 3),  # end before start
         ("5|t|Title\n", 1),  # title only
@@ -159,3 +160,15 @@ def test_record_iterator_skips_a_broken_document_and_keeps_the_next():
     assert str(error).startswith("mixed.pubtator:7:")
     assert isinstance(third, PubtatorDocument) and third.pmid == "3"
     assert mention_mismatches(third) == []
+
+
+def test_mentions_without_concept_id_or_with_composite_parts_are_read():
+    lines = [
+        "7|t|Aspirin and warfarin",
+        "7|a|Bleeding.",
+        "7\t0\t7\tAspirin\tChemical",
+        "7\t12\t20\twarfarin\tChemical\tD014859\twarfarin|extra",
+        "",
+    ]
+    [document] = list(iter_pubtator(lines, "inline"))
+    assert [(m.text, m.concept_id) for m in document.mentions] == [("Aspirin", ""), ("warfarin", "D014859")]
