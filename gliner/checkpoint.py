@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
@@ -38,14 +37,19 @@ def resolve_model_dir(model_id: str | Path, *, revision=None, cache_dir=None, lo
 def read_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
     """Weights from model.safetensors, else pytorch_model.bin through the weights-only unpickler."""
     safetensors_path, pickle_path = model_dir / SAFETENSORS_FILE, model_dir / PICKLE_FILE
+    if safetensors_path.is_file():
+        path, read = safetensors_path, lambda: load_file(str(safetensors_path))
+    elif pickle_path.is_file():
+        path, read = pickle_path, lambda: torch.load(pickle_path, map_location="cpu", weights_only=True)
+    else:
+        raise FileNotFoundError(f"no {SAFETENSORS_FILE} or {PICKLE_FILE} in {model_dir}")
     try:
-        if safetensors_path.is_file():
-            return load_file(str(safetensors_path))
-        if pickle_path.is_file():
-            return torch.load(pickle_path, map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, RuntimeError, EOFError, ValueError) as error:
-        raise ValueError(f"corrupt checkpoint file in {model_dir}: {error}") from error
-    raise FileNotFoundError(f"no {SAFETENSORS_FILE} or {PICKLE_FILE} in {model_dir}")
+        state_dict = read()
+    except Exception as error:  # parsers raise many types (SafetensorError, UnpicklingError, IndexError, ...)
+        raise ValueError(f"corrupt checkpoint file {path}: {type(error).__name__}: {error}") from error
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise ValueError(f"corrupt checkpoint file {path}: not a mapping of names to tensors")
+    return state_dict
 
 
 def is_ignorable_key(key: str, is_bi_encoder: bool) -> bool:

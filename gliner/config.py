@@ -66,8 +66,8 @@ class GLiNERConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_rnn_layers < 0:
-            raise ValueError(f"num_rnn_layers must be >= 0, got {self.num_rnn_layers}")
+        if not isinstance(self.num_rnn_layers, int) or isinstance(self.num_rnn_layers, bool) or self.num_rnn_layers < 0:
+            raise ValueError(f"num_rnn_layers must be a non-negative integer, got {self.num_rnn_layers!r}")
         if self.subtoken_pooling != "first":
             raise ValueError(f"subtoken_pooling {self.subtoken_pooling!r} is not supported; only 'first' is")
         if self.words_splitter_type != "whitespace":
