@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -189,7 +190,7 @@ class GLiNER(nn.Module):
         max_words = self.config.max_len
         if long_text == "truncate":
             if len(words) > max_words:
-                warnings.warn(f"Sentence of length {len(words)} has been truncated to {max_words}", stacklevel=4)
+                warnings.warn(f"Sentence of length {len(words)} has been truncated to {max_words}", stacklevel=_caller_stacklevel())
             end = min(len(words), max_words)
             return [Window(0, end, 0, end)]
         counts = count_tokens_per_word(self.tokenizer, words.tokens)
@@ -270,10 +271,21 @@ def _check_texts(texts) -> list[str]:
     return list(texts)
 
 
+def _caller_stacklevel() -> int:
+    """The stacklevel that makes a warning point at the first frame outside this package and torch's wrappers."""
+    import inspect
+
+    package_dir = str(Path(__file__).parent)
+    frame, level = inspect.currentframe(), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(package_dir) or "torch/utils/_contextlib" in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level - 1
+
+
 def _check_options(threshold: float, batch_size: int, long_text: str) -> None:
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if long_text not in LONG_TEXT_MODES:
         raise ValueError(f"long_text must be one of {LONG_TEXT_MODES}, got {long_text!r}")
