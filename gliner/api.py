@@ -26,6 +26,7 @@ from .config import GLiNERConfig
 from .decoding import Span, find_candidates, greedy_select
 from .labels import normalize_labels
 from .model import SpanModel, build_model
+from .span_scorer import LabelSide
 from .windows import Window, count_tokens_per_word, plan_windows
 from .words import Words, split_words
 
@@ -47,6 +48,10 @@ class GLiNER(nn.Module):
         self.tokenizer = tokenizer
         self.labels_tokenizer = labels_tokenizer
         self.window_overlap = max(2 * config.max_width, 32)
+        # Reference mode runs upstream's computation step by step (fp32 parity tests); the default fast mode runs
+        # the exact factorised span scorer, the CPU LSTM loop and length-bucketed batches.
+        self.reference_mode = False
+        self._label_cache: dict[tuple, tuple[torch.Tensor, LabelSide]] = {}
         self.eval()
 
     # ----------------------------------------------------------------------------------------------- loading
@@ -134,6 +139,10 @@ class GLiNER(nn.Module):
             self.labels_tokenizer.save_pretrained(str(save_directory / LABELS_TOKENIZER_DIR))
         return save_directory
 
+    def train(self, mode: bool = True) -> "GLiNER":
+        self._label_cache.clear()  # weights are about to change
+        return super().train(mode)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -218,24 +227,40 @@ class GLiNER(nn.Module):
         return [] if self.config.is_bi_encoder else build_prompt(labels, self.config.ent_token, self.config.sep_token)
 
     def _predict_chunks(self, chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size) -> list[list[Span]]:
-        labels_embeds = self.encode_labels(labels) if self.config.is_bi_encoder else None
-        results: list[list[Span]] = []
-        for first in range(0, len(chunks), batch_size):
-            batch_chunks = chunks[first : first + batch_size]
-            word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in batch_chunks]
-            logits = self._logits(word_lists, labels, labels_embeds)
-            for row, word_list in enumerate(word_lists):
-                candidates = find_candidates(logits[row], len(word_list), labels, threshold)
-                results.append(greedy_select(candidates, flat_ner, multi_label))
+        word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in chunks]
+        label_inputs = self._label_inputs(labels) if self.config.is_bi_encoder else {}
+        order = list(range(len(chunks)))
+        if not self.reference_mode:
+            # Similar lengths share a batch, so little compute goes to padding; results return in input order.
+            order.sort(key=lambda index: -sum(len(word) for word in word_lists[index]))
+        results: list[list[Span]] = [[] for _ in chunks]
+        for first in range(0, len(order), batch_size):
+            batch_indices = order[first : first + batch_size]
+            logits = self._logits([word_lists[i] for i in batch_indices], labels, label_inputs)
+            probs = torch.sigmoid(logits.float()) if self.reference_mode else None
+            for row, index in enumerate(batch_indices):
+                row_probs = probs[row] if probs is not None else None
+                candidates = find_candidates(logits[row], len(word_lists[index]), labels, threshold, row_probs)
+                results[index] = greedy_select(candidates, flat_ner, multi_label)
         return results
 
-    def _logits(self, word_lists: list[list[str]], labels: list[str], labels_embeds: torch.Tensor | None) -> torch.Tensor:
+    def _label_inputs(self, labels: list[str]) -> dict:
+        """Bi-encoders: label vectors and their span-side factors, computed once per label set and device."""
+        key = (tuple(labels), self.device, next(self.model.parameters()).dtype)
+        if key not in self._label_cache:
+            if len(self._label_cache) >= 16:
+                self._label_cache.pop(next(iter(self._label_cache)))
+            labels_embeds = self.encode_labels(labels)
+            with torch.inference_mode():
+                side = self.model.label_side(labels_embeds.unsqueeze(0))
+            self._label_cache[key] = (labels_embeds, LabelSide(side.vectors[0], side.bias[0]))
+        labels_embeds, side = self._label_cache[key]
+        return {"labels_embeds": labels_embeds, "cached_label_side": side}
+
+    def _logits(self, word_lists: list[list[str]], labels: list[str], label_inputs: dict) -> torch.Tensor:
         inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self._prompt(labels))
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
-        if labels_embeds is not None:
-            logits, _ = self.model(**inputs, labels_embeds=labels_embeds)
-        else:
-            logits, _ = self.model(**inputs)
+        logits, _ = self.model(**inputs, **label_inputs, reference=self.reference_mode)
         return logits
 
 

@@ -1,9 +1,13 @@
 """From span logits to entities: threshold, then greedy overlap resolution in upstream's exact order."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+# Below this logit margin sigmoid(x) is certainly <= threshold in fp32, so those spans need no sigmoid at all.
+_LOGIT_MARGIN = 1e-3
 
 
 @dataclass(frozen=True)
@@ -14,39 +18,73 @@ class Span:
     score: float
 
 
-def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], threshold: float) -> list[Span]:
+def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], threshold: float, probs: torch.Tensor | None = None) -> list[Span]:
     """Spans with sigmoid(logit) > threshold (strict), in (start, width, label) row-major order.
 
-    logits: (W, K, C) for one text. Spans that run past the text's last word are dropped.
+    logits: (W, K, C) for one text. Spans that run past the text's last word are dropped. The probability is
+    the fp32 sigmoid of the logit; a cheap pre-filter on the logit itself skips the sigmoid for spans that
+    cannot pass. `probs` (W, K, C), when given, are used as they are: upstream applies the sigmoid to the whole
+    batch tensor, and vectorised and scalar sigmoid can differ in the last bit, so bit parity needs the same.
     """
-    probs = torch.sigmoid(logits.float())
-    starts, widths, classes = torch.where(probs > threshold)
-    keep = starts + widths < num_words
-    starts, widths, classes = starts[keep], widths[keep], classes[keep]
-    scores = probs[starts, widths, classes].tolist()
-    return [
-        Span(start, start + width, labels[label], score)
-        for start, width, label, score in zip(starts.tolist(), widths.tolist(), classes.tolist(), scores)
-    ]
+    if probs is not None:
+        return _candidates_from_probs(probs[:num_words], num_words, labels, threshold)
+    logits = logits[:num_words].float()
+    widths = torch.arange(logits.size(1), device=logits.device)
+    inside = (torch.arange(logits.size(0), device=logits.device).unsqueeze(1) + widths) < num_words
+    maybe = inside.unsqueeze(-1).expand_as(logits)
+    if 0.0 < threshold < 1.0:
+        cutoff = math.log(threshold / (1.0 - threshold))
+        maybe = maybe & (logits > cutoff - _LOGIT_MARGIN * (1.0 + abs(cutoff)))
+    starts, offsets, classes = torch.where(maybe)
+    probs = torch.sigmoid(logits[starts, offsets, classes])
+    keep = probs > threshold
+    starts, offsets, classes, probs = starts[keep].tolist(), offsets[keep].tolist(), classes[keep].tolist(), probs[keep].tolist()
+    return [Span(s, s + k, labels[c], p) for s, k, c, p in zip(starts, offsets, classes, probs)]
+
+
+def _candidates_from_probs(probs: torch.Tensor, num_words: int, labels: list[str], threshold: float) -> list[Span]:
+    starts, offsets, classes = torch.where(probs > threshold)
+    keep = starts + offsets < num_words
+    starts, offsets, classes = starts[keep], offsets[keep], classes[keep]
+    scores = probs[starts, offsets, classes].tolist()
+    return [Span(s, s + k, labels[c], p) for s, k, c, p in zip(starts.tolist(), offsets.tolist(), classes.tolist(), scores)]
 
 
 def greedy_select(candidates: list[Span], flat_ner: bool = True, multi_label: bool = False) -> list[Span]:
     """Highest score first (ties keep candidate order), skip what conflicts with a kept span; sort by start."""
-    conflicts = _flat_conflict if flat_ner else _nested_conflict
-    kept: list[Span] = []
-    for span in sorted(candidates, key=lambda span: -span.score):
-        if not any(conflicts(span, other, multi_label) for other in kept):
-            kept.append(span)
+    ranked = sorted(candidates, key=lambda span: -span.score)
+    kept = _select_flat(ranked, multi_label) if flat_ner else _select_nested(ranked, multi_label)
     return sorted(kept, key=lambda span: span.start)
 
 
-def _flat_conflict(a: Span, b: Span, multi_label: bool) -> bool:
-    if (a.start, a.end) == (b.start, b.end):
-        return not multi_label
-    return a.start <= b.end and b.start <= a.end
+def _select_flat(ranked: list[Span], multi_label: bool) -> list[Span]:
+    """Kept spans never overlap (identical boundaries may repeat with multi_label), so a word-occupancy map
+    decides each conflict in O(width)."""
+    if not ranked:
+        return []
+    occupied = bytearray(max(span.end for span in ranked) + 1)
+    kept_boundaries: set[tuple[int, int]] = set()
+    kept = []
+    for span in ranked:
+        clash = any(occupied[span.start : span.end + 1])
+        if clash and not (multi_label and (span.start, span.end) in kept_boundaries):
+            continue
+        kept.append(span)
+        kept_boundaries.add((span.start, span.end))
+        occupied[span.start : span.end + 1] = b"\x01" * (span.end - span.start + 1)
+    return kept
+
+
+def _select_nested(ranked: list[Span], multi_label: bool) -> list[Span]:
+    kept: list[Span] = []
+    for span in ranked:
+        if not any(_nested_conflict(span, other, multi_label) for other in kept):
+            kept.append(span)
+    return kept
 
 
 def _nested_conflict(a: Span, b: Span, multi_label: bool) -> bool:
+    """Nested decoding allows containment but not partial overlap; identical boundaries need multi_label."""
     if (a.start, a.end) == (b.start, b.end):
         return not multi_label
     overlaps = a.start <= b.end and b.start <= a.end

@@ -7,6 +7,7 @@ from torch import nn
 from .config import GLiNERConfig
 from .encoder import Backbone, BiEncoder, TokenEncoder, build_hf_config
 from .span_rep import SpanRepLayer, projection_mlp
+from .span_scorer import LabelSide, label_side, score_all_spans
 from .word_lstm import WordLSTM
 
 
@@ -19,10 +20,23 @@ class SpanModel(nn.Module):
         self.span_rep_layer = SpanRepLayer(config.span_mode, config.hidden_size, config.max_width, config.dropout)
         self.prompt_rep_layer = projection_mlp(config.hidden_size, config.hidden_size, config.dropout)
 
-    def score(self, words: torch.Tensor, span_idx: torch.Tensor, span_mask: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-        """words (B, W, D), prompts (B, C, D) -> logits (B, W, K, C)."""
-        span_rep = self.span_rep_layer(words, span_idx * span_mask.unsqueeze(-1))
-        return torch.einsum("BLKD,BCD->BLKC", span_rep, self.prompt_rep_layer(prompts))
+    def score(self, words, span_idx, span_mask, prompts: torch.Tensor, reference: bool = True) -> torch.Tensor:
+        """words (B, W, D), label vectors (B, C, D) before prompt_rep_layer -> logits (B, W, K, C).
+
+        reference: upstream's computation, span vectors and all. Otherwise the exact factorised form
+        (span_scorer.py); spans past the end of a row then hold arbitrary values, as padding does in the reference.
+        """
+        if reference:
+            span_rep = self.span_rep_layer(words, span_idx * span_mask.unsqueeze(-1))
+            return torch.einsum("BLKD,BCD->BLKC", span_rep, self.prompt_rep_layer(prompts))
+        return self.score_with_label_side(words, self.label_side(prompts))
+
+    def label_side(self, prompts: torch.Tensor) -> LabelSide:
+        """The per-label factors spans are scored against; cacheable for a fixed label set (bi-encoders)."""
+        return label_side(self.span_rep_layer.span_rep_layer, self.prompt_rep_layer(prompts))
+
+    def score_with_label_side(self, words: torch.Tensor, labels: LabelSide) -> torch.Tensor:
+        return score_all_spans(self.span_rep_layer.span_rep_layer, words, labels)
 
 
 class UniEncoderSpanModel(SpanModel):
@@ -32,17 +46,17 @@ class UniEncoderSpanModel(SpanModel):
         if config.num_rnn_layers > 0:
             self.rnn = WordLSTM(config.hidden_size, config.num_rnn_layers)
 
-    def forward(self, input_ids, attention_mask, words_mask, text_lengths, span_idx, span_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids, attention_mask, words_mask, text_lengths, span_idx, span_mask, reference: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, W, K, C) and the mask (B, C) of the label slots each row really has."""
         token_embeds = self.token_rep_layer(input_ids, attention_mask)
         prompts, prompts_mask = extract_prompts(token_embeds, input_ids, attention_mask, self.config.class_token_index, self.config.embed_ent_token)
-        words = self.word_vectors(token_embeds, words_mask, text_lengths, span_idx.size(1) // self.config.max_width)
-        return self.score(words, span_idx, span_mask, prompts), prompts_mask
+        words = self.word_vectors(token_embeds, words_mask, text_lengths, span_idx.size(1) // self.config.max_width, reference)
+        return self.score(words, span_idx, span_mask, prompts, reference), prompts_mask
 
-    def word_vectors(self, token_embeds, words_mask, text_lengths, num_words: int) -> torch.Tensor:
+    def word_vectors(self, token_embeds, words_mask, text_lengths, num_words: int, reference: bool = True) -> torch.Tensor:
         words = extract_words(token_embeds, words_mask, num_words)
         if hasattr(self, "rnn"):
-            words = self.rnn(words, text_lengths)
+            words = self.rnn(words, text_lengths, reference=reference)
         return words
 
 
@@ -57,12 +71,19 @@ class BiEncoderSpanModel(SpanModel):
         """(C, D) pooled label vectors, before `prompt_rep_layer` (what upstream's `encode_labels` returns)."""
         return self.token_rep_layer.encode_labels(labels_input_ids, labels_attention_mask)
 
-    def forward(self, input_ids, attention_mask, words_mask, text_lengths, span_idx, span_mask, labels_embeds) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids, attention_mask, words_mask, text_lengths, span_idx, span_mask, labels_embeds=None,
+                reference: bool = True, cached_label_side: LabelSide | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """labels_embeds: (C, D) from encode_labels; or, fast path only, the cached `label_side` of them."""
         token_embeds = self.token_rep_layer.encode_text(input_ids, attention_mask)
         words = extract_words(token_embeds, words_mask, span_idx.size(1) // self.config.max_width)
+        if cached_label_side is not None and not reference:
+            batch = words.size(0)
+            expanded = LabelSide(cached_label_side.vectors.expand(batch, -1, -1), cached_label_side.bias.expand(batch, -1))
+            prompts_mask = torch.ones(batch, expanded.bias.size(-1), dtype=torch.long, device=words.device)
+            return self.score_with_label_side(words, expanded), prompts_mask
         prompts = labels_embeds.to(words.dtype).unsqueeze(0).expand(words.size(0), -1, -1)
         prompts_mask = torch.ones(prompts.shape[:2], dtype=torch.long, device=prompts.device)
-        return self.score(words, span_idx, span_mask, prompts), prompts_mask
+        return self.score(words, span_idx, span_mask, prompts, reference), prompts_mask
 
 
 def extract_words(token_embeds: torch.Tensor, words_mask: torch.Tensor, num_words: int) -> torch.Tensor:

@@ -36,8 +36,8 @@ def model(request):
 
 def probabilities(model, word_list, labels):
     with torch.inference_mode():
-        embeds = model.encode_labels(labels) if model.config.is_bi_encoder else None
-        logits = model._logits([word_list], labels, embeds)
+        label_inputs = model._label_inputs(labels) if model.config.is_bi_encoder else {}
+        logits = model._logits([word_list], labels, label_inputs)
     return torch.sigmoid(logits[0, : len(word_list)].float())
 
 
@@ -191,8 +191,8 @@ def test_prompt_tokens_inside_text_are_ordinary_words(model):
     assert entities
     assert_well_formed(text, entities, LABELS, 0.0)
     with torch.inference_mode():
-        embeds = model.encode_labels(LABELS) if model.config.is_bi_encoder else None
-        logits = model._logits([words], LABELS, embeds)
+        label_inputs = model._label_inputs(LABELS) if model.config.is_bi_encoder else {}
+        logits = model._logits([words], LABELS, label_inputs)
     assert logits.shape[-1] == len(LABELS)
 
 

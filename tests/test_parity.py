@@ -15,8 +15,11 @@ RECORD = load_upstream_record()
 
 @pytest.fixture(scope="module", params=["uni", "bi", "deberta"])
 def parity_model(request, tmp_path_factory):
+    """Reference mode: upstream's computation step by step, for exact parity."""
     directory = assemble_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
-    return request.param, GLiNER.from_pretrained(directory)
+    model = GLiNER.from_pretrained(directory)
+    model.reference_mode = True
+    return request.param, model
 
 
 def assert_same_predictions(ours: list[dict], theirs: list[dict], context: str) -> None:
