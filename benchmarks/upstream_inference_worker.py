@@ -1,0 +1,64 @@
+"""Runs in the upstream venv (.venv-upstream, gliner==0.2.29): builds the benchmark checkpoints, or times one
+inference scenario. Called by inference_vs_upstream.py; it never imports this project's code."""
+import argparse
+import json
+import os
+import resource
+import time
+import warnings
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+from gliner import GLiNER, GLiNERConfig  # noqa: E402
+
+
+def make_checkpoints(out_dir: str, backbone: str, train_data: str, steps: int) -> None:
+    """MiniLM-backbone uni- and bi-encoders (hidden 512, upstream's default) briefly trained by upstream's own
+    trainer on BC5CDR and NCBI-disease sentences: scores then look like a real model's (mostly far from the
+    threshold), which random heads do not give (every probability within ~0.01 of 0.5)."""
+    examples = json.load(open(train_data))
+    for name, labels_encoder, seed in (("uni", None, 101), ("bi", backbone, 103)):
+        torch.manual_seed(seed)
+        config = GLiNERConfig(model_name=backbone, labels_encoder=labels_encoder, hidden_size=512, max_len=384, max_width=12)
+        model = GLiNER.from_config(config, backbone_from_pretrained=True, local_files_only=True)
+        model.train_model(
+            examples, None, output_dir=os.path.join(out_dir, name + "_trainer"), max_steps=steps, learning_rate=5e-5,
+            others_lr=1e-3, per_device_train_batch_size=8, use_cpu=True, save_steps=100000, logging_steps=50,
+            dataloader_num_workers=0, warmup_ratio=0.05,
+        )
+        model.save_pretrained(os.path.join(out_dir, name), safe_serialization=True)
+
+
+def run(args) -> None:
+    torch.set_num_threads(args.threads)
+    texts = json.load(open(args.texts))
+    labels = json.load(open(args.labels))
+    model = GLiNER.from_pretrained(args.checkpoint, local_files_only=True)
+    model.inference(texts[:4], labels, threshold=args.threshold, batch_size=args.batch_size)  # warm-up
+    start = time.perf_counter()
+    predictions = model.inference(texts, labels, threshold=args.threshold, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    json.dump({"seconds": seconds, "peak_rss_mib": peak_mib, "predictions": predictions}, open(args.out, "w"))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--make-checkpoints")
+    parser.add_argument("--backbone")
+    parser.add_argument("--train-data")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--texts")
+    parser.add_argument("--labels")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.make_checkpoints:
+        make_checkpoints(args.make_checkpoints, args.backbone, args.train_data, args.steps)
+    else:
+        run(args)
