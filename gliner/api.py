@@ -1,6 +1,7 @@
 """`GLiNER`: loading, saving and entity prediction with the API upstream users know."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
 import warnings
@@ -49,9 +50,11 @@ class GLiNER(nn.Module):
         self.labels_tokenizer = labels_tokenizer
         self.window_overlap = max(2 * config.max_width, 32)
         # Reference mode runs upstream's computation step by step (fp32 parity tests); the default fast mode runs
-        # the exact factorised span scorer, the CPU LSTM loop and length-bucketed batches.
+        # the exact factorised span scorer, a logit pre-filter before the sigmoid and length-bucketed batches.
         self.reference_mode = False
         self._label_cache: dict[tuple, tuple[torch.Tensor, LabelSide]] = {}
+        # Mixed precision for inference (e.g. torch.bfloat16 on GPU); None runs in the weights' dtype.
+        self.autocast_dtype: torch.dtype | None = None
         self.eval()
 
     # ----------------------------------------------------------------------------------------------- loading
@@ -68,12 +71,13 @@ class GLiNER(nn.Module):
         dtype: torch.dtype | None = None,
         max_length: int | None = None,
         max_width: int | None = None,
+        attn_implementation: str | None = None,
     ) -> "GLiNER":
         """Load a checkpoint directory or hub id. Weights must match the model exactly (see README for the
-        few keys that are deliberately skipped)."""
+        few keys that are deliberately skipped). attn_implementation: e.g. "sdpa" or "eager" for the backbone."""
         model_dir = resolve_model_dir(model_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         config = GLiNERConfig.from_json_file(model_dir / CONFIG_FILE)
-        overrides = {"max_len": max_length, "max_width": max_width}
+        overrides = {"max_len": max_length, "max_width": max_width, "attn_implementation": attn_implementation}
         config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
         has_tokenizer = (model_dir / "tokenizer_config.json").is_file()
         tokenizer = load_tokenizer(model_dir if has_tokenizer else config.model_name)
@@ -138,6 +142,23 @@ class GLiNER(nn.Module):
         if self.labels_tokenizer is not None:
             self.labels_tokenizer.save_pretrained(str(save_directory / LABELS_TOKENIZER_DIR))
         return save_directory
+
+    def set_precision(self, precision: str) -> "GLiNER":
+        """"fp32" (default), "bf16" or "fp16": autocast for inference; weights stay as they are."""
+        choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        if precision not in choices:
+            raise ValueError(f"precision must be one of {sorted(choices)}, got {precision!r}")
+        self.autocast_dtype = choices[precision]
+        self._label_cache.clear()
+        return self
+
+    def compile(self, **options) -> "GLiNER":
+        """torch.compile the backbone(s) (dynamic shapes); the module tree and checkpoint keys stay unchanged."""
+        encoder = self.model.token_rep_layer
+        backbones = [encoder.bert_layer] + ([encoder.labels_encoder] if hasattr(encoder, "labels_encoder") else [])
+        for backbone in backbones:
+            backbone.model.forward = torch.compile(backbone.model.forward, dynamic=True, **options)
+        return self
 
     def train(self, mode: bool = True) -> "GLiNER":
         self._label_cache.clear()  # weights are about to change
@@ -250,8 +271,8 @@ class GLiNER(nn.Module):
         if key not in self._label_cache:
             if len(self._label_cache) >= 16:
                 self._label_cache.pop(next(iter(self._label_cache)))
-            labels_embeds = self.encode_labels(labels)
-            with torch.inference_mode():
+            with torch.inference_mode(), self._autocast():
+                labels_embeds = self.encode_labels(labels)
                 side = self.model.label_side(labels_embeds.unsqueeze(0))
             self._label_cache[key] = (labels_embeds, LabelSide(side.vectors[0], side.bias[0]))
         labels_embeds, side = self._label_cache[key]
@@ -260,8 +281,14 @@ class GLiNER(nn.Module):
     def _logits(self, word_lists: list[list[str]], labels: list[str], label_inputs: dict) -> torch.Tensor:
         inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self._prompt(labels))
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
-        logits, _ = self.model(**inputs, **label_inputs, reference=self.reference_mode)
-        return logits
+        with self._autocast():
+            logits, _ = self.model(**inputs, **label_inputs, reference=self.reference_mode)
+        return logits.float()
+
+    def _autocast(self):
+        if self.autocast_dtype is None or self.reference_mode:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
 
 # --------------------------------------------------------------------------------------------------- helpers

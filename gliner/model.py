@@ -50,13 +50,13 @@ class UniEncoderSpanModel(SpanModel):
         """Logits (B, W, K, C) and the mask (B, C) of the label slots each row really has."""
         token_embeds = self.token_rep_layer(input_ids, attention_mask)
         prompts, prompts_mask = extract_prompts(token_embeds, input_ids, attention_mask, self.config.class_token_index, self.config.embed_ent_token)
-        words = self.word_vectors(token_embeds, words_mask, text_lengths, span_idx.size(1) // self.config.max_width, reference)
+        words = self.word_vectors(token_embeds, words_mask, text_lengths, span_idx.size(1) // self.config.max_width)
         return self.score(words, span_idx, span_mask, prompts, reference), prompts_mask
 
-    def word_vectors(self, token_embeds, words_mask, text_lengths, num_words: int, reference: bool = True) -> torch.Tensor:
+    def word_vectors(self, token_embeds, words_mask, text_lengths, num_words: int) -> torch.Tensor:
         words = extract_words(token_embeds, words_mask, num_words)
         if hasattr(self, "rnn"):
-            words = self.rnn(words, text_lengths, reference=reference)
+            words = self.rnn(words, text_lengths)
         return words
 
 

@@ -51,18 +51,17 @@ def test_fast_logits_equal_reference_logits_on_every_valid_span(parity_model):
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_stepwise_lstm_equals_packed_lstm(num_layers):
+def test_lstm_runs_each_row_over_its_true_length(num_layers):
     torch.manual_seed(0)
     lstm = WordLSTM(48, num_layers).eval()
-    words = torch.randn(5, 37, 48)
-    lengths = torch.tensor([37, 1, 20, 36, 5])
+    words = torch.randn(3, 37, 48)
+    lengths = torch.tensor([37, 1, 20])
     with torch.inference_mode():
-        packed = lstm(words, lengths, reference=True)
-        stepwise = lstm(words, lengths, reference=False)
-    assert (packed - stepwise).abs().max().item() < 1e-5
-    for row, length in enumerate(lengths.tolist()):
-        assert torch.count_nonzero(stepwise[row, length:]) == 0  # padding stays zero
-        assert torch.count_nonzero(stepwise[row, :length]) > 0
+        batched = lstm(words, lengths)
+        for row, length in enumerate(lengths.tolist()):
+            alone = lstm(words[row : row + 1, :length], lengths[row : row + 1])
+            assert (batched[row, :length] - alone[0]).abs().max().item() < 1e-5  # padding changes nothing
+            assert torch.count_nonzero(batched[row, length:]) == 0
 
 
 @pytest.mark.parametrize("span_mode", ["markerV0", "marker"])
@@ -179,3 +178,30 @@ def test_batches_group_similar_lengths(tiny_uni_dir):
     texts = ["word " * n for n in (3, 30, 4, 29, 5, 28, 6, 27)]
     model.inference(texts, ["x"], batch_size=4)
     assert seen_lengths == [[30, 29, 28, 27], [6, 5, 4, 3]]
+
+
+@pytest.mark.parametrize("kind", ["uni", "bi"])
+def test_bf16_autocast_runs_and_stays_close(kind, request):
+    model = GLiNER.from_pretrained(request.getfixturevalue(f"tiny_{kind}_dir"))
+    words = [split_words(t).tokens[:40] for t in RECORD["texts"][:6]]
+    _, fp32 = both_logits(model, words, ["disease", "chemical"])
+    model.set_precision("bf16")
+    label_inputs = model._label_inputs(["disease", "chemical"]) if model.config.is_bi_encoder else {}
+    with torch.inference_mode():
+        bf16 = model._logits(words, ["disease", "chemical"], label_inputs)
+    finite = torch.isfinite(fp32)
+    assert bf16.dtype == torch.float32  # logits come back in fp32 for decoding
+    assert (bf16[finite] - fp32[finite]).abs().max().item() < 0.05 * fp32[finite].abs().max().item()
+    with pytest.raises(ValueError, match="precision"):
+        model.set_precision("int4")
+
+
+def test_attention_implementation_override(tiny_uni_dir):
+    eager = GLiNER.from_pretrained(tiny_uni_dir, attn_implementation="eager")
+    sdpa = GLiNER.from_pretrained(tiny_uni_dir, attn_implementation="sdpa")
+    assert eager.model.token_rep_layer.bert_layer.model.config._attn_implementation == "eager"
+    assert sdpa.model.token_rep_layer.bert_layer.model.config._attn_implementation == "sdpa"
+    text = RECORD["texts"][1]
+    a = eager.predict_entities(text, ["disease"], threshold=0.0)
+    b = sdpa.predict_entities(text, ["disease"], threshold=0.0)
+    assert len(a) == len(b) and max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) < 1e-5
