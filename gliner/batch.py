@@ -7,30 +7,32 @@ import torch
 
 
 def build_prompt(labels: Sequence[str], ent_token: str, sep_token: str) -> list[str]:
-    """[ent, label_1, ent, label_2, ..., ent, label_C, sep]: each label is one "word" however many spaces it has."""
+    """[ent, label_1, ent, label_2, ..., ent, label_C, sep]: each label is one "word" however many spaces it has.
+    An empty label (training's placeholder for an example with no types) keeps its marker but adds no word."""
     prompt: list[str] = []
     for label in labels:
-        prompt += [ent_token, label]
+        prompt += [ent_token, label] if label else [ent_token]
     return prompt + [sep_token]
 
 
-def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_width: int, prompt: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """Tokenize `prompt + words` per row and build word, span and length tensors.
+def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_width: int, prompt: Sequence[str] = (),
+                 prompts_per_row: Sequence[Sequence[str]] | None = None) -> dict[str, torch.Tensor]:
+    """Tokenize `prompt + words` per row (or each row's own prompt) and build word, span and length tensors.
 
     words_mask[b, t] is k (1-based) when subword t is the first piece of text word k, else 0. It follows the
     tokenizer's word_ids(), so a word that yields no subword leaves a zero vector without shifting later words.
     """
+    prompts = prompts_per_row if prompts_per_row is not None else [prompt] * len(word_lists)
     encoded = tokenizer(
-        [list(prompt) + list(words) for words in word_lists],
+        [list(row_prompt) + list(words) for row_prompt, words in zip(prompts, word_lists)],
         is_split_into_words=True,
         truncation=True,
         padding="longest",
         return_tensors="pt",
     )
-    prompt_length = len(prompt)
     words_mask = torch.zeros_like(encoded["input_ids"])
     for row in range(len(word_lists)):
-        previous = None
+        previous, prompt_length = None, len(prompts[row])
         for position, word_id in enumerate(encoded.word_ids(row)):
             if word_id is not None and word_id != previous and word_id >= prompt_length:
                 words_mask[row, position] = word_id - prompt_length + 1

@@ -1,0 +1,55 @@
+"""Reading GLiNER training examples into Ray Data, from Parquet (the `examples` contract), JSON Lines or a JSON
+array, local or any fsspec URL. Spans become structs {start, end, label} so Arrow can hold them."""
+from __future__ import annotations
+
+import json
+
+import fsspec
+import ray
+
+
+def normalize_example(raw: dict) -> dict:
+    """GLiNER JSON ([start, end, label] triples) to the examples contract; malformed spans pass through as-is
+    (as strings) so the training loop can count and skip them rather than the reader failing."""
+    ner = []
+    for item in raw.get("ner") or []:
+        if isinstance(item, dict):
+            ner.append({"start": item.get("start"), "end": item.get("end"), "label": item.get("label")})
+        elif isinstance(item, (list, tuple)) and len(item) == 3:
+            ner.append({"start": item[0], "end": item[1], "label": item[2]})
+        else:
+            ner.append({"start": None, "end": None, "label": json.dumps(item)})
+    negatives = raw.get("negatives", raw.get("ner_negatives"))
+    label_set = raw.get("ner_labels")
+    return {
+        "doc_id": str(raw.get("doc_id", "")),
+        "tokenized_text": [str(token) for token in raw.get("tokenized_text") or []],
+        "ner": ner,
+        "negatives": [str(n) for n in negatives] if isinstance(negatives, (list, tuple)) else None,
+        # the complete label set an example was annotated with (e.g. a corpus's types): no sampled negatives
+        "ner_labels": [str(n) for n in label_set] if isinstance(label_set, (list, tuple)) else None,
+    }
+
+
+def read_examples(path: str, data_format: str = "auto") -> ray.data.Dataset:
+    data_format = _infer_format(path) if data_format == "auto" else data_format
+    if data_format == "parquet":
+        return ray.data.read_parquet(path)
+    if data_format == "jsonl":
+        return ray.data.read_text(path).map(lambda row: normalize_example(json.loads(row["text"])))
+    if data_format == "json":
+        with fsspec.open(path, "r", encoding="utf-8") as handle:
+            records = json.load(handle)
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: a .json training file must hold a list of examples")
+        return ray.data.from_items([normalize_example(record) for record in records])
+    raise ValueError(f"unknown training data format {data_format!r} (parquet, jsonl, json)")
+
+
+def _infer_format(path: str) -> str:
+    lowered = path.rstrip("/").lower()
+    if lowered.endswith(".jsonl") or lowered.endswith(".jsonl.gz"):
+        return "jsonl"
+    if lowered.endswith(".json"):
+        return "json"
+    return "parquet"  # a .parquet file or a directory of them

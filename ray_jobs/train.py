@@ -1,0 +1,196 @@
+"""Train a GLiNER model with Ray Train and DeepSpeed.
+
+    python -m ray_jobs.train --config configs/train/<name>.yaml [key=value ...]
+    python -m ray_jobs.train --config ... --train-data PATH --output DIR --max-steps N --num-workers N
+
+Each worker reads its shard of the examples through Ray Data, builds batches with in-batch negative types, and
+steps a DeepSpeed engine (ZeRO stage, precision, micro-batch and accumulation from the config; gloo on CPU).
+Checkpoints (upstream-compatible model files plus DeepSpeed optimizer state) are reported to Ray Train every
+`checkpoint_every` steps and at the end; a failed run restarts from the latest one (`max_failures`).
+The final model is copied to OUTPUT/final_model and a summary written to OUTPUT/_SUMMARY.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .job_config import Section, load_config
+
+
+class ModelSection(Section):
+    backbone: str | None = None  # text encoder: local directory or hub id
+    labels_encoder: str | None = None  # set for a bi-encoder
+    init_from: str | None = None  # a GLiNER checkpoint to continue from (post-training)
+    hidden_size: int | None = None
+    max_width: int = Field(12, ge=1)
+    max_len: int = Field(384, ge=1)
+    span_mode: Literal["markerV0", "marker"] = "markerV0"
+    dropout: float = Field(0.4, ge=0.0, lt=1.0)
+
+
+class DataSection(Section):
+    train: str
+    format: Literal["auto", "parquet", "jsonl", "json"] = "auto"
+    max_types: int = Field(25, ge=1)
+    max_neg_type_ratio: int = Field(1, ge=0)
+    shuffle: bool = True
+
+
+class OptimSection(Section):
+    lr_encoder: float = Field(1e-5, gt=0)
+    lr_others: float = Field(5e-5, gt=0)
+    weight_decay_encoder: float = Field(0.01, ge=0)
+    weight_decay_others: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float = Field(10.0, ge=0)
+
+
+class LossSection(Section):
+    alpha: float = -1.0
+    gamma: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    prob_margin: float = Field(0.0, ge=0, lt=1)
+    reduction: Literal["sum", "mean"] = "sum"
+    negatives: float = Field(1.0, ge=0, le=1)
+    masking: Literal["none", "global", "label", "span"] = "none"
+
+
+class ScaleSection(Section):
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(0.5, gt=0)  # fractional by default so Ray Data keeps CPU for reading
+    torch_threads: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    zero_stage: int = Field(2, ge=0, le=3)
+    micro_batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+
+
+class TrainConfig(Section):
+    name: str = "gliner-train"
+    output: str
+    model: ModelSection
+    data: DataSection
+    optim: OptimSection = OptimSection()
+    loss: LossSection = LossSection()
+    scale: ScaleSection = ScaleSection()
+    max_steps: int = Field(ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=-1)
+    log_every: int = Field(25, ge=1)
+    seed: int = 42
+    fail_at_step: int | None = None  # for tests: raise once at this step in a run that did not resume
+
+    @model_validator(mode="after")
+    def _needs_a_model(self) -> "TrainConfig":
+        if not self.model.backbone and not self.model.init_from:
+            raise ValueError("model.backbone or model.init_from must be set")
+        if self.scale.precision != "fp32" and not self.scale.use_gpu:
+            raise ValueError("bf16/fp16 training needs use_gpu=true; CPU training runs in fp32")
+        return self
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (configs/train/*.yaml)")
+    parser.add_argument("--train-data", help="examples: Parquet, JSONL or JSON; local path or fsspec URL")
+    parser.add_argument("--output", help="output directory (checkpoints, final_model, _SUMMARY.json)")
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr_others=1e-4")
+    args = parser.parse_args(argv)
+    flags = {"data.train": args.train_data, "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers}
+    return load_config(TrainConfig, args.config, args.overrides, flags), args.address
+
+
+def run(config: TrainConfig, address: str | None = None):
+    """Fit on Ray Train; returns the Ray Train result."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from .example_reader import read_examples
+    from .ray_runtime import init_ray
+    from .train_loop import train_loop_per_worker
+
+    init_ray(address)
+    output = Path(config.output).resolve() if "://" not in config.output else config.output
+    dataset = read_examples(config.data.train, config.data.format)
+    if config.data.shuffle:
+        dataset = dataset.random_shuffle(seed=config.seed)
+    scaling = ray.train.ScalingConfig(
+        num_workers=config.scale.num_workers,
+        use_gpu=config.scale.use_gpu,
+        resources_per_worker={"CPU": config.scale.cpus_per_worker, **({"GPU": 1} if config.scale.use_gpu else {})},
+    )
+    run_config = ray.train.RunConfig(
+        name=config.name,
+        storage_path=str(output),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
+        failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+    )
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config.model_dump(),
+        scaling_config=scaling,
+        run_config=run_config,
+        torch_config=TorchConfig(backend="nccl" if config.scale.use_gpu else "gloo"),
+        datasets={"train": dataset},
+    )
+    return trainer.fit()
+
+
+def export_final_model(result, output: Path) -> Path:
+    """Copy the last checkpoint's model files (not the optimizer state) to OUTPUT/final_model."""
+    final = output / "final_model"
+    if final.exists():
+        shutil.rmtree(final)
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        shutil.copytree(checkpoint_dir, final, ignore=shutil.ignore_patterns("deepspeed", "trainer_state.json"))
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, address = parse_args(argv)
+    started = time.time()
+    result = run(config, address)
+    if result.error is not None:
+        print(f"training failed: {result.error}", file=sys.stderr)
+        return 1
+    output = Path(config.output).resolve()
+    final = export_final_model(result, output)
+    summary = {
+        "job": "train",
+        "config": config.model_dump(),
+        "final_model": str(final),
+        "metrics": result.metrics,
+        "seconds": round(time.time() - started, 1),
+        "versions": _versions(),
+    }
+    (output / "_SUMMARY.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps({k: summary[k] for k in ("final_model", "metrics", "seconds")}, indent=2, default=str))
+    return 0
+
+
+def _versions() -> dict:
+    import deepspeed
+    import ray
+    import torch
+    import transformers
+
+    return {"ray": ray.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "deepspeed": deepspeed.__version__,
+            "python": sys.version.split()[0], "pid": os.getpid()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The training job on a real local Ray: 2 Ray Train workers, DeepSpeed ZeRO-2 over gloo, tiny model."""
+import json
+
+import pytest
+
+from gliner import GLiNER
+from gliner.iob import read_iob
+from ray_jobs.train import TrainConfig, export_final_model, parse_args, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory, data_dir):
+    examples = read_iob(data_dir / "bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})[:96]
+    examples += [
+        {"tokenized_text": [], "ner": []},  # empty text
+        {"tokenized_text": ["a", "b"], "ner": [[0, 5, "disease"]]},  # span out of range
+        {"tokenized_text": ["w"] * 30, "ner": [[0, 20, "disease"]]},  # wider than max_width
+    ]
+    path = tmp_path_factory.mktemp("train") / "train.json"
+    path.write_text(json.dumps(examples))
+    return path
+
+
+def config(tmp_path, backbone, train_file, **changes) -> TrainConfig:
+    values = {
+        "name": "tiny",
+        "output": str(tmp_path / "out"),
+        "max_steps": 20,
+        "checkpoint_every": 5,
+        "keep_checkpoints": 10,
+        "model": {"backbone": str(backbone), "hidden_size": 32, "max_width": 8, "max_len": 64},
+        "data": {"train": str(train_file), "shuffle": False},
+        "optim": {"lr_encoder": 5e-4, "lr_others": 5e-3, "warmup_ratio": 0.0, "schedule": "constant"},
+        "scale": {"num_workers": 2, "micro_batch_size": 4, "zero_stage": 2, "torch_threads": 1},
+    }
+    for key, value in changes.items():
+        section, _, field = key.rpartition(".")
+        (values[section] if section else values)[field] = value
+    return TrainConfig.model_validate(values)
+
+
+def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path, tiny_backbone, train_file):
+    result = run(config(tmp_path, tiny_backbone, train_file))
+    assert result.error is None
+    history = sorted((metrics["step"], metrics) for _, metrics in result.best_checkpoints)
+    assert [step for step, _ in history] == [5, 10, 15, 20]
+    first, last = history[0][1], history[-1][1]
+    assert last["loss"] < 0.7 * first["loss"], (first["loss"], last["loss"])
+    assert last["examples_seen"] >= 20 * 2 * 4 - 8
+    # counted (once per epoch the workers went through), never fatal
+    assert set(last["skipped"]) == {"empty_tokenized_text", "span_out_of_range", "span_too_wide"}
+    final = export_final_model(result, tmp_path / "out")
+    model = GLiNER.from_pretrained(final)
+    entities = model.predict_entities("Cisplatin caused nephrotoxicity and hearing loss .", ["chemical", "disease"], threshold=0.0)
+    assert entities and all(e["label"] in ("chemical", "disease") for e in entities)
+    assert (final / "gliner_config.json").exists() and not (final / "deepspeed").exists()
+
+
+def test_resume_after_injected_failure_continues_from_last_checkpoint(local_ray, tmp_path, tiny_backbone, train_file):
+    run_config = config(tmp_path, tiny_backbone, train_file, max_steps=6, checkpoint_every=2, fail_at_step=5, max_failures=1)
+    result = run(run_config)
+    assert result.error is None
+    assert result.metrics["step"] == 6
+    assert result.metrics["resumed_from_step"] == 4  # not 0: the restarted workers loaded the step-4 checkpoint
+    steps = sorted(metrics["step"] for _, metrics in result.best_checkpoints)
+    assert steps == [2, 4, 6]
+
+
+def test_config_flags_overrides_and_errors(tmp_path, tiny_backbone, train_file):
+    path = tmp_path / "train.yaml"
+    path.write_text(f"output: {tmp_path}/o\nmax_steps: 5\nmodel:\n  backbone: {tiny_backbone}\ndata:\n  train: x.json\n")
+    parsed, _ = parse_args(["--config", str(path), "--train-data", str(train_file), "--max-steps", "9", "--num-workers", "2", "optim.lr_others=0.001", "scale.zero_stage=1"])
+    assert (parsed.max_steps, parsed.scale.num_workers, parsed.data.train) == (9, 2, str(train_file))
+    assert (parsed.optim.lr_others, parsed.scale.zero_stage) == (0.001, 1)
+    with pytest.raises(ValueError, match="learning_rate"):
+        parse_args(["--config", str(path), "optim.learning_rate=1"])
+    with pytest.raises(ValueError, match="zero_stage"):
+        parse_args(["--config", str(path), "scale.zero_stage=5"])
+    with pytest.raises(ValueError, match="not of the form"):
+        parse_args(["--config", str(path), "max_steps"])
+    with pytest.raises(ValueError, match="use_gpu"):
+        parse_args(["--config", str(path), "scale.precision=bf16"])
