@@ -68,7 +68,9 @@ def build_tiny_deberta(directory: Path) -> Path:
     wordpiece.train_from_iterator(PARITY_TEXTS + MANY_LABELS + SHORT_LABELS, vocab_size=400, min_frequency=1)
     directory.mkdir(parents=True, exist_ok=True)
     wordpiece.save_model(str(directory))
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True, model_max_length=128)
+    # transformers 5 ignores `vocab_file` here and silently builds a 5-token vocabulary; `vocab` works.
+    tokenizer = BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True, model_max_length=128)
+    assert len(tokenizer) > 50 and "[UNK]" not in tokenizer.tokenize("the patient"), "tiny tokenizer lost its vocabulary"
     tokenizer.save_pretrained(str(directory))
     config = DebertaV2Config(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,

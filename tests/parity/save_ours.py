@@ -29,6 +29,7 @@ def main(out_dir: Path) -> None:
         torch.manual_seed(seed)
         model = GLiNER.from_backbone(minilm, labels_encoder=labels_encoder, hidden_size=64, max_len=48)
         model.save_pretrained(out_dir / name)
+        model.reference_mode = True  # compare like for like: upstream's computation, bit for bit
         inference = our_inference(model)
         cases = predict_cases(inference, build_cases(inference))
         (out_dir / f"{name}_predictions.json").write_text(json.dumps(cases))
