@@ -197,6 +197,29 @@ class GLiNER(nn.Module):
         spans_per_text = _merge_chunks(chunks, spans_per_chunk, len(texts), flat_ner, multi_label)
         return [_to_entities(text, words, spans) for text, words, spans in zip(texts, words_per_text, spans_per_text)]
 
+    @torch.inference_mode()
+    def predict_word_spans(
+        self,
+        word_lists: Sequence[Sequence[str]],
+        labels: Sequence[str],
+        threshold: float = 0.5,
+        flat_ner: bool = True,
+        multi_label: bool = False,
+        batch_size: int = 8,
+        long_text: str = "window",
+    ) -> list[list[Span]]:
+        """Entities of pre-split texts (e.g. IOB sentences) as word spans (start, end inclusive, label, score)."""
+        labels = normalize_labels(labels, reserved_tokens=(self.config.ent_token, self.config.sep_token))
+        _check_options(threshold, batch_size, long_text)
+        words_per_text = []
+        for index, words in enumerate(word_lists):
+            if isinstance(words, str) or not all(isinstance(word, str) for word in words):
+                raise ValueError(f"word list {index} must be a list of strings")
+            words_per_text.append(Words(list(words), [0] * len(words), [0] * len(words)))
+        chunks = self._plan_chunks(words_per_text, labels, long_text)
+        spans_per_chunk = self._predict_chunks(chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size)
+        return _merge_chunks(chunks, spans_per_chunk, len(words_per_text), flat_ner, multi_label)
+
     def encode_labels(self, labels: Sequence[str]) -> torch.Tensor:
         """Bi-encoders only: (C, D) pooled label vectors, the tensor upstream's `encode_labels` returns."""
         if not self.config.is_bi_encoder:

@@ -545,3 +545,14 @@ def test_encode_labels_on_bi_encoder(bi):
         bi.encode_labels([])
     with pytest.raises(ValueError):
         bi.encode_labels(["person", " "])
+
+
+def test_predict_word_spans_matches_text_prediction(model):
+    words = "Cisplatin induced nephrotoxicity in three patients with ovarian cancer .".split()
+    text = " ".join(words)
+    by_words = model.predict_word_spans([words], LABELS, threshold=0.0)[0]
+    by_text = model.predict_entities(text, LABELS, threshold=0.0)
+    assert [(s.label, " ".join(words[s.start : s.end + 1])) for s in by_words] == [(e["label"], e["text"]) for e in by_text]
+    assert [s.score for s in by_words] == [e["score"] for e in by_text]
+    with pytest.raises(ValueError, match="word list 0"):
+        model.predict_word_spans(["not a list"], LABELS)
