@@ -158,17 +158,21 @@ def _window_metrics(window: dict, state: dict, engine, skipped: Counter, world_s
     if world_size > 1:
         dist.all_reduce(counts)
     loss_sum, micro_batches, window_examples, examples_seen = counts[:4].tolist()
-    seconds = time.perf_counter() - window["started"]
+    now = time.perf_counter()
+    seconds = now - window["started"]
+    # Throughput since the first report: start-up (model load, kernel compilation, first batches) excluded.
+    steady = window.setdefault("steady", {"started": now, "examples_seen": examples_seen})
     metrics = {
         "step": state["step"],
         "loss": loss_sum / max(1.0, micro_batches),
         "examples_per_s": window_examples / max(seconds, 1e-9),
+        "steady_examples_per_s": (examples_seen - steady["examples_seen"]) / max(now - steady["started"], 1e-9) if now > steady["started"] else None,
         "examples_seen": int(examples_seen),
         "lr": max(engine.get_lr()),
         "skipped": {reason: int(count) for reason, count in zip(SKIP_REASONS, counts[4:].tolist()) if count},
         "resumed_from_step": state["resumed_from_step"],
     }
-    window.update(loss=0.0, micro_batches=0, examples=0, started=time.perf_counter())
+    window.update(loss=0.0, micro_batches=0, examples=0, started=now)
     return metrics
 
 

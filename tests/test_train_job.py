@@ -91,3 +91,20 @@ def test_config_flags_overrides_and_errors(tmp_path, tiny_backbone, train_file):
         parse_args(["--config", str(path), "max_steps"])
     with pytest.raises(ValueError, match="use_gpu"):
         parse_args(["--config", str(path), "scale.precision=bf16"])
+
+
+def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, tiny_bi_dir, train_file):
+    """init_from: a bi-encoder checkpoint continues training (1 worker, ZeRO-1) and is saved bi-encoder again."""
+    before = GLiNER.from_pretrained(tiny_bi_dir)
+    run_config = config(tmp_path, tiny_bi_dir, train_file, max_steps=3, checkpoint_every=3)
+    run_config = run_config.model_copy(update={
+        "model": run_config.model.model_copy(update={"backbone": None, "init_from": str(tiny_bi_dir)}),
+        "scale": run_config.scale.model_copy(update={"num_workers": 1, "zero_stage": 1}),
+    })
+    result = run(run_config)
+    assert result.error is None and result.metrics["step"] == 3
+    after = GLiNER.from_pretrained(export_final_model(result, tmp_path / "out"))
+    assert after.config.is_bi_encoder and after.labels_tokenizer is not None
+    changed = [name for name, tensor in after.model.state_dict().items() if not (tensor == before.model.state_dict()[name]).all()]
+    assert "prompt_rep_layer.0.weight" in changed  # trained, starting from the given weights
+    assert any(name.startswith("token_rep_layer.labels_encoder") for name in changed)  # label encoder learns too

@@ -1,0 +1,419 @@
+"""Evaluate a GLiNER model on gold NER corpora (IOB sentences, PubTator abstracts), one Ray task per dataset.
+
+    python -m ray_jobs.evaluate --config configs/evaluate/<name>.yaml [key=value ...]
+    python -m ray_jobs.evaluate --model DIR --dataset PATH --labels a,b [--format iob|pubtator]
+        [--label-map Chemical=chemical,...] [--output DIR] [--threshold 0.5] [--name NAME]
+
+Each dataset maps its gold types to the labels the model is asked for (`label_map`); gold types missing from the
+map are dropped and counted as `ignored_gold_mentions`. Strict and relaxed micro P/R/F1, per-type and macro scores
+per dataset; overall micro pools all datasets (summed tp/fp/fn), overall macro is the mean of the datasets' micro
+F1. Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/_SUMMARY.json and prints the table.
+
+Few-shot (`few_shot:` section or --few-shot-* flags): K training sentences are drawn (seeded) from an IOB train
+file, the model is fine-tuned on them for `steps` steps by the train job (1 worker, ZeRO stage 0) into
+OUTPUT/few_shot_K_seedS/final_model, and that model is evaluated exactly like a zero-shot one.
+
+Ray: RAY_ADDRESS or --address joins a cluster, else an embedded local Ray starts. The model is loaded inside each
+task (`num_cpus_per_task`, `num_gpus_per_task`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import ray
+from pydantic import Field, model_validator
+
+from gliner.evaluation import (
+    check_dataset_path,
+    check_model_path,
+    default_dataset_name,
+    evaluate_predictions,
+    format_markdown,
+    infer_format,
+    load_gold,
+    parse_label_map,
+    pool_results,
+    predict,
+    sample_few_shot,
+    summary_table,
+)
+
+from .job_config import Section, load_config
+
+
+class DatasetSection(Section):
+    path: str  # local path or fsspec URL
+    name: str | None = None  # default: parent folder / file stem, e.g. "BC5CDR/test"
+    format: Literal["auto", "iob", "pubtator"] = "auto"  # auto: .tsv -> iob, .pubtator -> pubtator
+    label_map: dict[str, str] | None = None  # gold type -> label; None: gold types are the labels
+    labels: list[str] | None = None  # default: the sorted unique mapped labels
+    max_documents: int | None = Field(None, ge=1)  # the first N sentences (IOB) or documents (PubTator)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "DatasetSection":
+        if self.format == "auto":
+            object.__setattr__(self, "format", infer_format(self.path))
+        if self.name is None:
+            object.__setattr__(self, "name", default_dataset_name(self.path))
+        if self.label_map is not None and not self.label_map:
+            raise ValueError(f"dataset {self.name}: label_map is empty")
+        return self
+
+
+class FewShotSection(Section):
+    k: int = Field(ge=1)  # training sentences
+    seed: int = 0
+    train_path: str  # an IOB train file
+    steps: int = Field(50, ge=1)
+    label_map: dict[str, str] | None = None  # default: the datasets' label maps merged
+    only_with_entities: bool = True  # draw among sentences with at least one mapped mention
+    lr_encoder: float = Field(1e-5, gt=0)
+    lr_others: float = Field(5e-5, gt=0)
+    micro_batch_size: int = Field(8, ge=1)
+    cpus_per_worker: float = Field(0.5, gt=0)
+    torch_threads: int | None = Field(None, ge=1)
+    use_gpu: bool = False
+
+
+class EvaluateConfig(Section):
+    name: str = "gliner-evaluate"
+    model: str  # a GLiNER checkpoint directory or hub id
+    output: str | None = None  # default: outputs/evaluate/<name>
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    flat_ner: bool = True
+    batch_size: int = Field(8, ge=1)
+    long_text: Literal["window", "truncate", "error"] = "window"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    num_cpus_per_task: float = Field(1.0, gt=0)
+    num_gpus_per_task: float = Field(0.0, ge=0)
+    torch_threads: int | None = Field(None, ge=1)  # per task; default: num_cpus_per_task (at least 1)
+    datasets: list[DatasetSection] = Field(min_length=1)
+    few_shot: FewShotSection | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvaluateConfig":
+        if self.output is None:
+            object.__setattr__(self, "output", f"outputs/evaluate/{self.name}")
+        names = [dataset.name for dataset in self.datasets]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"dataset names must be unique (set name:), repeated: {duplicates}")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------- command line
+def parse_args(argv: list[str] | None = None) -> tuple[EvaluateConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (configs/evaluate/*.yaml)")
+    parser.add_argument("--model", help="GLiNER checkpoint directory or hub id")
+    parser.add_argument("--dataset", help="one gold file (.tsv IOB or .pubtator); replaces the config's datasets")
+    parser.add_argument("--format", choices=["auto", "iob", "pubtator"], help="format of --dataset (default: from the extension)")
+    parser.add_argument("--labels", help="comma-separated labels to predict for --dataset")
+    parser.add_argument("--label-map", help="GoldType=label,... for --dataset (types not listed are ignored)")
+    parser.add_argument("--name", help="name of --dataset in the results (without --dataset: the run's name)")
+    parser.add_argument("--max-documents", type=int, help="evaluate only the first N sentences/documents of every dataset")
+    parser.add_argument("--output", help="output directory (results.json, results.md, _SUMMARY.json)")
+    parser.add_argument("--threshold", type=float)
+    parser.add_argument("--few-shot-k", type=int, help="fine-tune on K sampled training sentences first")
+    parser.add_argument("--few-shot-train", help="IOB train file to sample the few-shot sentences from")
+    parser.add_argument("--few-shot-steps", type=int)
+    parser.add_argument("--few-shot-seed", type=int)
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. threshold=0.3 few_shot.steps=20")
+    args = parser.parse_intermixed_args(argv)  # key=value overrides may come before or after flags
+
+    values = {
+        "model": args.model,
+        "output": args.output,
+        "threshold": args.threshold,
+        "few_shot.k": args.few_shot_k,
+        "few_shot.train_path": args.few_shot_train,
+        "few_shot.steps": args.few_shot_steps,
+        "few_shot.seed": args.few_shot_seed,
+    }
+    dataset_flags = {"--format": args.format, "--labels": args.labels, "--label-map": args.label_map}
+    if args.dataset:
+        dataset = {"path": args.dataset, "format": args.format or "auto", "name": args.name}
+        if args.labels:
+            dataset["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
+        if args.label_map:
+            dataset["label_map"] = parse_label_map(args.label_map)
+        values["datasets"] = [dataset]
+    else:
+        given = [flag for flag, value in dataset_flags.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} describe --dataset; give --dataset too (or set them in the config's datasets)")
+        values["name"] = args.name
+    config = load_config(EvaluateConfig, args.config, args.overrides, values)
+    if args.max_documents is not None:
+        if args.max_documents < 1:
+            raise ValueError("--max-documents must be at least 1")
+        for dataset in config.datasets:
+            dataset.max_documents = args.max_documents
+    return config, args.address
+
+
+# ----------------------------------------------------------------------------------------------- Ray
+@ray.remote(num_cpus=1)
+def evaluate_dataset(model: str, dataset: dict, options: dict) -> dict:
+    """One dataset inside a Ray task: read gold, load the model, predict, score."""
+    return evaluate_dataset_locally(model, dataset, options)
+
+
+def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> dict:
+    import torch
+
+    from gliner import GLiNER
+
+    started = time.perf_counter()
+    gold = load_gold(dataset["path"], dataset["format"], dataset["label_map"], dataset["labels"], dataset["max_documents"])
+    read_s = time.perf_counter() - started
+    torch.set_num_threads(options["torch_threads"] or max(1, int(options["num_cpus"])))
+    device = "cuda" if options["num_gpus"] > 0 and torch.cuda.is_available() else "cpu"
+    loaded = time.perf_counter()
+    gliner = GLiNER.from_pretrained(model, map_location=device)
+    gliner.set_precision(options["precision"])
+    load_s = time.perf_counter() - loaded
+    predicting = time.perf_counter()
+    predictions = predict(gliner, gold, threshold=options["threshold"], flat_ner=options["flat_ner"], batch_size=options["batch_size"], long_text=options["long_text"])
+    predict_s = time.perf_counter() - predicting
+    scoring = time.perf_counter()
+    result = evaluate_predictions(gold, predictions, name=dataset["name"])
+    result["seconds"] = {
+        "read": round(read_s, 3),
+        "load_model": round(load_s, 3),
+        "predict": round(predict_s, 3),
+        "score": round(time.perf_counter() - scoring, 3),
+        "total": round(time.perf_counter() - started, 3),
+    }
+    result["documents_per_s"] = round(len(gold.spans) / predict_s, 2) if predict_s > 0 else None
+    result["device"] = device
+    result["node"] = os.uname().nodename
+    return result
+
+
+def run(config: EvaluateConfig, address: str | None = None) -> dict:
+    """Fine-tune first when few_shot is set, evaluate every dataset as a Ray task, write the outputs; returns the
+    results (also in OUTPUT/results.json)."""
+    from .ray_runtime import init_ray
+
+    started = time.time()
+    local = not (address or os.environ.get("RAY_ADDRESS"))
+    config = _checked_inputs(config, resolve_paths=local)
+    output = Path(config.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    init_ray(address)
+
+    model, few_shot, few_shot_s = config.model, None, 0.0
+    if config.few_shot is not None:
+        fine_tuning = time.time()
+        model, few_shot = fine_tune_few_shot(config, output, address)
+        few_shot_s = time.time() - fine_tuning
+
+    options = {
+        "threshold": config.threshold,
+        "flat_ner": config.flat_ner,
+        "batch_size": config.batch_size,
+        "long_text": config.long_text,
+        "precision": config.precision,
+        "num_cpus": config.num_cpus_per_task,
+        "num_gpus": config.num_gpus_per_task,
+        "torch_threads": config.torch_threads,
+    }
+    evaluating = time.time()
+    task = evaluate_dataset.options(num_cpus=config.num_cpus_per_task, num_gpus=config.num_gpus_per_task)
+    refs = [task.remote(model, dataset.model_dump(), options) for dataset in config.datasets]
+    dataset_results = []
+    for dataset, ref in zip(config.datasets, refs):
+        try:
+            dataset_results.append(ray.get(ref))
+        except ray.exceptions.RayTaskError as error:
+            cause = getattr(error, "cause", None) or error
+            raise RuntimeError(f"evaluating dataset {dataset.name!r} ({dataset.path}) failed: {type(cause).__name__}: {cause}") from None
+    evaluate_s = time.time() - evaluating
+
+    results = {
+        "job": "evaluate",
+        "name": config.name,
+        "model": model,
+        "base_model": config.model,
+        "threshold": config.threshold,
+        "flat_ner": config.flat_ner,
+        "few_shot": few_shot,
+        "datasets": dataset_results,
+        "overall": pool_results(dataset_results),
+    }
+    markdown = format_markdown(results)
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (output / "results.md").write_text(f"# {config.name}\n\nModel: `{model}`" + (f" (few-shot k={few_shot['k']}, seed={few_shot['seed']}, steps={few_shot['steps']}, from `{config.model}`)" if few_shot else "")
+                                       + f", threshold {config.threshold}\n\n" + markdown)
+    summary = {
+        "job": "evaluate",
+        "name": config.name,
+        "inputs": {
+            "model": config.model,
+            "evaluated_model": model,
+            "datasets": [{"name": d.name, "path": d.path, "format": d.format, "max_documents": d.max_documents} for d in config.datasets],
+            "few_shot_train": config.few_shot.train_path if config.few_shot else None,
+        },
+        "counts": {
+            "datasets": len(dataset_results),
+            "documents": results["overall"]["documents"],
+            "gold_mentions": results["overall"]["gold_mentions"],
+            "predicted_mentions": sum(r["predicted_mentions"] for r in dataset_results),
+            "per_dataset": {
+                r["name"]: {key: r[key] for key in ("documents", "gold_mentions", "predicted_mentions", "ignored_gold_mentions")}
+                for r in dataset_results
+            },
+            "few_shot_examples": few_shot["examples"] if few_shot else None,
+        },
+        "timings": {
+            "total_s": round(time.time() - started, 2),
+            "few_shot_s": round(few_shot_s, 2),
+            "evaluate_s": round(evaluate_s, 2),
+            "per_dataset": {r["name"]: r["seconds"] for r in dataset_results},
+        },
+        "outputs": {"results_json": str(output / "results.json"), "results_md": str(output / "results.md")},
+        "config": config.model_dump(),
+        "versions": versions(),
+    }
+    (output / "_SUMMARY.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return results
+
+
+def _checked_inputs(config: EvaluateConfig, resolve_paths: bool) -> EvaluateConfig:
+    """Clear errors for a missing model or dataset before any Ray work; with a local Ray, local paths become
+    absolute so tasks find them whatever their working directory."""
+    check_model_path(config.model)
+    for dataset in config.datasets:
+        try:
+            check_dataset_path(dataset.path)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"dataset {dataset.name!r}: {error}") from None
+    if config.few_shot is not None:
+        try:
+            check_dataset_path(config.few_shot.train_path)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"few_shot.train_path: {error}") from None
+        if infer_format(config.few_shot.train_path) != "iob":
+            raise ValueError(f"few_shot.train_path must be an IOB file (.tsv), got {config.few_shot.train_path}")
+    if not resolve_paths:
+        return config
+    config = config.model_copy(deep=True)
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve()) if "://" not in path and Path(path).expanduser().exists() else path
+
+    config.model = absolute(config.model)
+    for dataset in config.datasets:
+        dataset.path = absolute(dataset.path)
+    if config.few_shot is not None:
+        config.few_shot.train_path = absolute(config.few_shot.train_path)
+    return config
+
+
+# ----------------------------------------------------------------------------------------------- few-shot
+def fine_tune_few_shot(config: EvaluateConfig, output: Path, address: str | None = None) -> tuple[str, dict]:
+    """Sample K sentences, fine-tune `config.model` on them with the train job, export the final model.
+    Returns (final model directory, few-shot record for results.json)."""
+    from gliner.iob import read_iob
+
+    from .train import TrainConfig, export_final_model
+    from .train import run as train_run
+
+    few_shot = config.few_shot
+    label_map = few_shot.label_map if few_shot.label_map is not None else merged_label_map(config.datasets)
+    examples = sample_few_shot(read_iob(few_shot.train_path), few_shot.k, few_shot.seed, label_map, few_shot.only_with_entities)
+    directory = output / f"few_shot_{few_shot.k}_seed{few_shot.seed}"
+    directory.mkdir(parents=True, exist_ok=True)
+    train_file = directory / "train.json"
+    train_file.write_text(json.dumps(examples) + "\n")
+    max_width, max_len = model_limits(config.model)
+    labels = examples[0]["ner_labels"]
+    train_config = TrainConfig.model_validate({
+        "name": f"few_shot_{few_shot.k}_seed{few_shot.seed}",
+        "output": str(directory),
+        "model": {"init_from": config.model, "max_width": max_width, "max_len": max_len},
+        "data": {"train": str(train_file), "format": "json", "max_types": max(25, len(labels)), "shuffle": True},
+        "optim": {"lr_encoder": few_shot.lr_encoder, "lr_others": few_shot.lr_others, "warmup_ratio": 0.0, "schedule": "constant"},
+        "scale": {"num_workers": 1, "zero_stage": 0, "micro_batch_size": few_shot.micro_batch_size, "use_gpu": few_shot.use_gpu,
+                  "cpus_per_worker": few_shot.cpus_per_worker, "torch_threads": few_shot.torch_threads},
+        "max_steps": few_shot.steps,
+        "checkpoint_every": few_shot.steps,
+        "keep_checkpoints": 1,
+        "log_every": few_shot.steps,
+        "seed": few_shot.seed,
+    })
+    started = time.time()
+    result = train_run(train_config, address)
+    if result.error is not None:
+        raise RuntimeError(f"few-shot fine-tuning failed: {result.error}")
+    final = export_final_model(result, directory)
+    record = {
+        "k": few_shot.k,
+        "seed": few_shot.seed,
+        "steps": few_shot.steps,
+        "train_path": few_shot.train_path,
+        "label_map": label_map,
+        "labels": labels,
+        "examples": len(examples),
+        "example_mentions": sum(len(example["ner"]) for example in examples),
+        "model": str(final),
+        "train_config": train_config.model_dump(),
+        "final_metrics": {key: value for key, value in (result.metrics or {}).items() if isinstance(value, (int, float, str, dict, type(None)))},
+        "seconds": round(time.time() - started, 2),
+    }
+    return str(final), record
+
+
+def merged_label_map(datasets: list[DatasetSection]) -> dict[str, str] | None:
+    """The datasets' label maps as one (a gold type mapped to two different labels is an error); None when no
+    dataset has one."""
+    merged: dict[str, str] = {}
+    any_map = False
+    for dataset in datasets:
+        if dataset.label_map is None:
+            continue
+        any_map = True
+        for gold_type, label in dataset.label_map.items():
+            if merged.setdefault(gold_type, label) != label:
+                raise ValueError(f"gold type {gold_type!r} maps to {merged[gold_type]!r} and {label!r} in different datasets; set few_shot.label_map")
+    return merged if any_map else None
+
+
+def model_limits(model: str) -> tuple[int, int]:
+    """(max_width, max_len) of a checkpoint, so fine-tuning keeps the model's own settings."""
+    from gliner.checkpoint import CONFIG_FILE, resolve_model_dir
+    from gliner.config import GLiNERConfig
+
+    config = GLiNERConfig.from_json_file(resolve_model_dir(model) / CONFIG_FILE)
+    return config.max_width, config.max_len
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+
+    return {"ray": ray.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, address = parse_args(argv)
+        results = run(config, address)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary_table(results), end="")
+    print(f"\nwrote {Path(config.output).resolve()}/results.json, results.md, _SUMMARY.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
