@@ -189,12 +189,8 @@ class GLiNER(nn.Module):
         and merges their entities; "truncate" cuts them as upstream does (with a warning); "error" raises.
         """
         texts = _check_texts(texts)
-        labels = normalize_labels(labels, reserved_tokens=(self.config.ent_token, self.config.sep_token))
-        _check_options(threshold, batch_size, long_text)
         words_per_text = [split_words(text) for text in texts]
-        chunks = self._plan_chunks(words_per_text, labels, long_text)
-        spans_per_chunk = self._predict_chunks(chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size)
-        spans_per_text = _merge_chunks(chunks, spans_per_chunk, len(texts), flat_ner, multi_label)
+        spans_per_text = self._predict_words(words_per_text, labels, threshold, flat_ner, multi_label, batch_size, long_text)
         return [_to_entities(text, words, spans) for text, words, spans in zip(texts, words_per_text, spans_per_text)]
 
     @torch.inference_mode()
@@ -209,13 +205,16 @@ class GLiNER(nn.Module):
         long_text: str = "window",
     ) -> list[list[Span]]:
         """Entities of pre-split texts (e.g. IOB sentences) as word spans (start, end inclusive, label, score)."""
-        labels = normalize_labels(labels, reserved_tokens=(self.config.ent_token, self.config.sep_token))
-        _check_options(threshold, batch_size, long_text)
         words_per_text = []
         for index, words in enumerate(word_lists):
             if isinstance(words, str) or not all(isinstance(word, str) for word in words):
                 raise ValueError(f"word list {index} must be a list of strings")
             words_per_text.append(Words(list(words), [0] * len(words), [0] * len(words)))
+        return self._predict_words(words_per_text, labels, threshold, flat_ner, multi_label, batch_size, long_text)
+
+    def _predict_words(self, words_per_text: list[Words], labels, threshold, flat_ner, multi_label, batch_size, long_text) -> list[list[Span]]:
+        labels = normalize_labels(labels, reserved_tokens=(self.config.ent_token, self.config.sep_token))
+        _check_options(threshold, batch_size, long_text)
         chunks = self._plan_chunks(words_per_text, labels, long_text)
         spans_per_chunk = self._predict_chunks(chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size)
         return _merge_chunks(chunks, spans_per_chunk, len(words_per_text), flat_ner, multi_label)

@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
     parser.add_argument("--num-workers", type=int)
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr_others=1e-4")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value overrides may come before or after the flags
     flags = {"data.train": args.train_data, "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers}
     return load_config(TrainConfig, args.config, args.overrides, flags), args.address
 

