@@ -24,6 +24,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not slow"
 
+# Tag the shipped NCBI-disease abstracts with an embedded local Ray (trains the CPU model briefly if none exists).
+demo: $(STAMP)
+	$(PY) -m ray_jobs.demo
+
 # Upstream GLiNER in its own venv (it needs transformers<5.17 and other pins); used by parity scripts only.
 UPSTREAM_VENV := .venv-upstream
 upstream-venv: $(UPSTREAM_VENV)/.installed

@@ -87,7 +87,7 @@ def versions() -> dict:
     import torch
     import transformers
 
-    upstream = subprocess.run([str(UPSTREAM), "-c", "import gliner; print(gliner.__version__)"], capture_output=True, text=True).stdout.strip()
+    upstream = subprocess.run([str(UPSTREAM), "-c", "import importlib.metadata as m; print(m.version('gliner'))"], capture_output=True, text=True).stdout.strip()
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "upstream_gliner": upstream}
 
 

@@ -50,7 +50,11 @@ def run_upstream(train_data: Path, steps: int) -> dict:
 
 
 def run_ours(train_data: Path, steps: int) -> dict:
+    import shutil
+
     from ray_jobs.train import TrainConfig, run
+
+    shutil.rmtree(WORK / "ours", ignore_errors=True)  # Ray Train would restore an earlier run of the same name
 
     config = TrainConfig.model_validate({
         "name": "throughput", "output": str(WORK / "ours"), "max_steps": steps, "checkpoint_every": steps, "log_every": WARMUP_STEPS,

@@ -11,6 +11,7 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 from gliner import GLiNER, GLiNERConfig  # noqa: E402
+from gliner.model import _get_trainer_classes  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 
@@ -31,15 +32,17 @@ def main(args) -> None:
     config = GLiNERConfig(model_name=args.backbone, hidden_size=args.hidden_size, max_len=args.max_len, max_width=args.max_width, dropout=0.1)
     model = GLiNER.from_config(config, backbone_from_pretrained=True, local_files_only=True)
     clock = StepClock()
-    from gliner.training import Trainer, TrainingArguments  # noqa: F401  (upstream's trainer, as train_model uses it)
-
     training_args = model.create_training_args(
         output_dir=args.out + ".trainer", max_steps=args.steps, learning_rate=5e-5, others_lr=5e-4,
         per_device_train_batch_size=args.batch_size, use_cpu=True, save_steps=10**9, logging_steps=10**9,
         dataloader_num_workers=0, warmup_ratio=0.05, lr_scheduler_type="cosine", max_grad_norm=10.0,
     )
-    trainer = model.train_model(examples, None, training_args=training_args)
-    del trainer
+    # What `train_model` does, plus a step clock (train_model takes no callbacks).
+    trainer_class, _ = _get_trainer_classes()
+    trainer = trainer_class(model=model, args=training_args, train_dataset=examples, eval_dataset=None,
+                            data_collator=model._create_data_collator(), processing_class=model.data_processor.transformer_tokenizer,
+                            callbacks=[clock])
+    trainer.train()
     warm = args.warmup_steps
     seconds = clock.times[-1] - clock.times[warm - 1]
     json.dump({"steps": len(clock.times), "timed_steps": len(clock.times) - warm, "seconds": seconds,

@@ -112,7 +112,9 @@ def _initial_model(config, checkpoint_dir: Path | None) -> GLiNER:
 
 def _deepspeed_engine(deepspeed, config, gliner: GLiNER, world_size: int):
     optim = config.optim
-    optimizer = torch.optim.AdamW(parameter_groups(gliner.model, optim.lr_encoder, optim.lr_others, optim.weight_decay_encoder, optim.weight_decay_others))
+    groups = parameter_groups(gliner.model, optim.lr_encoder, optim.lr_others, optim.weight_decay_encoder, optim.weight_decay_others)
+    # The fused kernel (CPU and GPU) does the same update as the per-tensor loop, several times faster on CPU.
+    optimizer = torch.optim.AdamW(groups, fused=True)
     warmup = int(optim.warmup_ratio * config.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config.max_steps, warmup, optim.schedule))
     scale = config.scale
