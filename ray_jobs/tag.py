@@ -117,13 +117,17 @@ class ShardTagger:
 
         self.config = TagConfig.model_validate(config)
         self.labels = labels
-        threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
-        torch.set_num_threads(threads)
+        self.threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
         device = "cuda" if self.config.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.model = GLiNER.from_pretrained(self.config.model, map_location=device)
         self.model.set_precision(self.config.precision)
 
     def __call__(self, batch: dict) -> dict:
+        import torch
+
+        # OpenMP's thread count is per calling thread, and Ray Data may call from another thread than __init__
+        # (Ray sets OMP_NUM_THREADS from num_cpus), so it is set where the work runs.
+        torch.set_num_threads(self.threads)
         summaries = [self.tag_shard(shard, path, data_format) for shard, path, data_format in zip(batch["shard"], batch["path"], batch["format"])]
         return {"summary": [json.dumps(summary) for summary in summaries]}
 

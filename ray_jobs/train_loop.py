@@ -131,6 +131,8 @@ def _deepspeed_engine(deepspeed, config, gliner: GLiNER, world_size: int):
     }
     deepspeed.init_distributed(dist_backend="nccl" if scale.use_gpu else "gloo")
     engine, _, _, _ = deepspeed.initialize(model=gliner.model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    if world_size == 1 and scale.zero_stage == 0:
+        engine.enable_backward_allreduce = False  # nothing to average with; skips flattening and copying every gradient
     return engine
 
 
