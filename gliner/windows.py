@@ -52,7 +52,8 @@ def count_tokens_per_word(tokenizer, words: Sequence[str]) -> list[int]:
     counts = [0] * len(words)
     if not words:
         return counts
-    encoded = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, truncation=False)
+    # Whole documents on purpose (to plan windows): verbose=False drops the "longer than the maximum" warning.
+    encoded = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, truncation=False, verbose=False)
     for word_id in encoded.word_ids():
         if word_id is not None:
             counts[word_id] += 1
