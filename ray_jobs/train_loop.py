@@ -1,6 +1,7 @@
 """The per-worker training loop run by Ray Train: a DeepSpeed engine over a GLiNER span model."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -41,7 +42,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
     checkpoint = ray.train.get_checkpoint()
     state = {"step": 0, "examples": 0}
-    with (checkpoint.as_directory() if checkpoint else _no_directory()) as checkpoint_dir:
+    with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as checkpoint_dir:
         gliner = _initial_model(config, Path(checkpoint_dir) if checkpoint_dir else None)
         gliner.train()
         gliner.model.to(device)
@@ -82,14 +83,6 @@ def train_loop_per_worker(config_dict: dict) -> None:
                 ray.train.report(_window_metrics(window, state, engine, skipped, world_size))
             if is_last:
                 break
-
-
-class _no_directory:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *_):
-        return False
 
 
 def _initial_model(config, checkpoint_dir: Path | None) -> GLiNER:
