@@ -1,4 +1,4 @@
-"""The JSON the annotating LLM must produce, as a JSON schema for structured output and as Arrow types."""
+"""The data contracts as Arrow schemas, and the JSON the annotating LLM must produce (a JSON schema for structured output)."""
 from __future__ import annotations
 
 import pyarrow as pa
