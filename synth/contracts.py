@@ -3,32 +3,30 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-# {"entities": [{"id", "text", "type"}], "relations": [{"head", "tail", "type"}]}; head and tail are entity ids.
-ANNOTATION_JSON_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "entities": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"id": {"type": "integer"}, "text": {"type": "string"}, "type": {"type": "string"}},
-                "required": ["id", "text", "type"],
-                "additionalProperties": False,
-            },
+def annotation_json_schema(max_entities: int = 256, max_relations: int = 256, max_chars: int = 200) -> dict:
+    """{"entities": [{"id", "text", "type"}], "relations": [{"head", "tail", "type"}]}; head and tail are entity ids.
+
+    The bounds keep every constrained generation finite: without them a weak model can emit digits, spaces or list
+    items until it hits the token limit, and the output is cut mid-JSON.
+    """
+    entity_id = {"type": "integer", "minimum": 0, "maximum": max(max_entities - 1, 0)}
+    bounded_string = {"type": "string", "minLength": 1, "maxLength": max_chars}
+    entity = {"type": "object", "properties": {"id": entity_id, "text": bounded_string, "type": bounded_string},
+              "required": ["id", "text", "type"], "additionalProperties": False}
+    relation = {"type": "object", "properties": {"head": entity_id, "tail": entity_id, "type": bounded_string},
+                "required": ["head", "tail", "type"], "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {
+            "entities": {"type": "array", "items": entity, "maxItems": max_entities},
+            "relations": {"type": "array", "items": relation, "maxItems": max_relations},
         },
-        "relations": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"head": {"type": "integer"}, "tail": {"type": "integer"}, "type": {"type": "string"}},
-                "required": ["head", "tail", "type"],
-                "additionalProperties": False,
-            },
-        },
-    },
-    "required": ["entities", "relations"],
-    "additionalProperties": False,
-}
+        "required": ["entities", "relations"],
+        "additionalProperties": False,
+    }
+
+
+ANNOTATION_JSON_SCHEMA = annotation_json_schema()
 
 ENTITY_TYPE = pa.struct([("text", pa.string()), ("type", pa.string())])
 RELATION_TYPE = pa.struct([("head", pa.int32()), ("tail", pa.int32()), ("type", pa.string())])

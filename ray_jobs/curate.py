@@ -1,0 +1,696 @@
+"""Curate corpora into the `documents` contract: passages, quality filters, duplicate removal, per-source balance.
+
+    python -m ray_jobs.curate --config configs/curate/<name>.yaml [key=value ...]
+    python -m ray_jobs.curate --input PATH_OR_GLOB --source NAME --output DIR [--format auto|...] [key=value ...]
+
+Stages, on Ray Data (every stage scales out; nothing is collected on the driver except what is said below):
+1. read: one task per input file reads its documents (`synth.documents`), splits them into passages
+   (`synth.passages`, ids `<doc_id>#p<k>`) and applies the quality filters (`synth.quality`, per-source thresholds).
+   Passing passages and rejected records go to staging Parquet files, committed per file.
+2. exact duplicates: rows are hash-partitioned by their normalised-text key (`groupby` on key mod P); each
+   partition keeps the longest text of every key (ties: smaller id).
+3. MinHash signatures: `map_batches` over the remaining passages.
+4. LSH buckets: each signature is exploded into `bands` rows (band key, id), hash-partitioned by band key; each
+   partition emits the id pairs that share a key (`synth.near_duplicates.bucket_pairs`).
+5. verification: a reduce-side join done with two hash-partitioned `groupby`s (one keyed by the pair's first id,
+   one by its second; each partition also receives the signatures of its ids) attaches both signatures; pairs
+   with estimated Jaccard >= threshold are kept. (Ray Data's own `join` needs polars, which is not installed.)
+6. components: verified edges are collected on the driver for union-find; edges are few next to passages (one or
+   two per duplicate), and the removed ids are broadcast to the filter that follows.
+7. balance: an equal number of passages per source (the smallest non-empty source's count, or `balance.per_source`
+   when set): each passage scores a seeded 64-bit hash of its id and every source keeps its lowest scores. The
+   driver collects (source, score) pairs, 8 bytes a passage, to find each source's cut-off.
+Passage ids are `<doc_id>#p<k>`; a doc_id repeated within one file is rejected, and doc_ids are assumed unique
+across files and sources (not checked: give each source its own id space).
+Everything that does not reach OUTPUT/documents is a row of OUTPUT/rejected with its stage and reason: read errors,
+empty or overlong documents, quality failures, exact and near duplicates (detail: the id kept), balance drops.
+
+Output, committed at the end of the run: OUTPUT/documents/*.parquet (DOCUMENTS_SCHEMA), OUTPUT/rejected/*.parquet
+(REJECTED_SCHEMA), OUTPUT/_SUMMARY.json written last. Work happens in OUTPUT/.staging-<run>; an output with a
+summary is complete, and a rerun skips it unless `overwrite=true`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+import uuid
+import zlib
+from collections import Counter
+from pathlib import PurePosixPath
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from synth.contracts import DOCUMENTS_SCHEMA
+from synth.quality import QualityConfig
+
+from .job_config import Section, load_config
+
+FORMAT = Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"]
+REJECTED_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("source", pa.string()), ("input", pa.string()),
+    ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+])
+# Staged passages: the documents contract plus what the later stages need.
+PASSAGES_SCHEMA = pa.schema(list(DOCUMENTS_SCHEMA) + [("input", pa.string()), ("exact_key", pa.binary(16)), ("length", pa.int64())])
+
+
+# ------------------------------------------------------------------------------------------------ config
+class InputSpec(Section):
+    path: str  # a file, a directory or a glob; local or any fsspec URL
+    source: str
+    format: FORMAT = "auto"
+    id_column: str = "doc_id"
+    text_column: str = "text"
+    title_column: str | None = None
+
+
+class PassageSettings(Section):
+    max_words: int = Field(256, ge=1)
+    max_chars: int = Field(4000, ge=1)
+    max_document_chars: int = Field(50_000_000, ge=1)  # longer documents become rejected rows
+
+
+class DedupSettings(Section):
+    enabled: bool = True
+    num_perm: int = Field(128, ge=1)
+    bands: int = Field(32, ge=1)
+    rows: int = Field(4, ge=1)
+    ngram: int = Field(3, ge=1)
+    threshold: float = Field(0.7, gt=0, le=1)
+    seed: int = 0
+    max_bucket_size: int = Field(64, ge=2)
+    partitions: int | None = Field(None, ge=1)  # shuffle partitions; default: passages / rows_per_partition
+    rows_per_partition: int = Field(50_000, ge=1)
+    batch_size: int = Field(512, ge=1)  # passages per signature batch
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> "DedupSettings":
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        return self
+
+
+class BalanceSettings(Section):
+    enabled: bool = True
+    per_source: int | None = Field(None, ge=1)  # cap per source; None: the smallest non-empty source's count
+    seed: int = 0
+
+
+class CurateConfig(Section):
+    name: str = "curate"
+    inputs: list[InputSpec] = Field(min_length=1)
+    output: str
+    overwrite: bool = False
+    passages: PassageSettings = PassageSettings()
+    quality: QualityConfig = QualityConfig()
+    dedup: DedupSettings = DedupSettings()
+    balance: BalanceSettings = BalanceSettings()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[CurateConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (configs/curate/*.yaml)")
+    parser.add_argument("--input", help="one input: file, directory or glob; local or fsspec URL (replaces inputs)")
+    parser.add_argument("--source", default=None, help="source name of --input (default: default)")
+    parser.add_argument("--format", choices=list(FORMAT.__args__), help="format of --input (default: auto)")
+    parser.add_argument("--output", help="output directory or URL")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. dedup.threshold=0.8")
+    args = parser.parse_intermixed_args(argv)
+    values = {"output": args.output}
+    if args.input:
+        values["inputs"] = [{"path": args.input, "source": args.source or "default", "format": args.format or "auto"}]
+    elif args.source or args.format:
+        raise ValueError("--source and --format describe --input; give --input too")
+    return load_config(CurateConfig, args.config, args.overrides, values), args.address
+
+
+# ------------------------------------------------------------------------------------------------ planning
+def plan_files(config: CurateConfig) -> list[dict]:
+    """One item per input file: shard name, path, format, source and the input's reader settings."""
+    from synth.documents import infer_format
+
+    from .tag import list_input_files, shard_id
+
+    files = []
+    for spec in config.inputs:
+        root = spec.path.rstrip("/") if not any(ch in spec.path for ch in "*?[") else str(PurePosixPath(spec.path).parent)
+        for path in list_input_files(spec.path):
+            data_format = infer_format(path) if spec.format == "auto" else spec.format
+            files.append({"shard": f"{spec.source}-{shard_id(path, root)}", "path": path, "format": data_format,
+                          "source": spec.source, "reader": json.dumps([spec.id_column, spec.text_column, spec.title_column])})
+    return files
+
+
+def partitions_for(config: CurateConfig, passages: int, cpus: float) -> int:
+    if config.dedup.partitions:
+        return config.dedup.partitions
+    return max(int(cpus), math.ceil(passages / config.dedup.rows_per_partition), 1)
+
+
+# ------------------------------------------------------------------------------------------------ stage 1: read
+def curate_files(batch: dict, config: dict, staging: str) -> dict:
+    """Ray Data task body: read, split and filter whole input files; one summary row per file."""
+    settings = CurateConfig.model_validate(config)
+    summaries = [curate_file(settings, staging, item) for item in _rows(batch)]
+    return {"summary": [json.dumps(summary) for summary in summaries]}
+
+
+def curate_file(config: CurateConfig, staging: str, item: dict) -> dict:
+    from synth.documents import Document, read_documents
+
+    started = time.perf_counter()
+    id_column, text_column, title_column = json.loads(item["reader"])
+    thresholds = config.quality.for_source(item["source"])
+    passages, rejected, counts, seen = [], [], Counter(), set()
+    for record in read_documents(item["path"], item["format"], id_column, text_column, title_column):
+        problem = _document_problem(record, config, seen) if isinstance(record, Document) else None
+        if not isinstance(record, Document) or problem:
+            rejected.append(_read_rejection(record, problem, item))
+            counts["read_errors"] += 1
+            continue
+        seen.add(record.doc_id)
+        counts["documents"] += 1
+        _add_passages(record, item, config, thresholds, passages, rejected, counts)
+    _write_table(f"{staging}/passages/{item['shard']}.parquet", pa.Table.from_pylist(passages, PASSAGES_SCHEMA))
+    _write_table(f"{staging}/rejected/read-{item['shard']}.parquet", pa.Table.from_pylist(rejected, REJECTED_SCHEMA))
+    return {"shard": item["shard"], "path": item["path"], "source": item["source"], "format": item["format"],
+            "documents": counts["documents"], "read_errors": counts["read_errors"], "passages": counts["passages"],
+            "passed_quality": len(passages), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _document_problem(document, config: CurateConfig, seen: set) -> str | None:
+    if not document.text.strip():
+        return "empty text"
+    if len(document.text) > config.passages.max_document_chars:
+        return f"text longer than max_document_chars={config.passages.max_document_chars}"
+    if document.doc_id in seen:
+        return "doc_id repeated in the same file"
+    return None
+
+
+def _read_rejection(record, problem: str | None, item: dict) -> dict:
+    if problem:
+        return {"doc_id": record.doc_id, "source": item["source"], "input": item["path"], "stage": "read",
+                "reason": problem, "detail": problem}
+    detail = record.reason if record.line is None else f"{record.reason} (line {record.line})"
+    return {"doc_id": record.doc_id, "source": item["source"], "input": item["path"], "stage": "read",
+            "reason": reason_key(record.reason), "detail": detail}
+
+
+def reason_key(message: str) -> str:
+    """A reader's message without what varies per record (quoted content after ": " or ", got ", numbers), so that
+    rejections can be counted by reason: "invalid JSON: Expecting value" -> "invalid JSON"."""
+    return re.sub(r"\d+", "#", re.split(r": |, got ", message, maxsplit=1)[0])[:120]
+
+
+def _add_passages(document, item: dict, config: CurateConfig, thresholds, passages: list, rejected: list, counts: Counter) -> None:
+    from synth.near_duplicates import exact_key
+    from synth.passages import passage_id, split_passages
+    from synth.quality import first_failure
+
+    for passage in split_passages(document.text, config.passages.max_words, config.passages.max_chars):
+        counts["passages"] += 1
+        doc_id = passage_id(document.doc_id, passage.index)
+        failure = first_failure(passage.text, thresholds) if config.quality.enabled else None
+        if failure:
+            rejected.append({"doc_id": doc_id, "source": item["source"], "input": item["path"], "stage": "quality",
+                             "reason": failure.reason, "detail": failure.detail})
+            continue
+        meta = {"document_id": document.doc_id, "passage_index": passage.index, "char_start": passage.start,
+                "char_end": passage.end, "input": item["path"], "document_meta": document.meta}
+        passages.append({"doc_id": doc_id, "text": passage.text, "source": item["source"], "title": document.title,
+                         "meta": json.dumps(meta, ensure_ascii=False, default=str), "input": item["path"],
+                         "exact_key": exact_key(passage.text), "length": len(passage.text)})
+
+
+# ------------------------------------------------------------------------------------------------ stage 2: exact
+def with_partition(table: pa.Table, key: str, partitions: int) -> pa.Table:
+    """Adds `partition` = a stable hash of column `key` mod `partitions` (crc32: the same in every process)."""
+    values = [zlib.crc32(value if isinstance(value, bytes) else value.encode("utf-8")) % partitions
+              for value in table[key].to_pylist()]
+    return table.append_column("partition", pa.array(values, pa.int64()))
+
+
+def mark_exact_duplicates(table: pa.Table) -> pa.Table:
+    """Per partition: `duplicate_of` = the id kept among the rows with the same exact key (null on that row)."""
+    table = table.sort_by([("exact_key", "ascending"), ("length", "descending"), ("doc_id", "ascending")])
+    keys = table["exact_key"].combine_chunks()
+    starts = np.ones(len(table), dtype=bool)
+    if len(table) > 1:
+        starts[1:] = ~pc.equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
+    keeper = np.maximum.accumulate(np.where(starts, np.arange(len(table)), 0))
+    duplicate_of = pc.if_else(pa.array(starts), pa.nulls(len(table), pa.string()), table["doc_id"].take(pa.array(keeper)))
+    return table.drop_columns(["partition"]).append_column("duplicate_of", duplicate_of)
+
+
+def keep_rows_where_null(table: pa.Table, column: str, is_null: bool) -> pa.Table:
+    mask = pc.is_null(table[column])
+    return table.filter(mask if is_null else pc.invert(mask))
+
+
+def duplicate_rejections(table: pa.Table, stage: str) -> pa.Table:
+    return rejected_rows(table, stage, stage, pc.binary_join_element_wise("kept ", table["duplicate_of"], ""))
+
+
+def rejected_rows(table: pa.Table, stage: str, reason: str, details) -> pa.Table:
+    """REJECTED_SCHEMA rows for passages (rows with doc_id, source, input)."""
+    count = len(table)
+    details = details if not isinstance(details, str) else pa.array([details] * count, pa.string())
+    return pa.table({"doc_id": table["doc_id"], "source": table["source"], "input": table["input"],
+                     "stage": pa.array([stage] * count, pa.string()), "reason": pa.array([reason] * count, pa.string()),
+                     "detail": details}, schema=REJECTED_SCHEMA)
+
+
+# ------------------------------------------------------------------------------------------------ stages 3-5: MinHash LSH
+def add_signatures(table: pa.Table, num_perm: int, ngram: int, seed: int) -> pa.Table:
+    from synth.near_duplicates import MinHasher
+
+    signatures = MinHasher(num_perm, ngram, seed).signatures(table["text"].to_pylist())
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * num_perm), len(signatures), [None, pa.py_buffer(signatures.tobytes())])
+    return table.append_column("signature", fixed.cast(pa.binary()))
+
+
+def explode_band_keys(table: pa.Table, bands: int, rows: int, partitions: int) -> pa.Table:
+    """(partition, band_key, doc_id) per band of every signature that has shingles."""
+    from synth.near_duplicates import band_keys, is_empty_signature
+
+    signatures = signatures_of(table["signature"])
+    usable = np.flatnonzero(~is_empty_signature(signatures))
+    keys = band_keys(signatures[usable], bands, rows).reshape(-1)
+    ids = table["doc_id"].take(pa.array(np.repeat(usable, bands), pa.int64()))
+    return pa.table({"partition": (keys % np.uint64(partitions)).astype(np.int64), "band_key": keys, "doc_id": ids})
+
+
+def pairs_in_buckets(table: pa.Table, max_bucket_size: int) -> pa.Table:
+    """Per partition of band keys: the unique (a, b) id pairs, a < b, that share a band key."""
+    from synth.near_duplicates import bucket_pairs
+
+    ids = np.array(table["doc_id"].to_pylist(), dtype=str)
+    pairs = sorted(set(bucket_pairs(table["band_key"].to_numpy(), ids, max_bucket_size)))
+    return pa.table({"a": pa.array([a for a, _ in pairs], pa.string()), "b": pa.array([b for _, b in pairs], pa.string())})
+
+
+# Rows of the reduce-side join: kind "sig" carries one passage's signature (a = its id), kind "pair" a candidate
+# pair, with its first member's signature once attached.
+JOIN_SCHEMA = pa.schema([("partition", pa.int64()), ("kind", pa.string()), ("a", pa.string()), ("b", pa.string()),
+                         ("sig_a", pa.binary()), ("len_a", pa.int64())])
+VERIFIED_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("len_a", pa.int64()), ("len_b", pa.int64()),
+                             ("similarity", pa.float32())])
+
+
+def signature_rows(table: pa.Table, partitions: int) -> pa.Table:
+    count = len(table)
+    rows = pa.table({"kind": pa.array(["sig"] * count, pa.string()), "a": table["doc_id"], "b": pa.nulls(count, pa.string()),
+                     "sig_a": table["signature"], "len_a": table["length"]})
+    return _join_rows(rows, "a", partitions)
+
+
+def pair_rows(table: pa.Table, key: str, partitions: int) -> pa.Table:
+    """Candidate pairs as join rows partitioned by member `key` ("a" or "b")."""
+    count = len(table)
+    columns = {name: table[name] if name in table.column_names else pa.nulls(count, JOIN_SCHEMA.field(name).type)
+               for name in ("a", "b", "sig_a", "len_a")}
+    return _join_rows(pa.table({"kind": pa.array(["pair"] * count, pa.string()), **columns}), key, partitions)
+
+
+def attach_first_signature(table: pa.Table, partitions: int) -> pa.Table:
+    """Per partition keyed by a: each pair gets sig_a and len_a and is re-partitioned by b; a pair found in
+    several bands comes out once."""
+    signatures, pairs = _split_join(table)
+    pairs = pairs.group_by(["a", "b"], use_threads=False).aggregate([])
+    found = pc.index_in(pairs["a"], value_set=signatures["a"])
+    attached = pa.table({"a": pairs["a"], "b": pairs["b"], "sig_a": signatures["sig_a"].take(found),
+                         "len_a": signatures["len_a"].take(found)})
+    return pair_rows(attached, "b", partitions)
+
+
+def verify_pairs(table: pa.Table, threshold: float) -> pa.Table:
+    """Per partition keyed by b: compare with b's signature; keep pairs whose estimated Jaccard >= threshold."""
+    from synth.near_duplicates import estimated_jaccard
+
+    signatures, pairs = _split_join(table)
+    if not len(pairs):
+        return VERIFIED_SCHEMA.empty_table()
+    found = pc.index_in(pairs["b"], value_set=signatures["a"])
+    similarity = estimated_jaccard(signatures_of(pairs["sig_a"]), signatures_of(signatures["sig_a"].take(found)))
+    verified = pa.table({"a": pairs["a"], "b": pairs["b"], "len_a": pairs["len_a"], "len_b": signatures["len_a"].take(found),
+                         "similarity": pa.array(similarity, pa.float32())}, schema=VERIFIED_SCHEMA)
+    return verified.filter(pa.array(similarity >= threshold))
+
+
+def signatures_of(column) -> np.ndarray:
+    """(n, num_perm) uint32 from a binary column without nulls."""
+    values = column.to_pylist()
+    if not values:
+        return np.zeros((0, 0), dtype=np.uint32)
+    return np.frombuffer(b"".join(values), dtype=np.uint32).reshape(len(values), -1)
+
+
+def _split_join(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    is_signature = pc.equal(table["kind"], "sig")
+    return table.filter(is_signature), table.filter(pc.invert(is_signature))
+
+
+def _join_rows(table: pa.Table, key: str, partitions: int) -> pa.Table:
+    return with_partition(table, key, partitions).select(JOIN_SCHEMA.names).cast(JOIN_SCHEMA)
+
+
+# ------------------------------------------------------------------------------------------------ stages 6-7: removal, balance
+_REMOVED_CACHE: dict = {}
+
+
+def removed_lookup(removed: list) -> tuple[dict, pa.Array]:
+    """{removed id: kept id} and its ids as an Arrow value set, fetched and built once per worker process.
+    `removed` is [ObjectRef] (a list, so Ray passes the reference instead of resolving it)."""
+    import ray
+
+    key = removed[0].hex()
+    if key not in _REMOVED_CACHE:
+        _REMOVED_CACHE.clear()
+        mapping = ray.get(removed[0])
+        _REMOVED_CACHE[key] = (mapping, pa.array(sorted(mapping), pa.string()))
+    return _REMOVED_CACHE[key]
+
+
+def drop_removed(table: pa.Table, removed: list) -> pa.Table:
+    mapping, value_set = removed_lookup(removed)
+    return table.filter(pc.invert(pc.is_in(table["doc_id"], value_set=value_set))) if mapping else table
+
+
+def near_duplicate_rejections(table: pa.Table, removed: list) -> pa.Table:
+    mapping, value_set = removed_lookup(removed)
+    hits = table.filter(pc.is_in(table["doc_id"], value_set=value_set))
+    hits = hits.append_column("duplicate_of", pa.array([mapping[doc_id] for doc_id in hits["doc_id"].to_pylist()], pa.string()))
+    return duplicate_rejections(hits, "near_duplicate")
+
+
+def balance_scores(table: pa.Table, seed: int) -> pa.Table:
+    return pa.table({"source": table["source"], "score": pa.array(_scores(table["doc_id"].to_pylist(), seed), pa.uint64())})
+
+
+def balance_cutoffs(scores_by_source: dict[str, np.ndarray], cap: int | None) -> tuple[dict[str, int], int]:
+    """(per source with more than `target` passages: the largest score it keeps, target). Target: `cap`, else the
+    smallest non-empty source's count. Scores are 64-bit hashes of distinct ids, so ties do not happen in practice."""
+    counts = [len(scores) for scores in scores_by_source.values() if len(scores)]
+    if not counts:
+        return {}, 0
+    target = cap if cap is not None else min(counts)
+    cutoffs = {source: int(np.partition(scores, target - 1)[target - 1])
+               for source, scores in scores_by_source.items() if len(scores) > target}
+    return cutoffs, target
+
+
+def select_balanced(table: pa.Table, cutoffs: dict, seed: int, target: int, keep: bool) -> pa.Table:
+    """Documents whose score is within their source's cut-off (keep=True), or the others as rejected rows."""
+    scores = np.array(_scores(table["doc_id"].to_pylist(), seed), dtype=np.uint64)
+    unlimited = np.iinfo(np.uint64).max
+    limits = np.array([cutoffs.get(source, unlimited) for source in table["source"].to_pylist()], dtype=np.uint64)
+    within = scores <= limits
+    if keep:
+        return to_documents(table.filter(pa.array(within)))
+    return rejected_rows(table.filter(pa.array(~within)), "balance", "balance", f"{target} passages kept per source")
+
+
+def count_reasons(table: pa.Table) -> pa.Table:
+    counts = table.group_by(["source", "stage", "reason"], use_threads=False).aggregate([("stage", "count")])
+    return counts.rename_columns({"stage_count": "count"})
+
+
+def to_documents(table: pa.Table) -> pa.Table:
+    return table.select(DOCUMENTS_SCHEMA.names).cast(DOCUMENTS_SCHEMA)
+
+
+def _scores(doc_ids: list[str], seed: int) -> list[int]:
+    prefix = f"{seed}:".encode("utf-8")
+    return [int.from_bytes(hashlib.blake2b(prefix + doc_id.encode("utf-8"), digest_size=8).digest(), "little") for doc_id in doc_ids]
+
+
+# ------------------------------------------------------------------------------------------------ the job
+def run(config: CurateConfig, address: str | None = None) -> dict:
+    import fsspec
+
+    from .ray_runtime import init_ray
+
+    filesystem, root = fsspec.core.url_to_fs(config.output)
+    root = root.rstrip("/")
+    if filesystem.exists(f"{root}/_SUMMARY.json") and not config.overwrite:
+        with filesystem.open(f"{root}/_SUMMARY.json", "rb") as handle:
+            summary = dict(json.loads(handle.read()), skipped=True)
+        print(f"{config.output} is complete (_SUMMARY.json); skipped. Pass overwrite=true to redo it.")
+        return summary
+    resources = init_ray(address)
+    for leftover in filesystem.glob(f"{root}/.staging-*"):
+        filesystem.rm(leftover, recursive=True)
+    staging = f"{root}/.staging-{uuid.uuid4().hex[:12]}"
+    job = _Job(config, filesystem, staging, resources)
+    summary = job.execute()
+    _commit(filesystem, root, staging, summary)
+    _print_summary(summary)
+    return summary
+
+
+class _Job:
+    def __init__(self, config: CurateConfig, filesystem, staging: str, resources: dict):
+        self.config, self.filesystem, self.staging = config, filesystem, staging
+        self.resources = resources
+        self.timings: dict[str, float] = {}
+        self.staging_url = _url(filesystem, staging)
+
+    def execute(self) -> dict:
+        started = time.time()
+        files = plan_files(self.config)
+        file_summaries = self._timed("read_filter", self._read_filter, files)
+        passed = sum(item["passed_quality"] for item in file_summaries)
+        self.partitions = partitions_for(self.config, passed, self.resources.get("CPU", 1))
+        dedup = {"near_duplicates": 0, "candidate_pairs": 0, "verified_pairs": 0, "components": 0}
+        balance = {"enabled": self.config.balance.enabled, "target_per_source": None, "kept": {}}
+        if passed:
+            passages = self._dataset(f"{self.staging}/passages")
+            if self.config.dedup.enabled:
+                passages = self._timed("exact_dedup", self._exact, passages)
+                passages = self._timed("near_dedup", self._near, passages, dedup)
+            self._timed("balance_write", self._balance_and_write, passages, balance)
+        self._ensure_outputs()
+        rejected_counts = self._timed("count_rejected", self._count_rejected)
+        return self._summary(file_summaries, dedup, balance, rejected_counts, time.time() - started)
+
+    # -------------------------------------------------------------- stages
+    def _read_filter(self, files: list[dict]) -> list[dict]:
+        import ray
+
+        dataset = ray.data.from_items(files, override_num_blocks=len(files))
+        done = dataset.map_batches(curate_files, batch_size=1, fn_kwargs={"config": self.config.model_dump(), "staging": self.staging_url})
+        return [json.loads(row["summary"]) for row in done.take_all()]
+
+    def _exact(self, passages):
+        keyed = _map(passages, with_partition, key="exact_key", partitions=self.partitions)
+        marked = self._per_partition(keyed, mark_exact_duplicates).materialize()
+        duplicates = _map(marked, keep_rows_where_null, column="duplicate_of", is_null=False)
+        _map(duplicates, duplicate_rejections, stage="exact_duplicate").write_parquet(f"{self.staging_url}/rejected")
+        unique = _map(marked, keep_rows_where_null, column="duplicate_of", is_null=True)
+        return _map(unique, lambda table: table.drop_columns(["duplicate_of"]))
+
+    def _near(self, passages, dedup: dict):
+        import ray
+
+        settings = self.config.dedup
+        signed = _map(passages, add_signatures, batch_size=settings.batch_size, num_perm=settings.num_perm,
+                      ngram=settings.ngram, seed=settings.seed).materialize()
+        signatures = signed.select_columns(["doc_id", "signature", "length"])
+        pairs = self._candidate_pairs(signatures)
+        dedup["candidate_pairs"] = pairs.count()
+        edges = self._verified_edges(signatures, pairs)
+        removed = self._components(edges, dedup)
+        removed_ref = [ray.put(removed)]
+        _map(signed, near_duplicate_rejections, removed=removed_ref).write_parquet(f"{self.staging_url}/rejected")
+        return _map(signed, drop_removed, removed=removed_ref)
+
+    def _candidate_pairs(self, signatures):
+        settings = self.config.dedup
+        band_rows = _map(signatures, explode_band_keys, bands=settings.bands, rows=settings.rows, partitions=self.partitions)
+        return self._per_partition(band_rows, pairs_in_buckets, max_bucket_size=settings.max_bucket_size).materialize()
+
+    def _verified_edges(self, signatures, pairs) -> list[dict]:
+        """Reduce-side join: pairs meet a's signature in partitions keyed by a, then b's in partitions keyed by b."""
+        signature_side = _map(signatures, signature_rows, partitions=self.partitions).materialize()
+        by_first = signature_side.union(_map(pairs, pair_rows, key="a", partitions=self.partitions))
+        with_first = self._per_partition(by_first, attach_first_signature, partitions=self.partitions)
+        verified = self._per_partition(signature_side.union(with_first), verify_pairs, threshold=self.config.dedup.threshold)
+        return verified.take_all()
+
+    def _components(self, edges: list[dict], dedup: dict) -> dict[str, str]:
+        from synth.near_duplicates import representatives
+
+        lengths = {}
+        for edge in edges:
+            lengths[edge["a"]], lengths[edge["b"]] = edge["len_a"], edge["len_b"]
+        removed = representatives(((edge["a"], edge["b"]) for edge in edges), lengths)
+        dedup.update(verified_pairs=len(edges), components=len(set(removed.values())), near_duplicates=len(removed))
+        return removed
+
+    def _balance_and_write(self, passages, balance: dict) -> None:
+        settings = self.config.balance
+        if settings.enabled:
+            scores_by_source = self._collect_scores(passages)
+            cutoffs, target = balance_cutoffs(scores_by_source, settings.per_source)
+            balance.update(target_per_source=target, seed=settings.seed,
+                           kept={source: min(len(scores), target) for source, scores in scores_by_source.items()})
+            choice = {"cutoffs": cutoffs, "seed": settings.seed, "target": target}
+            _map(passages, select_balanced, keep=False, **choice).write_parquet(f"{self.staging_url}/rejected")
+            documents = _map(passages, select_balanced, keep=True, **choice)
+        else:
+            documents = _map(passages, to_documents)
+        documents.write_parquet(f"{self.staging_url}/documents")
+
+    def _collect_scores(self, passages) -> dict[str, np.ndarray]:
+        scores: dict[str, list] = {}
+        scored = _map(passages.select_columns(["doc_id", "source"]), balance_scores, seed=self.config.balance.seed)
+        for batch in scored.iter_batches(batch_format="pyarrow", batch_size=100_000):
+            for source in pc.unique(batch["source"]).to_pylist():
+                scores.setdefault(source, []).append(batch.filter(pc.equal(batch["source"], source))["score"].to_numpy())
+        return {source: np.concatenate(parts) for source, parts in scores.items()}
+
+    def _count_rejected(self) -> list[dict]:
+        """Counts per block, summed on the driver: the result is small (sources x reasons), so no shuffle is needed."""
+        rejected = self._dataset(f"{self.staging}/rejected", columns=["source", "stage", "reason"])
+        totals = Counter()
+        for row in _map(rejected, count_reasons).take_all():
+            totals[(row["source"], row["stage"], row["reason"])] += row["count"]
+        return [{"source": source, "stage": stage, "reason": reason, "count": count} for (source, stage, reason), count in totals.items()]
+
+    # -------------------------------------------------------------- helpers
+    def _per_partition(self, dataset, function, **kwargs):
+        """`function` once per partition (all rows with the same `partition` value, as one Arrow table)."""
+        return dataset.groupby("partition", num_partitions=self.partitions).map_groups(function, batch_format="pyarrow", fn_kwargs=kwargs)
+
+    def _timed(self, name: str, function, *args):
+        started = time.perf_counter()
+        result = function(*args)
+        self.timings[name] = round(time.perf_counter() - started, 3)
+        return result
+
+    def _dataset(self, path: str, columns: list[str] | None = None):
+        import ray
+
+        return ray.data.read_parquet(_url(self.filesystem, path), columns=columns)
+
+    def _ensure_outputs(self) -> None:
+        """Readers find both folders even when nothing passed (Ray writes no file for an empty dataset)."""
+        for name, schema in (("documents", DOCUMENTS_SCHEMA), ("rejected", REJECTED_SCHEMA)):
+            folder = f"{self.staging}/{name}"
+            if not self.filesystem.exists(folder) or not self.filesystem.glob(f"{folder}/*.parquet"):
+                _write_table(f"{_url(self.filesystem, folder)}/empty.parquet", schema.empty_table())
+
+    def _summary(self, file_summaries, dedup, balance, rejected_counts, seconds) -> dict:
+        per_source: dict[str, Counter] = {}
+        for item in file_summaries:
+            counter = per_source.setdefault(item["source"], Counter())
+            for key in ("documents", "read_errors", "passages", "passed_quality"):
+                counter[key] += item[key]
+        by_reason, by_stage = Counter(), Counter()
+        for row in rejected_counts:
+            counter = per_source.setdefault(row["source"], Counter())
+            counter[f"rejected_{row['stage']}"] += row["count"]
+            by_stage[row["stage"]] += row["count"]
+            by_reason[f"{row['stage']}: {row['reason']}"] += row["count"]
+        for source, counter in per_source.items():
+            counter["kept"] = balance["kept"].get(source, counter["passed_quality"] - counter["rejected_exact_duplicate"] - counter["rejected_near_duplicate"])
+        return {
+            "job": "curate", "name": self.config.name, "output": self.config.output,
+            "inputs": [spec.model_dump() for spec in self.config.inputs], "files": file_summaries,
+            "per_source": {source: dict(counter) for source, counter in sorted(per_source.items())},
+            "totals": dict(sum(per_source.values(), Counter())),
+            "rejected_by_stage": dict(sorted(by_stage.items())), "rejected_by_reason": dict(sorted(by_reason.items())),
+            "dedup": dict(dedup, exact_duplicates=by_stage["exact_duplicate"], partitions=self.partitions), "balance": balance,
+            "timings": self.timings, "seconds": round(seconds, 2), "config": self.config.model_dump(), "versions": _versions(),
+        }
+
+
+def _map(dataset, function, batch_size=None, **kwargs):
+    return dataset.map_batches(function, batch_format="pyarrow", batch_size=batch_size, fn_kwargs=kwargs)
+
+
+def _versions() -> dict:
+    import platform
+
+    import ray
+
+    return {"python": platform.python_version(), "ray": ray.__version__, "pyarrow": pa.__version__, "numpy": np.__version__}
+
+
+def _commit(filesystem, root: str, staging: str, summary: dict) -> None:
+    """Replace documents/ and rejected/ by the staged ones, then write the summary (the completion marker) last."""
+    if filesystem.exists(f"{root}/_SUMMARY.json"):
+        filesystem.rm(f"{root}/_SUMMARY.json")
+    for name in ("documents", "rejected"):
+        if filesystem.exists(f"{root}/{name}"):
+            filesystem.rm(f"{root}/{name}", recursive=True)
+        filesystem.mv(f"{staging}/{name}", f"{root}/{name}", recursive=True)
+    filesystem.rm(staging, recursive=True)
+    temporary = f"{root}/.tmp-{uuid.uuid4().hex}-_SUMMARY.json"
+    with filesystem.open(temporary, "wb") as handle:
+        handle.write(json.dumps(summary, indent=2).encode("utf-8"))
+    filesystem.mv(temporary, f"{root}/_SUMMARY.json")
+
+
+def _write_table(url: str, table: pa.Table) -> None:
+    """Write under a temporary name, then move into place: a reader never sees half a file."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    filesystem, path = fsspec.core.url_to_fs(url)
+    directory, name = path.rsplit("/", 1)
+    filesystem.makedirs(directory, exist_ok=True)
+    temporary = f"{directory}/.tmp-{uuid.uuid4().hex}-{name}"
+    with filesystem.open(temporary, "wb") as handle:
+        pq.write_table(table, handle)
+    filesystem.mv(temporary, path)
+
+
+def _url(filesystem, path: str) -> str:
+    protocol = filesystem.protocol if isinstance(filesystem.protocol, str) else filesystem.protocol[0]
+    return path if protocol in ("file", "local") else f"{protocol}://{path}"
+
+
+def _rows(batch: dict) -> list[dict]:
+    names = list(batch)
+    return [dict(zip(names, values)) for values in zip(*(batch[name] for name in names))]
+
+
+def _print_summary(summary: dict) -> None:
+    totals = summary["totals"]
+    print(f"curated {totals.get('documents', 0)} documents into {totals.get('passages', 0)} passages: "
+          f"{totals.get('passed_quality', 0)} passed quality, {summary['dedup']['exact_duplicates']} exact and "
+          f"{summary['dedup']['near_duplicates']} near duplicates removed, {totals.get('kept', 0)} kept "
+          f"in {summary['seconds']:.1f}s")
+    for source, counts in summary["per_source"].items():
+        print(f"  {source}: {counts}")
+    for reason, count in summary["rejected_by_reason"].items():
+        print(f"  rejected {reason}: {count}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, address = parse_args(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    run(config, address)
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module, not __main__: Ray pickles __main__'s functions by value, pydantic models included.
+    from ray_jobs.curate import main as importable_main
+
+    sys.exit(importable_main())
