@@ -1,0 +1,229 @@
+"""Distil the annotating LLM: LoRA-fine-tune a causal LM on teacher annotations with Ray Train and DeepSpeed.
+
+    python -m ray_jobs.distill --config configs/distill/<name>.yaml [key=value ...]
+    python -m ray_jobs.distill --config ... --documents PATH --annotations PATH --base-model DIR_OR_ID --output DIR
+                               --max-steps N --num-workers N
+
+Pairs are built on the driver from the `annotations` and `documents` contracts (`synth.sft_pairs`): the annotate
+job's exact chat prompt, and the teacher's answer as compact JSON. Ray Data tokenises them (loss on the answer only);
+each Ray Train worker reads its shard, and steps a DeepSpeed engine over the base model with LoRA adapters (ZeRO stage,
+precision, micro-batch and accumulation from the config; gloo on CPU). Checkpoints (adapter, DeepSpeed state of the
+adapters) are reported every `checkpoint_every` steps; a failed run restarts from the latest (`max_failures`).
+At the end rank 0 writes OUTPUT/adapter (peft) and OUTPUT/merged (adapter merged into the base, safetensors and
+tokenizer, loadable by vLLM); the driver writes OUTPUT/_SUMMARY.json. OUTPUT must be a path every worker can write
+(one machine, or a shared file system).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .job_config import Section, load_config
+
+SUMMARY_FILE = "_SUMMARY.json"
+LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class ModelSection(Section):
+    base: str  # the student: a local directory or hub id
+    tokenizer: str | None = None  # default: the base model's
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+
+
+class LoraSection(Section):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_PROJECTIONS))
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+class DataSection(Section):
+    documents: str  # the documents contract: Parquet file or directory
+    annotations: str  # the annotations contract: Parquet file or directory (the annotate job's OUTPUT/annotations)
+    prompt: str = "configs/annotate/prompt_biomed.yaml"  # the annotate job's prompt: the student sees the same
+    max_length: int = Field(4096, ge=8)  # prompt + answer tokens
+    overflow: Literal["skip", "truncate"] = "skip"  # longer pairs: skipped, or the answer's tail cut
+    skip_empty: bool = False  # skip annotations with no entities (else the student learns to answer "none")
+    end_token: str | None = None  # ends the answer; default the tokenizer's eos (Llama 3 chat: "<|eot_id|>")
+    shuffle: bool = True
+
+
+class OptimSection(Section):
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float = Field(1.0, ge=0)
+
+
+class ScaleSection(Section):
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(0.5, gt=0)
+    torch_threads: int | None = Field(None, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # also the dtype the base model is loaded in
+    zero_stage: int = Field(2, ge=0, le=3)
+    micro_batch_size: int = Field(1, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    pad_to_multiple_of: int = Field(1, ge=1)
+
+
+class DistillConfig(Section):
+    name: str = "distill"
+    output: str
+    model: ModelSection
+    lora: LoraSection = LoraSection()
+    data: DataSection
+    optim: OptimSection = OptimSection()
+    scale: ScaleSection = ScaleSection()
+    max_steps: int = Field(ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=-1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 42
+    fail_at_step: int | None = None  # for tests: raise once at this step in a run that did not resume
+
+    @field_validator("output")
+    @classmethod
+    def _local_output(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError("output must be a file-system path (rank 0 writes the adapter and merged model there)")
+        return str(Path(value).resolve())
+
+    @model_validator(mode="after")
+    def _precision_needs_gpu(self) -> "DistillConfig":
+        if self.scale.precision != "fp32" and not self.scale.use_gpu:
+            raise ValueError("bf16/fp16 training needs use_gpu=true; CPU training runs in fp32")
+        return self
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[DistillConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (configs/distill/*.yaml)")
+    parser.add_argument("--documents", help="documents contract: Parquet file or directory")
+    parser.add_argument("--annotations", help="annotations contract: Parquet file or directory")
+    parser.add_argument("--base-model", help="the student: local directory or hub id")
+    parser.add_argument("--output", help="output directory (checkpoints, adapter, merged, _SUMMARY.json)")
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 lora.r=8")
+    args = parser.parse_intermixed_args(argv)
+    flags = {"data.documents": args.documents, "data.annotations": args.annotations, "model.base": args.base_model,
+             "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers}
+    return load_config(DistillConfig, args.config, args.overrides, flags), args.address
+
+
+def prepare_pairs(config: DistillConfig):
+    """Pairs built on the driver, tokenised by Ray Data; returns the dataset of kept pairs and the counts per reason."""
+    from synth.prompts import load_prompt
+    from synth.sft_pairs import build_sft_pairs, read_pair_sources
+
+    from .distill_loop import tokenized_dataset
+
+    documents, annotations = read_pair_sources(config.data.documents, config.data.annotations)
+    pairs, skipped = build_sft_pairs(documents, annotations, load_prompt(config.data.prompt), config.data.skip_empty)
+    if not pairs:
+        raise ValueError(f"no training pairs from {len(annotations)} annotation rows (skipped: {dict(skipped)})")
+    if config.data.shuffle:
+        random.Random(config.seed).shuffle(pairs)
+    dataset, token_skips, truncated = tokenized_dataset(pairs, config)
+    counts = {"annotation_rows": len(annotations), "pairs": len(pairs), "trained": len(pairs) - sum(token_skips.values()),
+              "truncated": truncated, "skipped": dict(sorted((skipped + token_skips).items()))}
+    if counts["trained"] < config.scale.num_workers:
+        raise ValueError(f"{counts['trained']} pairs fit max_length={config.data.max_length}: fewer than the workers ({counts})")
+    return dataset, counts
+
+
+def run(config: DistillConfig, address: str | None = None):
+    """Fit on Ray Train; returns (Ray Train result, pair counts)."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from .distill_loop import train_loop_per_worker
+    from .ray_runtime import init_ray
+
+    init_ray(address)
+    dataset, counts = prepare_pairs(config)
+    scaling = ray.train.ScalingConfig(
+        num_workers=config.scale.num_workers,
+        use_gpu=config.scale.use_gpu,
+        resources_per_worker={"CPU": config.scale.cpus_per_worker, **({"GPU": 1} if config.scale.use_gpu else {})},
+    )
+    run_config = ray.train.RunConfig(
+        name=config.name,
+        storage_path=config.output,
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
+        failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+    )
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config.model_dump(),
+        scaling_config=scaling,
+        run_config=run_config,
+        torch_config=TorchConfig(backend="nccl" if config.scale.use_gpu else "gloo"),
+        datasets={"train": dataset},
+    )
+    return trainer.fit(), counts
+
+
+def summarize(config: DistillConfig, result, counts: dict, seconds: float) -> dict:
+    from .distill_loop import ADAPTER_DIR, MERGED_DIR, STATE_FILE
+
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        state = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())
+    history = state["loss_history"]
+    return {
+        "job": "distill",
+        "pairs": counts,
+        "steps": state["step"],
+        "pairs_seen": result.metrics.get("pairs_seen"),  # all workers; the state file holds rank 0's count
+        "answer_tokens_seen": result.metrics.get("answer_tokens_seen"),
+        "first_loss": history[0][1] if history else None,
+        "last_loss": history[-1][1] if history else None,
+        "loss_history": history,
+        "metrics": result.metrics,
+        "adapter": str(Path(config.output) / ADAPTER_DIR),
+        "merged": str(Path(config.output) / MERGED_DIR),
+        "seconds": round(seconds, 1),
+        "config": config.model_dump(),
+        "versions": _versions(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, address = parse_args(argv)
+    started = time.time()
+    result, counts = run(config, address)
+    if result.error is not None:
+        print(f"distillation failed: {result.error}", file=sys.stderr)
+        return 1
+    summary = summarize(config, result, counts, time.time() - started)
+    (Path(config.output) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps({key: summary[key] for key in ("pairs", "steps", "first_loss", "last_loss", "merged", "seconds")}, indent=2))
+    return 0
+
+
+def _versions() -> dict:
+    import deepspeed
+    import peft
+    import ray
+    import torch
+    import transformers
+
+    return {"ray": ray.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "deepspeed": deepspeed.__version__, "peft": peft.__version__, "python": sys.version.split()[0]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
