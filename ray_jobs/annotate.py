@@ -51,7 +51,7 @@ class EngineSection(Section):
     max_num_seqs: int | None = Field(None, ge=1)
     batch_size: int = Field(32, ge=1)  # rows per Ray Data batch handed to an engine
     pool_size: int = Field(1, ge=1)  # engine replicas (each takes tensor_parallel_size x pipeline_parallel_size GPUs)
-    # Chat template, tokenizer and detokenizer actors are light; small reservations keep them from starving reads.
+    # The chat-template actors are light; a small reservation keeps them from starving the reads.
     cpu_stage_num_cpus: float = Field(0.1, gt=0)
     cpu_stage_pool_size: int = Field(1, ge=1)
     extra: dict = Field(default_factory=dict)  # any other vLLM engine argument, passed as is
@@ -219,14 +219,18 @@ def annotate_with_vllm(documents, prompt: AnnotationPrompt, config: AnnotateConf
         batch_size=engine.batch_size,
         concurrency=engine.pool_size,
         should_continue_on_error=True,
-        **{stage: {"num_cpus": engine.cpu_stage_num_cpus, "concurrency": engine.cpu_stage_pool_size}
-           for stage in ("chat_template_stage", "tokenize_stage", "detokenize_stage")},
+        chat_template_stage={"num_cpus": engine.cpu_stage_num_cpus, "concurrency": engine.cpu_stage_pool_size},
+        # The engine tokenizes and detokenizes itself. Ray's tokenizer stage would add special tokens to a prompt
+        # whose chat template already starts with them (a second BOS for Llama 3) and cost two more actors.
+        tokenize_stage=False,
+        detokenize_stage=False,
     )
     # The schema travels as a JSON string: as a nested dict it becomes a deep Arrow struct in every row.
     sampling = {**config.sampling.model_dump(), "structured_outputs": {"json": json.dumps(_json_schema(config))}}
     processor = build_processor(
         processor_config,
-        preprocess=lambda row: {"doc_id": row["doc_id"], "messages": prompt.messages(row["text"]), "sampling_params": sampling},
+        preprocess=lambda row: {"doc_id": row["doc_id"], "messages": prompt.messages(row["text"]), "sampling_params": sampling,
+                                "tokenization_kwargs": {"add_special_tokens": False}},
         preprocess_map_kwargs={"num_cpus": LIGHT_TASK_CPUS},
     )
     return processor(documents).map_batches(

@@ -200,18 +200,18 @@ def _result(row: dict, conversion) -> dict:
 # ------------------------------------------------------------------------------------------------ writing
 def write_results(batch: pa.Table, output: str) -> pa.Table:
     """Commit the batch's examples and errors as one Parquet file each; returns the batch's statistics (one row)."""
-    from .shard_output import _filesystem, _write_atomically
+    from .shard_output import output_filesystem, write_atomically
 
     rows = batch.to_pylist()
     examples = [row for row in rows if row["status"] == "example"]
     errors = [row for row in rows if row["status"] == "error"]
-    filesystem, root = _filesystem(output)
+    filesystem, root = output_filesystem(output)
     name = f"part-{uuid.uuid4().hex}.parquet"
     for folder, items, schema in (("examples", examples, EXAMPLES_SCHEMA), ("errors", errors, ERRORS_SCHEMA)):
         if items:
             table = pa.Table.from_pylist([{key: row[key] for key in schema.names} for row in items], schema)
             write = lambda handle, table=table: _write_parquet(table, handle)  # noqa: E731
-            _write_atomically(filesystem, f"{root}/{folder}/{name}", write)
+            write_atomically(filesystem, f"{root}/{folder}/{name}", write)
     return pa.Table.from_pylist([{"stats": json.dumps(batch_statistics(rows))}])
 
 
@@ -386,9 +386,9 @@ def _summary(config: ConvertConfig, inputs: dict, totals: dict, seconds: float) 
 
 
 def _read_summary(output: str) -> dict | None:
-    from .shard_output import _filesystem
+    from .shard_output import output_filesystem
 
-    filesystem, root = _filesystem(output)
+    filesystem, root = output_filesystem(output)
     if not filesystem.exists(f"{root}/_SUMMARY.json"):
         return None
     with filesystem.open(f"{root}/_SUMMARY.json", "rb") as handle:
@@ -397,20 +397,20 @@ def _read_summary(output: str) -> dict | None:
 
 def _clear_output(output: str) -> None:
     """Remove what an earlier (complete or interrupted) run left, so no stale part file survives into this one."""
-    from .shard_output import _filesystem
+    from .shard_output import output_filesystem
 
-    filesystem, root = _filesystem(output)
+    filesystem, root = output_filesystem(output)
     for leftover in (f"{root}/_SUMMARY.json", f"{root}/examples", f"{root}/errors"):
         if filesystem.exists(leftover):
             filesystem.rm(leftover, recursive=True)
 
 
 def _write_summary(output: str, summary: dict) -> None:
-    from .shard_output import _filesystem, _write_atomically
+    from .shard_output import output_filesystem, write_atomically
 
-    filesystem, root = _filesystem(output)
+    filesystem, root = output_filesystem(output)
     payload = json.dumps(summary, indent=2).encode("utf-8")
-    _write_atomically(filesystem, f"{root}/_SUMMARY.json", lambda handle: handle.write(payload))
+    write_atomically(filesystem, f"{root}/_SUMMARY.json", lambda handle: handle.write(payload))
 
 
 def _print_summary(summary: dict) -> None:

@@ -23,34 +23,34 @@ ENTITIES_SCHEMA = pa.schema([
 ERRORS_SCHEMA = pa.schema([("source", pa.string()), ("doc_id", pa.string()), ("line", pa.int64()), ("reason", pa.string())])
 
 
-def _filesystem(output: str):
+def output_filesystem(output: str):
     filesystem, root = fsspec.core.url_to_fs(output)
     return filesystem, root.rstrip("/")
 
 
 def done_shards(output: str) -> set[str]:
-    filesystem, root = _filesystem(output)
+    filesystem, root = output_filesystem(output)
     if not filesystem.exists(f"{root}/_done"):
         return set()
     return {path.rsplit("/", 1)[-1].removesuffix(".json") for path in filesystem.ls(f"{root}/_done", detail=False) if path.endswith(".json")}
 
 
 def commit_shard(output: str, shard: str, rows: list[dict], errors: list[dict], documents, predictions, exports, summary: dict) -> None:
-    filesystem, root = _filesystem(output)
-    _write_atomically(filesystem, f"{root}/entities/{shard}.parquet", lambda handle: pq.write_table(pa.Table.from_pylist(rows, ENTITIES_SCHEMA), handle))
-    _write_atomically(filesystem, f"{root}/errors/{shard}.parquet", lambda handle: pq.write_table(pa.Table.from_pylist(errors, ERRORS_SCHEMA), handle))
+    filesystem, root = output_filesystem(output)
+    write_atomically(filesystem, f"{root}/entities/{shard}.parquet", lambda handle: pq.write_table(pa.Table.from_pylist(rows, ENTITIES_SCHEMA), handle))
+    write_atomically(filesystem, f"{root}/errors/{shard}.parquet", lambda handle: pq.write_table(pa.Table.from_pylist(errors, ERRORS_SCHEMA), handle))
     if "pubtator" in exports:
         text = "".join(_pubtator(document, entities) + "\n" for document, entities in zip(documents, predictions))
-        _write_atomically(filesystem, f"{root}/exports/pubtator/{shard}.pubtator", lambda handle: handle.write(text.encode("utf-8")))
+        write_atomically(filesystem, f"{root}/exports/pubtator/{shard}.pubtator", lambda handle: handle.write(text.encode("utf-8")))
     if "bioc" in exports:
         collection = {"source": summary["path"], "documents": [_bioc(document, entities) for document, entities in zip(documents, predictions)]}
         payload = json.dumps(collection, ensure_ascii=False).encode("utf-8")
-        _write_atomically(filesystem, f"{root}/exports/bioc/{shard}.json", lambda handle: handle.write(payload))
+        write_atomically(filesystem, f"{root}/exports/bioc/{shard}.json", lambda handle: handle.write(payload))
     marker = json.dumps(summary).encode("utf-8")
-    _write_atomically(filesystem, f"{root}/_done/{shard}.json", lambda handle: handle.write(marker))
+    write_atomically(filesystem, f"{root}/_done/{shard}.json", lambda handle: handle.write(marker))
 
 
-def _write_atomically(filesystem, path: str, write) -> None:
+def write_atomically(filesystem, path: str, write) -> None:
     directory, name = path.rsplit("/", 1)
     filesystem.makedirs(directory, exist_ok=True)
     for leftover in filesystem.glob(f"{directory}/.tmp-*-{name}"):  # from a run killed while writing this file
@@ -83,7 +83,7 @@ def _bioc(document, entities: list[dict]) -> dict:
 
 def write_summary(config, shards: list[dict], summaries: list[dict], previously_done: set[str], seconds: float) -> dict:
     """Totals over every shard of the input (this run's and those finished before), as OUTPUT/_SUMMARY.json."""
-    filesystem, root = _filesystem(config.output)
+    filesystem, root = output_filesystem(config.output)
     all_summaries = list(summaries)
     for shard in previously_done & {item["shard"] for item in shards}:
         with filesystem.open(f"{root}/_done/{shard}.json", "rb") as handle:
