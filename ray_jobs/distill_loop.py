@@ -13,8 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from gliner.optim import lr_multiplier
 from synth.sft_pairs import answer_end_id, pad_batch, tokenize_pair
+
+from .deepspeed_engine import initialize_engine
 
 STATE_FILE = "trainer_state.json"
 DEEPSPEED_DIR = "deepspeed"
@@ -89,27 +90,10 @@ def lora_model(config):
 
 
 def deepspeed_engine(deepspeed, config, model, world_size: int):
-    optim, scale = config.optim, config.scale
+    optim = config.optim
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=optim.lr, weight_decay=optim.weight_decay, fused=True)
-    warmup = int(optim.warmup_ratio * config.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config.max_steps, warmup, optim.schedule))
-    ds_config = {
-        "train_micro_batch_size_per_gpu": scale.micro_batch_size,
-        "gradient_accumulation_steps": scale.grad_accum,
-        "train_batch_size": scale.micro_batch_size * scale.grad_accum * world_size,
-        "gradient_clipping": optim.max_grad_norm,
-        "zero_optimization": {"stage": scale.zero_stage},
-        "bf16": {"enabled": scale.precision == "bf16"},
-        "fp16": {"enabled": scale.precision == "fp16"},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-    }
-    deepspeed.init_distributed(dist_backend="nccl" if scale.use_gpu else "gloo")
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-    if world_size == 1 and scale.zero_stage == 0:
-        engine.enable_backward_allreduce = False  # nothing to average with; skips flattening and copying every gradient
-    return engine
+    return initialize_engine(deepspeed, model, optimizer, config, world_size)
 
 
 # ------------------------------------------------------------------------------------------------ the loop

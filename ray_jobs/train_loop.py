@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 
 from gliner import GLiNER
-from gliner.optim import lr_multiplier, parameter_groups
+from gliner.optim import parameter_groups
 from gliner.train_step import batch_loss
 from gliner.training_data import ExampleError, build_training_batch, choose_label_sets, parse_example, shared_label_set
+
+from .deepspeed_engine import initialize_engine
 
 SKIP_REASONS = (
     "not_a_record", "empty_tokenized_text", "bad_tokenized_text", "bad_span", "span_out_of_range", "span_too_wide",
@@ -108,25 +110,7 @@ def _deepspeed_engine(deepspeed, config, gliner: GLiNER, world_size: int):
     groups = parameter_groups(gliner.model, optim.lr_encoder, optim.lr_others, optim.weight_decay_encoder, optim.weight_decay_others)
     # The fused kernel (CPU and GPU) does the same update as the per-tensor loop, several times faster on CPU.
     optimizer = torch.optim.AdamW(groups, fused=True)
-    warmup = int(optim.warmup_ratio * config.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config.max_steps, warmup, optim.schedule))
-    scale = config.scale
-    ds_config = {
-        "train_micro_batch_size_per_gpu": scale.micro_batch_size,
-        "gradient_accumulation_steps": scale.grad_accum,
-        "train_batch_size": scale.micro_batch_size * scale.grad_accum * world_size,
-        "gradient_clipping": optim.max_grad_norm,
-        "zero_optimization": {"stage": scale.zero_stage},
-        "bf16": {"enabled": scale.precision == "bf16"},
-        "fp16": {"enabled": scale.precision == "fp16"},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-    }
-    deepspeed.init_distributed(dist_backend="nccl" if scale.use_gpu else "gloo")
-    engine, _, _, _ = deepspeed.initialize(model=gliner.model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-    if world_size == 1 and scale.zero_stage == 0:
-        engine.enable_backward_allreduce = False  # nothing to average with; skips flattening and copying every gradient
-    return engine
+    return initialize_engine(deepspeed, gliner.model, optimizer, config, world_size)
 
 
 def _parse_rows(rows: list[dict], config, skipped: Counter) -> list:
