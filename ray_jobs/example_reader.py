@@ -1,5 +1,6 @@
-"""Reading GLiNER training examples into Ray Data, from Parquet (the `examples` contract), JSON Lines or a JSON
-array, local or any fsspec URL. Spans become structs {start, end, label} so Arrow can hold them."""
+"""Reading GLiNER training examples into Ray Data, from Parquet (the `examples` contract), JSON Lines, a JSON
+array or an IOB2 gold corpus (.tsv), local or any fsspec URL. Spans become structs {start, end, label} so Arrow
+can hold them."""
 from __future__ import annotations
 
 import json
@@ -31,7 +32,8 @@ def normalize_example(raw: dict) -> dict:
     }
 
 
-def read_examples(path: str, data_format: str = "auto") -> ray.data.Dataset:
+def read_examples(path: str, data_format: str = "auto", label_map: dict[str, str] | None = None) -> ray.data.Dataset:
+    """`label_map` renames an IOB corpus's types (every type must be listed)."""
     data_format = _infer_format(path) if data_format == "auto" else data_format
     if data_format == "parquet":
         return ray.data.read_parquet(path)
@@ -43,7 +45,21 @@ def read_examples(path: str, data_format: str = "auto") -> ray.data.Dataset:
         if not isinstance(records, list):
             raise ValueError(f"{path}: a .json training file must hold a list of examples")
         return ray.data.from_items([normalize_example(record) for record in records])
-    raise ValueError(f"unknown training data format {data_format!r} (parquet, jsonl, json)")
+    if data_format == "iob":
+        return ray.data.from_items([normalize_example(record) for record in iob_examples(path, label_map)])
+    raise ValueError(f"unknown training data format {data_format!r} (parquet, jsonl, json, iob)")
+
+
+def iob_examples(path: str, label_map: dict[str, str] | None) -> list[dict]:
+    """Every sentence carries the corpus's full type set as `ner_labels`: a gold corpus annotates all of its types,
+    so its unmentioned types are true negatives and no types from elsewhere are sampled against it."""
+    from gliner.iob import iob_entity_types, read_iob
+
+    examples = read_iob(path, label_map)
+    types = sorted(set(label_map.values())) if label_map else iob_entity_types(path)
+    for example in examples:
+        example["ner_labels"] = types
+    return examples
 
 
 def _infer_format(path: str) -> str:
@@ -52,4 +68,6 @@ def _infer_format(path: str) -> str:
         return "jsonl"
     if lowered.endswith(".json"):
         return "json"
+    if lowered.endswith((".tsv", ".iob")):
+        return "iob"
     return "parquet"  # a .parquet file or a directory of them

@@ -38,7 +38,8 @@ class ModelSection(Section):
 
 class DataSection(Section):
     train: str
-    format: Literal["auto", "parquet", "jsonl", "json"] = "auto"
+    format: Literal["auto", "parquet", "jsonl", "json", "iob"] = "auto"  # auto: .jsonl, .json, .tsv (IOB2), else Parquet
+    label_map: dict[str, str] | None = None  # IOB only: gold type -> label (every type the corpus has)
     max_types: int = Field(25, ge=1)
     max_neg_type_ratio: int = Field(1, ge=0)
     shuffle: bool = True
@@ -125,7 +126,7 @@ def run(config: TrainConfig, address: str | None = None):
 
     init_ray(address)
     output = Path(config.output).resolve() if "://" not in config.output else config.output
-    dataset = read_examples(config.data.train, config.data.format)
+    dataset = read_examples(config.data.train, config.data.format, config.data.label_map)
     if config.data.shuffle:
         dataset = dataset.random_shuffle(seed=config.seed)
     scaling = ray.train.ScalingConfig(
@@ -160,13 +161,12 @@ def export_final_model(result, output: Path) -> Path:
     return final
 
 
-def main(argv: list[str] | None = None) -> int:
-    config, address = parse_args(argv)
+def run_and_export(config: TrainConfig, address: str | None = None) -> dict:
+    """Fit, copy the final model to OUTPUT/final_model and write OUTPUT/_SUMMARY.json; returns the summary."""
     started = time.time()
     result = run(config, address)
     if result.error is not None:
-        print(f"training failed: {result.error}", file=sys.stderr)
-        return 1
+        raise RuntimeError(f"training failed: {result.error}") from result.error
     output = Path(config.output).resolve()
     final = export_final_model(result, output)
     summary = {
@@ -178,6 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         "versions": _versions(),
     }
     (output / "_SUMMARY.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, address = parse_args(argv)
+    try:
+        summary = run_and_export(config, address)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
     print(json.dumps({k: summary[k] for k in ("final_model", "metrics", "seconds")}, indent=2, default=str))
     return 0
 

