@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 def engine_settings(gpu: bool) -> dict:
     if gpu:
         return {"dtype": "bfloat16", "enforce_eager": False, "max_model_len": 8192, "batch_size": 32}
-    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 8192, "batch_size": 16}
+    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 8192, "batch_size": 64}
 
 
 SAMPLING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 400, "seed": 42}
