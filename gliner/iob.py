@@ -29,7 +29,12 @@ def read_iob(path: PathLike, label_map: dict[str, str] | None = None) -> list[di
 
 
 def iob_entity_types(path: PathLike) -> list[str]:
-    return sorted({label for example in read_iob(path) for _, _, label in example["ner"]})
+    return entity_types(read_iob(path))
+
+
+def entity_types(examples: list[dict]) -> list[str]:
+    """The sorted entity types that occur in GLiNER examples."""
+    return sorted({label for example in examples for _, _, label in example["ner"]})
 
 
 def iter_iob_sentences(lines: Iterable[str], source_name: str) -> Iterator[tuple[list[str], list[str]]]:

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from synth.contracts import ENTITY_TYPE, EXAMPLES_SCHEMA
 
-from .job_config import Section, load_config
+from .job_config import Section, cli_main, load_config
 
 
 class ConvertConfig(Section):
@@ -428,17 +428,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, address = parse_args(argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        run(config, address)
-    except (FileNotFoundError, ValueError) as error:  # inputs missing or of an unknown format
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_main(parse_args, run, argv, run_errors=(FileNotFoundError, ValueError))  # inputs missing or of an unknown format
 
 
 if __name__ == "__main__":

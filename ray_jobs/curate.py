@@ -52,7 +52,7 @@ from pydantic import Field, model_validator
 from synth.contracts import DOCUMENTS_SCHEMA
 from synth.quality import QualityConfig
 
-from .job_config import Section, load_config
+from .job_config import Section, cli_main, load_config
 
 FORMAT = Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"]
 REJECTED_SCHEMA = pa.schema([
@@ -680,13 +680,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, address = parse_args(argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    run(config, address)
-    return 0
+    return cli_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .job_config import Section, load_config
+from .job_config import Section, cli_main, load_config
 
 StageName = Literal["curate", "annotate", "distill", "synthesize", "convert", "pretrain", "posttrain", "evaluate", "tag"]
 STAGES: tuple[str, ...] = StageName.__args__
@@ -158,14 +158,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[PipelineConfig, str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, address = parse_args(argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    record = run(config, address)
-    print(json.dumps(record, indent=2))
-    return 0
+    return cli_main(parse_args, lambda config, address: print(json.dumps(run(config, address), indent=2)), argv)
 
 
 if __name__ == "__main__":

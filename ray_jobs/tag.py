@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .job_config import Section, load_config
+from .job_config import Section, cli_main, load_config
 
 class TagConfig(Section):
     name: str = "gliner-tag"
@@ -211,13 +211,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, address = parse_args(argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    run(config, address)
-    return 0
+    return cli_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":
