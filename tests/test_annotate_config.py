@@ -24,6 +24,16 @@ def test_unknown_key_and_bad_value_are_named():
         load_config(AnnotateConfig, None, ["documents=d", "output=o", "model=m", "backend=ollama"])
 
 
+@pytest.mark.parametrize("job", ["annotate", "synthesize"])
+def test_a_bad_config_on_the_command_line_is_one_error_line_and_status_2(job, capsys):
+    import importlib
+
+    main = importlib.import_module(f"ray_jobs.{job}").main
+    assert main(["--documents", "d", "--output", "o", "--model", "m", "--exclude-annotated", "t", "engine.batch_size=0"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "engine.batch_size" in error and "Traceback" not in error
+
+
 def test_synthesize_requires_the_teacher_output_and_labels_the_student():
     config = load_config(AnnotateConfig, None, ["documents=d", "output=o", "model=merged"])
     with pytest.raises(ValueError, match="exclude-annotated"):
