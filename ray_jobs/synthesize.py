@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from .annotate import AnnotateConfig, TooFewGpus, parse_args, run_and_report
+from .annotate import AnnotateConfig, TooFewGpus, parse_args, run, run_and_report  # noqa: F401 (run: the pipeline's entry point)
 from .job_config import cli_main
 
 
