@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .job_config import Section, load_config
+from .job_config import Section, load_config, summary_main
 
 SUMMARY_FILE = "_SUMMARY.json"
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -213,14 +213,7 @@ def run_and_export(config: DistillConfig, address: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, address = parse_args(argv)
-    try:
-        summary = run_and_export(config, address)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
-        return 1
-    print(json.dumps({key: summary[key] for key in ("pairs", "steps", "first_loss", "last_loss", "merged", "seconds")}, indent=2))
-    return 0
+    return summary_main(parse_args, run_and_export, ("pairs", "steps", "first_loss", "last_loss", "merged", "seconds"), argv)
 
 
 def _versions() -> dict:

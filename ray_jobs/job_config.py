@@ -4,6 +4,7 @@ Unknown keys are an error naming them; values given on the command line are pars
 (`max_steps=100`, `use_gpu=true`, `labels=[a,b]`)."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -64,4 +65,17 @@ def cli_main(parse_args: Callable, run: Callable, argv: list[str] | None = None,
     except run_errors as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def summary_main(parse_args: Callable, run: Callable, summary_keys: tuple[str, ...], argv: list[str] | None = None) -> int:
+    """A training job's command line: run(config, address) returns the summary, whose `summary_keys` are printed as
+    JSON; a failed fit (RuntimeError) is printed on stderr with exit status 1."""
+    config, address = parse_args(argv)
+    try:
+        summary = run(config, address)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(json.dumps({key: summary[key] for key in summary_keys}, indent=2, default=str))
     return 0

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .job_config import Section, load_config
+from .job_config import Section, load_config, summary_main
 
 
 class ModelSection(Section):
@@ -182,14 +182,7 @@ def run_and_export(config: TrainConfig, address: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, address = parse_args(argv)
-    try:
-        summary = run_and_export(config, address)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
-        return 1
-    print(json.dumps({k: summary[k] for k in ("final_model", "metrics", "seconds")}, indent=2, default=str))
-    return 0
+    return summary_main(parse_args, run_and_export, ("final_model", "metrics", "seconds"), argv)
 
 
 def _versions() -> dict:
