@@ -12,7 +12,6 @@ file yet, so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -29,7 +28,7 @@ from pydantic import Field
 from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table
 from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
-from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_prompt
+from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_chat_tokenizer, load_prompt
 
 from .job_config import Section, cli_main, load_config
 from .ray_runtime import init_ray
@@ -200,7 +199,7 @@ def _rejection(text: str | None, prompt: AnnotationPrompt, config: AnnotateConfi
         return f"document_too_long: {len(text)} characters > max_input_chars={config.max_input_chars}"
     budget = config.engine.max_model_len - config.sampling.max_tokens
     if template_tokens is not None and template_tokens + len(text.encode("utf-8")) + SEAM_TOKENS > budget:
-        prompt_tokens = len(chat_prompt_token_ids(_tokenizer(_tokenizer_source(config)), [prompt.messages(text)])[0])
+        prompt_tokens = len(chat_prompt_token_ids(load_chat_tokenizer(_tokenizer_source(config)), [prompt.messages(text)])[0])
         if prompt_tokens > budget:
             return (f"prompt_too_long: {prompt_tokens} prompt tokens + max_tokens={config.sampling.max_tokens} > "
                     f"max_model_len={config.engine.max_model_len}")
@@ -209,24 +208,16 @@ def _rejection(text: str | None, prompt: AnnotationPrompt, config: AnnotateConfi
 
 def _template_tokens(prompt: AnnotationPrompt, config: AnnotateConfig) -> int:
     """Tokens of the prompt around the document: system message, few-shot turns, the chat template's markup."""
-    return len(chat_prompt_token_ids(_tokenizer(_tokenizer_source(config)), [prompt.messages("")])[0])
+    return len(chat_prompt_token_ids(load_chat_tokenizer(_tokenizer_source(config)), [prompt.messages("")])[0])
 
 
 def _tokenizer_source(config: AnnotateConfig) -> str:
     return config.engine.extra.get("tokenizer") or config.model
 
 
-@functools.lru_cache(maxsize=2)
-def _tokenizer(source: str):
-    """Once per worker process (Ray reuses them across tasks)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(source)
-
-
 def _prompt_tokens(batch: pa.Table, prompt: AnnotationPrompt, tokenizer_source: str) -> pa.Table:
     """The chat prompts as token ids, so the engine's front end neither renders nor tokenizes (and adds no second BOS)."""
-    token_ids = chat_prompt_token_ids(_tokenizer(tokenizer_source), [prompt.messages(text) for text in batch["text"].to_pylist()])
+    token_ids = chat_prompt_token_ids(load_chat_tokenizer(tokenizer_source), [prompt.messages(text) for text in batch["text"].to_pylist()])
     return pa.table({"doc_id": batch["doc_id"], "tokenized_prompt": pa.array(token_ids, type=pa.list_(pa.int32()))})
 
 

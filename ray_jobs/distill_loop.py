@@ -2,7 +2,6 @@
 run by Ray Train, and the export of the adapter and the merged model."""
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
+from synth.prompts import load_chat_tokenizer
 from synth.sft_pairs import answer_end_id, pad_batch, tokenize_pair
 
 from .deepspeed_engine import initialize_engine
@@ -32,16 +32,9 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 
 
 # ------------------------------------------------------------------------------------------------ tokenising (Ray Data)
-@functools.lru_cache(maxsize=2)
-def load_tokenizer(source: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(source)
-
-
 def tokenize_batch(batch: pa.Table, tokenizer_source: str, max_length: int, end_token: str | None, overflow: str) -> pa.Table:
     """Pairs (doc_id, messages, target) to token rows; a pair that does not fit keeps its row with `skip_reason` set."""
-    tokenizer = load_tokenizer(tokenizer_source)  # once per Ray worker process
+    tokenizer = load_chat_tokenizer(tokenizer_source)  # once per Ray worker process
     end_id = answer_end_id(tokenizer, end_token)
     rows = []
     for pair in batch.to_pylist():
@@ -109,7 +102,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(config.scale.torch_threads or max(1, (os.cpu_count() or 1) // world_size))
     device = ray.train.torch.get_device()
-    tokenizer = load_tokenizer(config.model.tokenizer or config.model.base)
+    tokenizer = load_chat_tokenizer(config.model.tokenizer or config.model.base)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else answer_end_id(tokenizer, config.data.end_token)
 
     engine = deepspeed_engine(deepspeed, config, lora_model(config).to(device), world_size)

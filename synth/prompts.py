@@ -1,6 +1,7 @@
 """The annotation prompt: a system message, few-shot user/assistant turns, then the passage, as chat messages."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ class AnnotationPrompt:
 
     def user_message(self, text: str) -> str:
         return self.user_template.replace("{text}", text).strip()
+
+
+@functools.lru_cache(maxsize=2)
+def load_chat_tokenizer(source: str):
+    """The causal LM's tokenizer (a local directory or hub id), loaded once per process: Ray reuses worker processes."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source)
 
 
 def chat_prompt_token_ids(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
