@@ -1,5 +1,11 @@
 """Our predictions on upstream-made checkpoints equal those upstream gliner 0.2.29 recorded (fixtures made by
-tests/parity/make_fixtures.py): identical spans and labels, scores within 1e-5, fp32."""
+tests/parity/make_fixtures.py): the same spans and labels, scores within 1e-5, fp32.
+
+The fixtures' models are random heads, so most span scores lie within a few 1e-4 of each other. Floating-point
+sums differ in their last bits between CPUs (MKL takes other kernels on AMD than on Intel), and where upstream chose
+between overlapping candidates whose scores differ by less than that, or kept a span within that of the threshold,
+the choice can fall the other way on another machine. Such near ties are the only differences allowed: each group
+of overlapping differing entities must hold one, and they must stay rare."""
 import sys
 from pathlib import Path
 
@@ -22,11 +28,57 @@ def parity_model(request, tmp_path_factory):
     return request.param, model
 
 
-def assert_same_predictions(ours: list[dict], theirs: list[dict], context: str) -> None:
-    assert [(e["start"], e["end"], e["label"]) for e in ours] == [(e["start"], e["end"], e["label"]) for e in theirs], context
-    for a, b in zip(ours, theirs):
-        assert a["text"] == b["text"], context
-        assert abs(a["score"] - b["score"]) <= 1e-5, context
+TOLERANCE = 1e-5
+MAX_NEAR_TIE_SHARE = 0.01  # of all upstream entities, per model
+
+
+def key(entity: dict) -> tuple:
+    return entity["start"], entity["end"], entity["label"]
+
+
+def assert_same_predictions(ours: list[dict], theirs: list[dict], context: str, threshold: float) -> int:
+    """Asserts the entities match up to near ties (module docstring); returns how many differ."""
+    assert [e["start"] for e in ours] == sorted(e["start"] for e in ours), f"{context}: not in text order"
+    ours_by_key, theirs_by_key = {key(e): e for e in ours}, {key(e): e for e in theirs}
+    assert len(ours_by_key) == len(ours), f"{context}: an entity twice"
+    for shared in ours_by_key.keys() & theirs_by_key.keys():
+        a, b = ours_by_key[shared], theirs_by_key[shared]
+        assert a["text"] == b["text"] and abs(a["score"] - b["score"]) <= TOLERANCE, (context, a, b)
+    only_ours = [e for k, e in ours_by_key.items() if k not in theirs_by_key]
+    only_theirs = [e for k, e in theirs_by_key.items() if k not in ours_by_key]
+    for group in overlap_groups(only_ours + only_theirs):
+        assert has_near_tie(group, threshold), f"{context}: {group} differ without a near tie"
+    return len(only_ours) + len(only_theirs)
+
+
+def overlap_groups(entities: list[dict]) -> list[list[dict]]:
+    """Connected groups of entities whose character ranges overlap."""
+    groups: list[list[dict]] = []
+    for entity in sorted(entities, key=lambda e: (e["start"], e["end"])):
+        if groups and entity["start"] < max(e["end"] for e in groups[-1]):
+            groups[-1].append(entity)
+        else:
+            groups.append([entity])
+    return groups
+
+
+def has_near_tie(group: list[dict], threshold: float) -> bool:
+    scores = sorted(e["score"] for e in group)
+    near_each_other = any(b - a <= TOLERANCE for a, b in zip(scores, scores[1:]))
+    return near_each_other or any(abs(score - threshold) <= TOLERANCE for score in scores)
+
+
+def test_near_ties_are_the_only_differences_allowed():
+    entity = lambda start, end, label, score: {"start": start, "end": end, "label": label, "score": score, "text": "x"}  # noqa: E731
+    chosen, rival = entity(0, 10, "gene", 0.512641), entity(0, 10, "disease", 0.512644)
+    assert assert_same_predictions([chosen], [rival], "label flip on a near tie", 0.5) == 2
+    assert assert_same_predictions([], [entity(4, 9, "gene", 0.500004)], "kept at the threshold", 0.5) == 1
+    with pytest.raises(AssertionError, match="without a near tie"):
+        assert_same_predictions([entity(0, 10, "gene", 0.52)], [entity(0, 10, "disease", 0.51)], "a real difference", 0.5)
+    with pytest.raises(AssertionError, match="without a near tie"):
+        assert_same_predictions([chosen, entity(20, 30, "drug", 0.6)], [rival], "an extra entity", 0.5)
+    with pytest.raises(AssertionError):
+        assert_same_predictions([entity(0, 10, "gene", 0.52)], [entity(0, 10, "gene", 0.53)], "a score off", 0.5)
 
 
 def test_fixture_is_varied_enough():
@@ -43,11 +95,14 @@ def test_fixture_is_varied_enough():
 
 def test_same_entities_as_upstream(parity_model):
     name, model = parity_model
+    differing, total = 0, 0
     for case_index, case in enumerate(RECORD["models"][name]):
         ours = model.inference(RECORD["texts"], case["labels"], threshold=case["threshold"], flat_ner=case["flat_ner"],
                                multi_label=case["multi_label"], batch_size=8, long_text="truncate")
         for text_index, (a, b) in enumerate(zip(ours, case["predictions"])):
-            assert_same_predictions(a, b, f"{name} case {case_index} text {text_index}")
+            differing += assert_same_predictions(a, b, f"{name} case {case_index} text {text_index}", case["threshold"])
+            total += len(b)
+    assert differing <= MAX_NEAR_TIE_SHARE * total, f"{differing} of {total} entities differ on near ties"
 
 
 def test_windowing_leaves_texts_that_fit_untouched(parity_model):
@@ -57,7 +112,7 @@ def test_windowing_leaves_texts_that_fit_untouched(parity_model):
     texts = [RECORD["texts"][i] for i in fitting]
     ours = model.inference(texts, case["labels"], threshold=case["threshold"], long_text="window")
     for i, predictions in zip(fitting, ours):
-        assert_same_predictions(predictions, case["predictions"][i], f"{name} text {i}")
+        assert_same_predictions(predictions, case["predictions"][i], f"{name} text {i}", case["threshold"])
 
 
 def test_single_text_api_matches_batch(parity_model):
@@ -65,4 +120,4 @@ def test_single_text_api_matches_batch(parity_model):
     case = RECORD["models"][name][1]
     for i in (0, 5, 12):
         ours = model.predict_entities(RECORD["texts"][i], case["labels"], threshold=case["threshold"], long_text="truncate")
-        assert_same_predictions(ours, case["predictions"][i], f"{name} text {i}")
+        assert_same_predictions(ours, case["predictions"][i], f"{name} text {i}", case["threshold"])
