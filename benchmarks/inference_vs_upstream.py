@@ -145,7 +145,7 @@ def print_row(row: dict) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"| scenario | upstream words/s | ours words/s | speedup (target) | peak RSS MiB up / ours | agreement | backbone share |"
+    header = "| scenario | upstream words/s | ours words/s | speedup (target) | peak RSS MiB up / ours | agreement | backbone share |"
     print(header)
     print("|" + "---|" * 7)
     for r in rows:

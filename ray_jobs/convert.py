@@ -10,13 +10,13 @@ OUTPUT/errors/part-*.parquet: annotation error set, document missing, raw output
 Entities already in a row are used; a row with null entities has its raw_output parsed. Files are written under a
 temporary name and moved into place; OUTPUT/_SUMMARY.json, written last, marks the output complete: a rerun then
 only prints it (overwrite=true redoes it), and a rerun over an incomplete output starts it afresh.
-The conversion itself is `synth.alignment.convert_annotation`; this module reads, groups, writes and counts.
+The conversion itself is `synth.alignment.convert_annotation`, the input rows `synth.conversion_inputs` and the
+statistics `synth.conversion_stats`; this module reads, groups, writes and sums up.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 import uuid
@@ -26,9 +26,12 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from synth.contracts import ENTITY_TYPE, EXAMPLES_SCHEMA
+from synth.contracts import EXAMPLES_SCHEMA
+from synth.conversion_inputs import annotation_rows, document_rows
+from synth.conversion_stats import batch_statistics, merge_statistics
 
 from .job_config import Section, cli_main, load_config
+from .versions import package_versions
 
 
 class ConvertConfig(Section):
@@ -60,12 +63,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ConvertConfig, str | None
     return load_config(ConvertConfig, args.config, args.overrides, flags), args.address
 
 
-# ------------------------------------------------------------------------------------------------ rows
-# Annotation rows, document rows and unreadable input rows, in one schema so they can be grouped by doc_id together.
-ROW_SCHEMA = pa.schema([
-    ("key", pa.string()), ("doc_id", pa.string()), ("kind", pa.string()), ("model", pa.string()), ("raw_output", pa.string()),
-    ("entities", pa.list_(ENTITY_TYPE)), ("error", pa.string()), ("text", pa.string()), ("source", pa.string()),
-])
+# ------------------------------------------------------------------------------------------------ converting
 ERRORS_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("model", pa.string()), ("input", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
 ])
@@ -76,88 +74,8 @@ RESULT_SCHEMA = pa.schema(
     + [("entities_in", pa.int64()), ("entities_aligned", pa.int64()), ("occurrences", pa.int64()),
        ("drops", pa.string()), ("parse_notes", pa.string()), ("aligned_texts", pa.list_(pa.string()))]
 )
-INVALID_KEY = ""  # the group of rows that could not be read and have no doc_id
 
 
-def annotation_rows(batch: pa.Table, json_lines: bool) -> pa.Table:
-    """Parquet `annotations` rows, or JSON Lines read as text ({"text": line, "path": file}), to ROW_SCHEMA."""
-    rows = [_annotation_row(record) for record in _records(batch, json_lines)]
-    return pa.Table.from_pylist(rows, ROW_SCHEMA)
-
-
-def document_rows(batch: pa.Table, json_lines: bool) -> pa.Table:
-    rows = [_document_row(record) for record in _records(batch, json_lines)]
-    return pa.Table.from_pylist(rows, ROW_SCHEMA)
-
-
-def _records(batch: pa.Table, json_lines: bool):
-    """Dicts with the input file as "_path", or (path, reason, line) for a JSON line that is not an object."""
-    for row in batch.to_pylist():
-        if not json_lines:
-            yield dict(row, _path=row.pop("path", None))
-            continue
-        try:
-            record = json.loads(row["text"])
-        except json.JSONDecodeError as error:
-            yield (row["path"], f"invalid JSON line: {error.msg}", row["text"][:200])
-            continue
-        if not isinstance(record, dict):
-            yield (row["path"], "a JSON line that is not an object", row["text"][:200])
-        else:
-            yield dict(record, _path=row["path"])
-
-
-def _annotation_row(record) -> dict:
-    if isinstance(record, tuple):
-        return _invalid("invalid_annotation_row", *record)
-    doc_id, source = _doc_id(record.get("doc_id")), record.get("_path")
-    if doc_id is None:
-        return _invalid("invalid_annotation_row", source, "missing doc_id", json.dumps(record, default=str)[:200])
-    entities = record.get("entities")
-    if entities is not None and not isinstance(entities, list):
-        return _invalid("invalid_annotation_row", source, "entities is not a list", None, doc_id)
-    raw = record.get("raw_output") if entities is None else None  # only parsed when entities are null: not shuffled
-    return {
-        "key": doc_id, "doc_id": doc_id, "kind": "annotation", "model": _string_or_none(record.get("model")),
-        "raw_output": raw if raw is None or isinstance(raw, str) else json.dumps(raw),
-        "entities": None if entities is None else [_entity(item) for item in entities],
-        "error": _string_or_none(record.get("error")), "text": None, "source": source,
-    }
-
-
-def _document_row(record) -> dict:
-    if isinstance(record, tuple):
-        return _invalid("invalid_document_row", *record)
-    doc_id, text = _doc_id(record.get("doc_id")), record.get("text")
-    if doc_id is None or not isinstance(text, str):
-        what = "missing doc_id" if doc_id is None else "text is missing or not a string"
-        return _invalid("invalid_document_row", record.get("_path"), what, None, doc_id)
-    return {"key": doc_id, "doc_id": doc_id, "kind": "document", "text": text, "source": record.get("_path")}
-
-
-def _invalid(kind: str, source: str | None, reason: str, detail: str | None, doc_id: str | None = None) -> dict:
-    """An input row that cannot be converted; grouped with its doc_id's rows when it has one."""
-    return {"key": doc_id or INVALID_KEY, "doc_id": doc_id, "kind": kind, "error": reason, "text": detail, "source": source}
-
-
-def _entity(item) -> dict:
-    """Well-formed items as they are; anything else with null fields, so alignment counts it as invalid_entity."""
-    if isinstance(item, dict) and isinstance(item.get("text"), str) and isinstance(item.get("type"), str):
-        return {"text": item["text"], "type": item["type"]}
-    return {"text": None, "type": None}
-
-
-def _doc_id(value) -> str | None:
-    if isinstance(value, bool) or value is None or not isinstance(value, (str, int)):
-        return None
-    return str(value) if str(value).strip() else None
-
-
-def _string_or_none(value) -> str | None:
-    return None if value is None else str(value)
-
-
-# ------------------------------------------------------------------------------------------------ converting
 def convert_group(group: pa.Table, config: dict) -> pa.Table:
     """All rows with one doc_id (annotations and documents) to result rows: one per annotation and per document."""
     from synth.alignment import convert_annotation
@@ -221,40 +139,6 @@ def _write_parquet(table: pa.Table, handle) -> None:
     pq.write_table(table, handle)
 
 
-def batch_statistics(rows: list[dict]) -> dict:
-    converted = [row for row in rows if row["status"] != "document"]
-    examples = [row for row in rows if row["status"] == "example"]
-    drops, notes, per_type = Counter(), Counter(), Counter()
-    for row in converted:
-        drops.update(json.loads(row["drops"] or "{}"))
-        notes.update(json.loads(row["parse_notes"] or "{}"))
-    for row in examples:
-        per_type.update(span["label"] for span in row["ner"])
-    documents = [row for row in rows if row["status"] == "document"]
-    return {
-        "documents": len(documents),
-        "documents_annotated": sum(row["reason"] == "annotated" for row in documents),
-        "annotation_rows": sum(row["reason"] != "invalid_document_row" for row in converted),
-        "examples": len(examples),
-        "examples_without_spans": sum(not row["ner"] for row in examples),
-        "errors_by_reason": Counter(row["reason"] for row in rows if row["status"] == "error"),
-        "annotation_errors_by_code": Counter(_error_code(row["detail"]) for row in rows if row["reason"] == "annotation_error"),
-        "entities_in": sum(row["entities_in"] or 0 for row in converted),
-        "entities_aligned": sum(row["entities_aligned"] or 0 for row in converted),
-        "occurrences": sum(row["occurrences"] or 0 for row in converted),
-        "spans": sum(len(row["ner"]) for row in examples),
-        "drops": drops,
-        "parse_notes": notes,
-        "spans_per_type": per_type,
-        "unique_entities": sorted({text for row in examples for text in row["aligned_texts"] or ()}),
-    }
-
-
-def _error_code(detail: str | None) -> str:
-    """The leading code of an annotation error ("truncated_json: ..." -> truncated_json)."""
-    return (detail or "").split(":", 1)[0].strip()[:40] or "unknown"
-
-
 # ------------------------------------------------------------------------------------------------ the job
 def run(config: ConvertConfig, address: str | None = None) -> dict:
     from .ray_runtime import init_ray
@@ -274,7 +158,7 @@ def run(config: ConvertConfig, address: str | None = None) -> dict:
     results = grouped.map_groups(convert_group, batch_format="pyarrow", fn_kwargs={"config": config.model_dump()})
     stats = results.map_batches(write_results, batch_format="pyarrow", batch_size=config.rows_per_file,
                                 fn_kwargs={"output": config.output})
-    totals = _merge([json.loads(row["stats"]) for row in stats.iter_rows()])
+    totals = merge_statistics([json.loads(row["stats"]) for row in stats.iter_rows()])
     inputs = {"annotations": config.annotations, "annotation_files": annotation_files,
               "documents": config.documents, "document_files": document_files}
     summary = _summary(config, inputs, totals, time.time() - started)
@@ -334,23 +218,7 @@ def _default_partitions(files: list[str], bytes_per_partition: int = 32 << 20, m
     return max(1, min(most, -(-total // bytes_per_partition)))
 
 
-def _merge(batches: list[dict]) -> dict:
-    totals: dict = {}
-    unique_entities: set[str] = set()
-    for stats in batches:
-        unique_entities.update(stats.pop("unique_entities"))
-        for key, value in stats.items():
-            if isinstance(value, dict):
-                totals.setdefault(key, Counter()).update(value)
-            else:
-                totals[key] = totals.get(key, 0) + value
-    totals["unique_entities"] = len(unique_entities)
-    return totals
-
-
 def _summary(config: ConvertConfig, inputs: dict, totals: dict, seconds: float) -> dict:
-    import ray
-
     drops = totals.get("drops", Counter())
     candidates = totals.get("entities_in", 0) + sum(count for reason, count in drops.items() if reason.startswith("entity_"))
     spans_per_type = totals.get("spans_per_type", Counter())
@@ -384,7 +252,7 @@ def _summary(config: ConvertConfig, inputs: dict, totals: dict, seconds: float) 
         "timings": {"seconds": round(seconds, 2),
                     "annotation_rows_per_s": round(totals.get("annotation_rows", 0) / seconds, 2) if seconds > 0 else 0.0},
         "config": config.model_dump(),
-        "versions": {"python": platform.python_version(), "ray": ray.__version__, "pyarrow": pa.__version__},
+        "versions": package_versions("ray", "pyarrow"),
     }
 
 

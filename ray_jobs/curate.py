@@ -15,11 +15,12 @@ Stages, on Ray Data (every stage scales out; nothing is collected on the driver 
 5. verification: a reduce-side join done with two hash-partitioned `groupby`s (one keyed by the pair's first id,
    one by its second; each partition also receives the signatures of its ids) attaches both signatures; pairs
    with estimated Jaccard >= threshold are kept. (Ray Data's own `join` needs polars, which is not installed.)
+   The table steps of stages 2-5 are `synth.dedup_tables`.
 6. components: verified edges are collected on the driver for union-find; edges are few next to passages (one or
    two per duplicate), and the removed ids are broadcast to the filter that follows.
 7. balance: an equal number of passages per source (the smallest non-empty source's count, or `balance.per_source`
    when set): each passage scores a seeded 64-bit hash of its id and every source keeps its lowest scores. The
-   driver collects (source, score) pairs, 8 bytes a passage, to find each source's cut-off.
+   driver collects (source, score) pairs, 8 bytes a passage, to find each source's cut-off (`synth.source_balance`).
 Passage ids are `<doc_id>#p<k>`; a doc_id repeated within one file is rejected, and doc_ids are assumed unique
 across files and sources (not checked: give each source its own id space).
 Everything that does not reach OUTPUT/documents is a row of OUTPUT/rejected with its stage and reason: read errors,
@@ -32,14 +33,12 @@ summary is complete, and a rerun skips it unless `overwrite=true`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import re
 import sys
 import time
 import uuid
-import zlib
 from collections import Counter
 from pathlib import PurePosixPath
 from typing import Literal
@@ -50,9 +49,15 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from synth.contracts import DOCUMENTS_SCHEMA
+from synth.dedup_tables import (
+    add_signatures, attach_first_signature, explode_band_keys, keep_rows_where_null, mark_exact_duplicates, pair_rows,
+    pairs_in_buckets, signature_rows, verify_pairs, with_partition,
+)
 from synth.quality import QualityConfig
+from synth.source_balance import balance_cutoffs, balance_scores, within_cutoffs
 
 from .job_config import Section, cli_main, load_config
+from .versions import package_versions
 
 FORMAT = Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"]
 REJECTED_SCHEMA = pa.schema([
@@ -233,31 +238,7 @@ def _add_passages(document, item: dict, config: CurateConfig, thresholds, passag
                          "exact_key": exact_key(passage.text), "length": len(passage.text)})
 
 
-# ------------------------------------------------------------------------------------------------ stage 2: exact
-def with_partition(table: pa.Table, key: str, partitions: int) -> pa.Table:
-    """Adds `partition` = a stable hash of column `key` mod `partitions` (crc32: the same in every process)."""
-    values = [zlib.crc32(value if isinstance(value, bytes) else value.encode("utf-8")) % partitions
-              for value in table[key].to_pylist()]
-    return table.append_column("partition", pa.array(values, pa.int64()))
-
-
-def mark_exact_duplicates(table: pa.Table) -> pa.Table:
-    """Per partition: `duplicate_of` = the id kept among the rows with the same exact key (null on that row)."""
-    table = table.sort_by([("exact_key", "ascending"), ("length", "descending"), ("doc_id", "ascending")])
-    keys = table["exact_key"].combine_chunks()
-    starts = np.ones(len(table), dtype=bool)
-    if len(table) > 1:
-        starts[1:] = ~pc.equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
-    keeper = np.maximum.accumulate(np.where(starts, np.arange(len(table)), 0))
-    duplicate_of = pc.if_else(pa.array(starts), pa.nulls(len(table), pa.string()), table["doc_id"].take(pa.array(keeper)))
-    return table.drop_columns(["partition"]).append_column("duplicate_of", duplicate_of)
-
-
-def keep_rows_where_null(table: pa.Table, column: str, is_null: bool) -> pa.Table:
-    mask = pc.is_null(table[column])
-    return table.filter(mask if is_null else pc.invert(mask))
-
-
+# ------------------------------------------------------------------------------------------------ rejected rows
 def duplicate_rejections(table: pa.Table, stage: str) -> pa.Table:
     return rejected_rows(table, stage, stage, pc.binary_join_element_wise("kept ", table["duplicate_of"], ""))
 
@@ -271,101 +252,7 @@ def rejected_rows(table: pa.Table, stage: str, reason: str, details) -> pa.Table
                      "detail": details}, schema=REJECTED_SCHEMA)
 
 
-# ------------------------------------------------------------------------------------------------ stages 3-5: MinHash LSH
-def add_signatures(table: pa.Table, num_perm: int, ngram: int, seed: int) -> pa.Table:
-    from synth.near_duplicates import MinHasher
-
-    signatures = MinHasher(num_perm, ngram, seed).signatures(table["text"].to_pylist())
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * num_perm), len(signatures), [None, pa.py_buffer(signatures.tobytes())])
-    return table.append_column("signature", fixed.cast(pa.binary()))
-
-
-def explode_band_keys(table: pa.Table, bands: int, rows: int, partitions: int) -> pa.Table:
-    """(partition, band_key, doc_id) per band of every signature that has shingles."""
-    from synth.near_duplicates import band_keys, is_empty_signature
-
-    signatures = signatures_of(table["signature"])
-    usable = np.flatnonzero(~is_empty_signature(signatures))
-    keys = band_keys(signatures[usable], bands, rows).reshape(-1)
-    ids = table["doc_id"].take(pa.array(np.repeat(usable, bands), pa.int64()))
-    return pa.table({"partition": (keys % np.uint64(partitions)).astype(np.int64), "band_key": keys, "doc_id": ids})
-
-
-def pairs_in_buckets(table: pa.Table, max_bucket_size: int) -> pa.Table:
-    """Per partition of band keys: the unique (a, b) id pairs, a < b, that share a band key."""
-    from synth.near_duplicates import bucket_pairs
-
-    ids = np.array(table["doc_id"].to_pylist(), dtype=str)
-    pairs = sorted(set(bucket_pairs(table["band_key"].to_numpy(), ids, max_bucket_size)))
-    return pa.table({"a": pa.array([a for a, _ in pairs], pa.string()), "b": pa.array([b for _, b in pairs], pa.string())})
-
-
-# Rows of the reduce-side join: kind "sig" carries one passage's signature (a = its id), kind "pair" a candidate
-# pair, with its first member's signature once attached.
-JOIN_SCHEMA = pa.schema([("partition", pa.int64()), ("kind", pa.string()), ("a", pa.string()), ("b", pa.string()),
-                         ("sig_a", pa.binary()), ("len_a", pa.int64())])
-VERIFIED_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("len_a", pa.int64()), ("len_b", pa.int64()),
-                             ("similarity", pa.float32())])
-
-
-def signature_rows(table: pa.Table, partitions: int) -> pa.Table:
-    count = len(table)
-    rows = pa.table({"kind": pa.array(["sig"] * count, pa.string()), "a": table["doc_id"], "b": pa.nulls(count, pa.string()),
-                     "sig_a": table["signature"], "len_a": table["length"]})
-    return _join_rows(rows, "a", partitions)
-
-
-def pair_rows(table: pa.Table, key: str, partitions: int) -> pa.Table:
-    """Candidate pairs as join rows partitioned by member `key` ("a" or "b")."""
-    count = len(table)
-    columns = {name: table[name] if name in table.column_names else pa.nulls(count, JOIN_SCHEMA.field(name).type)
-               for name in ("a", "b", "sig_a", "len_a")}
-    return _join_rows(pa.table({"kind": pa.array(["pair"] * count, pa.string()), **columns}), key, partitions)
-
-
-def attach_first_signature(table: pa.Table, partitions: int) -> pa.Table:
-    """Per partition keyed by a: each pair gets sig_a and len_a and is re-partitioned by b; a pair found in
-    several bands comes out once."""
-    signatures, pairs = _split_join(table)
-    pairs = pairs.group_by(["a", "b"], use_threads=False).aggregate([])
-    found = pc.index_in(pairs["a"], value_set=signatures["a"])
-    attached = pa.table({"a": pairs["a"], "b": pairs["b"], "sig_a": signatures["sig_a"].take(found),
-                         "len_a": signatures["len_a"].take(found)})
-    return pair_rows(attached, "b", partitions)
-
-
-def verify_pairs(table: pa.Table, threshold: float) -> pa.Table:
-    """Per partition keyed by b: compare with b's signature; keep pairs whose estimated Jaccard >= threshold."""
-    from synth.near_duplicates import estimated_jaccard
-
-    signatures, pairs = _split_join(table)
-    if not len(pairs):
-        return VERIFIED_SCHEMA.empty_table()
-    found = pc.index_in(pairs["b"], value_set=signatures["a"])
-    similarity = estimated_jaccard(signatures_of(pairs["sig_a"]), signatures_of(signatures["sig_a"].take(found)))
-    verified = pa.table({"a": pairs["a"], "b": pairs["b"], "len_a": pairs["len_a"], "len_b": signatures["len_a"].take(found),
-                         "similarity": pa.array(similarity, pa.float32())}, schema=VERIFIED_SCHEMA)
-    return verified.filter(pa.array(similarity >= threshold))
-
-
-def signatures_of(column) -> np.ndarray:
-    """(n, num_perm) uint32 from a binary column without nulls."""
-    values = column.to_pylist()
-    if not values:
-        return np.zeros((0, 0), dtype=np.uint32)
-    return np.frombuffer(b"".join(values), dtype=np.uint32).reshape(len(values), -1)
-
-
-def _split_join(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    is_signature = pc.equal(table["kind"], "sig")
-    return table.filter(is_signature), table.filter(pc.invert(is_signature))
-
-
-def _join_rows(table: pa.Table, key: str, partitions: int) -> pa.Table:
-    return with_partition(table, key, partitions).select(JOIN_SCHEMA.names).cast(JOIN_SCHEMA)
-
-
-# ------------------------------------------------------------------------------------------------ stages 6-7: removal, balance
+# ------------------------------------------------------------------------------------------------ removal, balance
 _REMOVED_CACHE: dict = {}
 
 
@@ -394,28 +281,9 @@ def near_duplicate_rejections(table: pa.Table, removed: list) -> pa.Table:
     return duplicate_rejections(hits, "near_duplicate")
 
 
-def balance_scores(table: pa.Table, seed: int) -> pa.Table:
-    return pa.table({"source": table["source"], "score": pa.array(_scores(table["doc_id"].to_pylist(), seed), pa.uint64())})
-
-
-def balance_cutoffs(scores_by_source: dict[str, np.ndarray], cap: int | None) -> tuple[dict[str, int], int]:
-    """(per source with more than `target` passages: the largest score it keeps, target). Target: `cap`, else the
-    smallest non-empty source's count. Scores are 64-bit hashes of distinct ids, so ties do not happen in practice."""
-    counts = [len(scores) for scores in scores_by_source.values() if len(scores)]
-    if not counts:
-        return {}, 0
-    target = cap if cap is not None else min(counts)
-    cutoffs = {source: int(np.partition(scores, target - 1)[target - 1])
-               for source, scores in scores_by_source.items() if len(scores) > target}
-    return cutoffs, target
-
-
 def select_balanced(table: pa.Table, cutoffs: dict, seed: int, target: int, keep: bool) -> pa.Table:
     """Documents whose score is within their source's cut-off (keep=True), or the others as rejected rows."""
-    scores = np.array(_scores(table["doc_id"].to_pylist(), seed), dtype=np.uint64)
-    unlimited = np.iinfo(np.uint64).max
-    limits = np.array([cutoffs.get(source, unlimited) for source in table["source"].to_pylist()], dtype=np.uint64)
-    within = scores <= limits
+    within = within_cutoffs(table, cutoffs, seed)
     if keep:
         return to_documents(table.filter(pa.array(within)))
     return rejected_rows(table.filter(pa.array(~within)), "balance", "balance", f"{target} passages kept per source")
@@ -428,11 +296,6 @@ def count_reasons(table: pa.Table) -> pa.Table:
 
 def to_documents(table: pa.Table) -> pa.Table:
     return table.select(DOCUMENTS_SCHEMA.names).cast(DOCUMENTS_SCHEMA)
-
-
-def _scores(doc_ids: list[str], seed: int) -> list[int]:
-    prefix = f"{seed}:".encode("utf-8")
-    return [int.from_bytes(hashlib.blake2b(prefix + doc_id.encode("utf-8"), digest_size=8).digest(), "little") for doc_id in doc_ids]
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -612,20 +475,12 @@ class _Job:
             "totals": dict(sum(per_source.values(), Counter())),
             "rejected_by_stage": dict(sorted(by_stage.items())), "rejected_by_reason": dict(sorted(by_reason.items())),
             "dedup": dict(dedup, exact_duplicates=by_stage["exact_duplicate"], partitions=self.partitions), "balance": balance,
-            "timings": self.timings, "seconds": round(seconds, 2), "config": self.config.model_dump(), "versions": _versions(),
+            "timings": self.timings, "seconds": round(seconds, 2), "config": self.config.model_dump(), "versions": package_versions("ray", "pyarrow", "numpy"),
         }
 
 
 def _map(dataset, function, batch_size=None, **kwargs):
     return dataset.map_batches(function, batch_format="pyarrow", batch_size=batch_size, fn_kwargs=kwargs)
-
-
-def _versions() -> dict:
-    import platform
-
-    import ray
-
-    return {"python": platform.python_version(), "ray": ray.__version__, "pyarrow": pa.__version__, "numpy": np.__version__}
 
 
 def _commit(filesystem, root: str, staging: str, summary: dict) -> None:

@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
+from .fit import STATE_FILE, FitConfig, ScaleSection, fit
 from .job_config import Section, load_config, summary_main
+from .versions import package_versions
 
 SUMMARY_FILE = "_SUMMARY.json"
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -65,33 +67,19 @@ class OptimSection(Section):
     max_grad_norm: float = Field(1.0, ge=0)
 
 
-class ScaleSection(Section):
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(0.5, gt=0)
-    torch_threads: int | None = Field(None, ge=1)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # also the dtype the base model is loaded in
-    zero_stage: int = Field(2, ge=0, le=3)
+class DistillScaleSection(ScaleSection):
     micro_batch_size: int = Field(1, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    pad_to_multiple_of: int = Field(1, ge=1)
+    pad_to_multiple_of: int = Field(1, ge=1)  # the precision is also the dtype the base model is loaded in
 
 
-class DistillConfig(Section):
+class DistillConfig(FitConfig):
     name: str = "distill"
-    output: str
     model: ModelSection
     lora: LoraSection = LoraSection()
     data: DataSection
     optim: OptimSection = OptimSection()
-    scale: ScaleSection = ScaleSection()
-    max_steps: int = Field(ge=1)
-    checkpoint_every: int = Field(500, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    max_failures: int = Field(0, ge=-1)
+    scale: DistillScaleSection = DistillScaleSection()
     log_every: int = Field(10, ge=1)
-    seed: int = 42
-    fail_at_step: int | None = None  # for tests: raise once at this step in a run that did not resume
 
     @field_validator("output")
     @classmethod
@@ -99,12 +87,6 @@ class DistillConfig(Section):
         if "://" in value:
             raise ValueError("output must be a file-system path (rank 0 writes the adapter and merged model there)")
         return str(Path(value).resolve())
-
-    @model_validator(mode="after")
-    def _precision_needs_gpu(self) -> "DistillConfig":
-        if self.scale.precision != "fp32" and not self.scale.use_gpu:
-            raise ValueError("bf16/fp16 training needs use_gpu=true; CPU training runs in fp32")
-        return self
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[DistillConfig, str | None]:
@@ -147,38 +129,16 @@ def prepare_pairs(config: DistillConfig):
 
 def run(config: DistillConfig, address: str | None = None):
     """Fit on Ray Train; returns (Ray Train result, pair counts)."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     from .distill_loop import train_loop_per_worker
     from .ray_runtime import init_ray
 
     init_ray(address)
     dataset, counts = prepare_pairs(config)
-    scaling = ray.train.ScalingConfig(
-        num_workers=config.scale.num_workers,
-        use_gpu=config.scale.use_gpu,
-        resources_per_worker={"CPU": config.scale.cpus_per_worker, **({"GPU": 1} if config.scale.use_gpu else {})},
-    )
-    run_config = ray.train.RunConfig(
-        name=config.name,
-        storage_path=config.output,
-        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
-        failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
-    )
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config.model_dump(),
-        scaling_config=scaling,
-        run_config=run_config,
-        torch_config=TorchConfig(backend="nccl" if config.scale.use_gpu else "gloo"),
-        datasets={"train": dataset},
-    )
-    return trainer.fit(), counts
+    return fit(config, train_loop_per_worker, dataset, config.output), counts
 
 
 def summarize(config: DistillConfig, result, counts: dict, seconds: float) -> dict:
-    from .distill_loop import ADAPTER_DIR, MERGED_DIR, STATE_FILE
+    from .distill_loop import ADAPTER_DIR, MERGED_DIR
 
     with result.checkpoint.as_directory() as checkpoint_dir:
         state = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())
@@ -197,7 +157,7 @@ def summarize(config: DistillConfig, result, counts: dict, seconds: float) -> di
         "merged": str(Path(config.output) / MERGED_DIR),
         "seconds": round(seconds, 1),
         "config": config.model_dump(),
-        "versions": _versions(),
+        "versions": package_versions("ray", "torch", "transformers", "deepspeed", "peft"),
     }
 
 
@@ -214,17 +174,6 @@ def run_and_export(config: DistillConfig, address: str | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     return summary_main(parse_args, run_and_export, ("pairs", "steps", "first_loss", "last_loss", "merged", "seconds"), argv)
-
-
-def _versions() -> dict:
-    import deepspeed
-    import peft
-    import ray
-    import torch
-    import transformers
-
-    return {"ray": ray.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "deepspeed": deepspeed.__version__, "peft": peft.__version__, "python": sys.version.split()[0]}
 
 
 if __name__ == "__main__":

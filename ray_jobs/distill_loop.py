@@ -16,10 +16,8 @@ from synth.prompts import load_chat_tokenizer
 from synth.sft_pairs import answer_end_id, pad_batch, tokenize_pair
 
 from .deepspeed_engine import initialize_engine
+from .fit import DEEPSPEED_DIR, DEEPSPEED_TAG, STATE_FILE, step_event
 
-STATE_FILE = "trainer_state.json"
-DEEPSPEED_DIR = "deepspeed"
-DEEPSPEED_TAG = "state"
 ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
 TOKENIZED_SCHEMA = pa.schema([
@@ -127,17 +125,12 @@ def train_loop_per_worker(config_dict: dict) -> None:
             engine.backward(loss)
             engine.step()
             _count(window, state, batch, loss)
-            if engine.global_steps == state["step"]:
-                continue  # still accumulating gradients
-            state["step"] = engine.global_steps
-            if config.fail_at_step is not None and state["step"] == config.fail_at_step and checkpoint is None:
-                raise RuntimeError(f"injected failure at step {state['step']} (fail_at_step)")
-            is_last = state["step"] >= config.max_steps
-            if state["step"] % config.checkpoint_every == 0 or is_last:
+            event = step_event(engine, state, config, resumed=checkpoint is not None)
+            if event == "checkpoint":
                 _save_and_report(deepspeed, engine, tokenizer, state, _window_metrics(window, state, engine, world_size, rank), rank)
-            elif state["step"] % config.log_every == 0:
+            elif event == "log":
                 ray.train.report(_window_metrics(window, state, engine, world_size, rank))
-            if is_last:
+            if state["step"] >= config.max_steps:
                 break
         if micro_batches_this_epoch == 0:
             raise RuntimeError(f"worker {rank} got no training pairs: fewer pairs than workers?")

@@ -45,6 +45,7 @@ from gliner.evaluation import (
 )
 
 from .job_config import Section, load_config
+from .versions import package_versions
 
 
 class DatasetSection(Section):
@@ -281,7 +282,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
         },
         "outputs": {"results_json": str(output / "results.json"), "results_md": str(output / "results.md")},
         "config": config.model_dump(),
-        "versions": versions(),
+        "versions": package_versions("ray", "torch", "transformers"),
     }
     (output / "_SUMMARY.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return results
@@ -394,13 +395,6 @@ def model_limits(model: str) -> tuple[int, int]:
 
     config = GLiNERConfig.from_json_file(resolve_model_dir(model) / CONFIG_FILE)
     return config.max_width, config.max_len
-
-
-def versions() -> dict:
-    import torch
-    import transformers
-
-    return {"ray": ray.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
 
 
 def main(argv: list[str] | None = None) -> int:

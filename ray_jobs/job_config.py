@@ -69,13 +69,14 @@ def cli_main(parse_args: Callable, run: Callable, argv: list[str] | None = None,
 
 
 def summary_main(parse_args: Callable, run: Callable, summary_keys: tuple[str, ...], argv: list[str] | None = None) -> int:
-    """A training job's command line: run(config, address) returns the summary, whose `summary_keys` are printed as
-    JSON; a failed fit (RuntimeError) is printed on stderr with exit status 1."""
-    config, address = parse_args(argv)
-    try:
+    """A training job's command line: cli_main, printing the `summary_keys` of the summary that run(config, address)
+    returns as JSON; a failed fit (RuntimeError) is printed on stderr with exit status 1."""
+    def run_and_print(config, address) -> None:
         summary = run(config, address)
+        print(json.dumps({key: summary[key] for key in summary_keys}, indent=2, default=str))
+
+    try:
+        return cli_main(parse_args, run_and_print, argv)
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 1
-    print(json.dumps({key: summary[key] for key in summary_keys}, indent=2, default=str))
-    return 0

@@ -7,7 +7,6 @@ never sees half a file; a shard without its marker is redone from scratch and ov
 from __future__ import annotations
 
 import json
-import platform
 import uuid
 
 import fsspec
@@ -15,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gliner.pubtator import PubtatorDocument, PubtatorMention, format_pubtator_document
+
+from .versions import package_versions
 
 ENTITIES_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("text", pa.string()),
@@ -107,17 +108,9 @@ def write_summary(config, shards: list[dict], summaries: list[dict], previously_
         "seconds": round(seconds, 2),
         "docs_per_s": documents_this_run / seconds if seconds > 0 else 0.0,
         "config": config.model_dump(),
-        "versions": _versions(),
+        "versions": package_versions("ray", "torch", "transformers"),
     }
     filesystem.makedirs(root, exist_ok=True)
     with filesystem.open(f"{root}/_SUMMARY.json", "wb") as handle:
         handle.write(json.dumps(summary, indent=2).encode("utf-8"))
     return summary
-
-
-def _versions() -> dict:
-    import ray
-    import torch
-    import transformers
-
-    return {"python": platform.python_version(), "ray": ray.__version__, "torch": torch.__version__, "transformers": transformers.__version__}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,7 +21,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .fit import DEEPSPEED_DIR, STATE_FILE, FitConfig, fit
 from .job_config import Section, load_config, summary_main
+from .versions import package_versions
 
 
 class ModelSection(Section):
@@ -65,39 +66,17 @@ class LossSection(Section):
     masking: Literal["none", "global", "label", "span"] = "none"
 
 
-class ScaleSection(Section):
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(0.5, gt=0)  # fractional by default so Ray Data keeps CPU for reading
-    torch_threads: int | None = Field(None, ge=1)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    zero_stage: int = Field(2, ge=0, le=3)
-    micro_batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-
-
-class TrainConfig(Section):
+class TrainConfig(FitConfig):
     name: str = "gliner-train"
-    output: str
     model: ModelSection
     data: DataSection
     optim: OptimSection = OptimSection()
     loss: LossSection = LossSection()
-    scale: ScaleSection = ScaleSection()
-    max_steps: int = Field(ge=1)
-    checkpoint_every: int = Field(500, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    max_failures: int = Field(0, ge=-1)
-    log_every: int = Field(25, ge=1)
-    seed: int = 42
-    fail_at_step: int | None = None  # for tests: raise once at this step in a run that did not resume
 
     @model_validator(mode="after")
     def _needs_a_model(self) -> "TrainConfig":
         if not self.model.backbone and not self.model.init_from:
             raise ValueError("model.backbone or model.init_from must be set")
-        if self.scale.precision != "fp32" and not self.scale.use_gpu:
-            raise ValueError("bf16/fp16 training needs use_gpu=true; CPU training runs in fp32")
         return self
 
 
@@ -117,9 +96,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
 
 def run(config: TrainConfig, address: str | None = None):
     """Fit on Ray Train; returns the Ray Train result."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     from .example_reader import read_examples
     from .ray_runtime import init_ray
     from .train_loop import train_loop_per_worker
@@ -129,26 +105,7 @@ def run(config: TrainConfig, address: str | None = None):
     dataset = read_examples(config.data.train, config.data.format, config.data.label_map)
     if config.data.shuffle:
         dataset = dataset.random_shuffle(seed=config.seed)
-    scaling = ray.train.ScalingConfig(
-        num_workers=config.scale.num_workers,
-        use_gpu=config.scale.use_gpu,
-        resources_per_worker={"CPU": config.scale.cpus_per_worker, **({"GPU": 1} if config.scale.use_gpu else {})},
-    )
-    run_config = ray.train.RunConfig(
-        name=config.name,
-        storage_path=str(output),
-        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
-        failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
-    )
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config.model_dump(),
-        scaling_config=scaling,
-        run_config=run_config,
-        torch_config=TorchConfig(backend="nccl" if config.scale.use_gpu else "gloo"),
-        datasets={"train": dataset},
-    )
-    return trainer.fit()
+    return fit(config, train_loop_per_worker, dataset, str(output))
 
 
 def export_final_model(result, output: Path) -> Path:
@@ -157,7 +114,7 @@ def export_final_model(result, output: Path) -> Path:
     if final.exists():
         shutil.rmtree(final)
     with result.checkpoint.as_directory() as checkpoint_dir:
-        shutil.copytree(checkpoint_dir, final, ignore=shutil.ignore_patterns("deepspeed", "trainer_state.json"))
+        shutil.copytree(checkpoint_dir, final, ignore=shutil.ignore_patterns(DEEPSPEED_DIR, STATE_FILE))
     return final
 
 
@@ -175,7 +132,7 @@ def run_and_export(config: TrainConfig, address: str | None = None) -> dict:
         "final_model": str(final),
         "metrics": result.metrics,
         "seconds": round(time.time() - started, 1),
-        "versions": _versions(),
+        "versions": package_versions("ray", "torch", "transformers", "deepspeed"),
     }
     (output / "_SUMMARY.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
@@ -183,16 +140,6 @@ def run_and_export(config: TrainConfig, address: str | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     return summary_main(parse_args, run_and_export, ("final_model", "metrics", "seconds"), argv)
-
-
-def _versions() -> dict:
-    import deepspeed
-    import ray
-    import torch
-    import transformers
-
-    return {"ray": ray.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "deepspeed": deepspeed.__version__,
-            "python": sys.version.split()[0], "pid": os.getpid()}
 
 
 if __name__ == "__main__":

@@ -18,14 +18,12 @@ from gliner.train_step import batch_loss
 from gliner.training_data import ExampleError, build_training_batch, choose_label_sets, parse_example, shared_label_set
 
 from .deepspeed_engine import initialize_engine
+from .fit import DEEPSPEED_DIR, DEEPSPEED_TAG, STATE_FILE, step_event
 
 SKIP_REASONS = (
     "not_a_record", "empty_tokenized_text", "bad_tokenized_text", "bad_span", "span_out_of_range", "span_too_wide",
     "bad_negatives", "bad_ner_labels",
 )
-STATE_FILE = "trainer_state.json"
-DEEPSPEED_DIR = "deepspeed"
-DEEPSPEED_TAG = "state"
 
 
 def train_loop_per_worker(config_dict: dict) -> None:
@@ -72,18 +70,13 @@ def train_loop_per_worker(config_dict: dict) -> None:
             window["micro_batches"] += 1
             window["examples"] += len(examples)
             state["examples"] += len(examples)
-            if engine.global_steps == state["step"]:
-                continue  # still accumulating gradients
-            state["step"] = engine.global_steps
-            if config.fail_at_step is not None and state["step"] == config.fail_at_step and checkpoint is None:
-                raise RuntimeError(f"injected failure at step {state['step']} (fail_at_step)")
-            is_last = state["step"] >= config.max_steps
-            if state["step"] % config.checkpoint_every == 0 or is_last:
+            event = step_event(engine, state, config, resumed=checkpoint is not None)
+            if event == "checkpoint":
                 metrics = _window_metrics(window, state, engine, skipped, world_size)
                 _save_and_report(deepspeed, engine, gliner, state, metrics, rank)
-            elif state["step"] % config.log_every == 0:
+            elif event == "log":
                 ray.train.report(_window_metrics(window, state, engine, skipped, world_size))
-            if is_last:
+            if state["step"] >= config.max_steps:
                 break
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ray_jobs.curate import CurateConfig, balance_cutoffs, parse_args, run
+from ray_jobs.curate import CurateConfig, parse_args, run
 from ray_jobs.job_config import load_config
 from synth.contracts import DOCUMENTS_SCHEMA
+from synth.source_balance import balance_cutoffs
 
 REPO = Path(__file__).resolve().parents[1]
 FUNCTION_WORDS = ["the", "of", "and", "in", "with", "was", "to", "for", "by", "on"]

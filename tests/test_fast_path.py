@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from assemble import assemble_checkpoint, load_upstream_record  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
-from gliner.batch import encode_words, enumerate_spans  # noqa: E402
+from gliner.batch import enumerate_spans  # noqa: E402
 from gliner.decoding import Span, greedy_select  # noqa: E402
 from gliner.loss import span_loss  # noqa: E402
 from gliner.span_rep import SpanMarker  # noqa: E402
