@@ -38,7 +38,9 @@ def key(entity: dict) -> tuple:
 
 def assert_same_predictions(ours: list[dict], theirs: list[dict], context: str, threshold: float) -> int:
     """Asserts the entities match up to near ties (module docstring); returns how many differ."""
-    assert [e["start"] for e in ours] == sorted(e["start"] for e in ours), f"{context}: not in text order"
+    for a, b in zip(ours, ours[1:]):  # upstream's order: by start, then by score, highest first (ties either way)
+        in_order = a["start"] < b["start"] or (a["start"] == b["start"] and a["score"] >= b["score"] - TOLERANCE)
+        assert in_order, f"{context}: {a} before {b} is not upstream's order"
     ours_by_key, theirs_by_key = {key(e): e for e in ours}, {key(e): e for e in theirs}
     assert len(ours_by_key) == len(ours), f"{context}: an entity twice"
     for shared in ours_by_key.keys() & theirs_by_key.keys():
@@ -79,6 +81,9 @@ def test_near_ties_are_the_only_differences_allowed():
         assert_same_predictions([chosen, entity(20, 30, "drug", 0.6)], [rival], "an extra entity", 0.5)
     with pytest.raises(AssertionError):
         assert_same_predictions([entity(0, 10, "gene", 0.52)], [entity(0, 10, "gene", 0.53)], "a score off", 0.5)
+    with pytest.raises(AssertionError, match="not upstream's order"):
+        assert_same_predictions([entity(0, 4, "gene", 0.51), entity(0, 9, "gene", 0.53)],
+                                [entity(0, 9, "gene", 0.53), entity(0, 4, "gene", 0.51)], "out of order", 0.5)
 
 
 def test_fixture_is_varied_enough():
