@@ -68,8 +68,10 @@ class OptimSection(Section):
 
 
 class DistillScaleSection(ScaleSection):
+    """The shared scale fields; `precision` is also the dtype the base model is loaded in."""
+
     micro_batch_size: int = Field(1, ge=1)
-    pad_to_multiple_of: int = Field(1, ge=1)  # the precision is also the dtype the base model is loaded in
+    pad_to_multiple_of: int = Field(1, ge=1)
 
 
 class DistillConfig(FitConfig):

@@ -44,7 +44,7 @@ from gliner.evaluation import (
     summary_table,
 )
 
-from .job_config import Section, load_config
+from .job_config import Section, cli_main, load_config
 from .versions import package_versions
 
 
@@ -397,16 +397,13 @@ def model_limits(model: str) -> tuple[int, int]:
     return config.max_width, config.max_len
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        config, address = parse_args(argv)
-        results = run(config, address)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(summary_table(results), end="")
+def run_and_print(config: EvaluateConfig, address: str | None = None) -> None:
+    print(summary_table(run(config, address)), end="")
     print(f"\nwrote {Path(config.output).resolve()}/results.json, results.md, _SUMMARY.json")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(parse_args, run_and_print, argv, run_errors=(ValueError, FileNotFoundError))  # bad datasets or model
 
 
 if __name__ == "__main__":

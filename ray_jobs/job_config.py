@@ -24,7 +24,10 @@ class Section(BaseModel):
 def load_config(model: type[ConfigT], path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> ConfigT:
     data = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:  # a missing or unreadable file is a bad config like any other
+            raise ValueError(f"cannot read config {path}: {error.strerror or error}") from None
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config file must hold a mapping at the top level")

@@ -1,9 +1,9 @@
-"""The training jobs' command lines: a bad config is one `error:` line and exit 2, a failed fit exit 1."""
+"""Job command lines: a bad or missing config is one `error:` line and exit 2, a failed fit exit 1."""
 import json
 
 import pytest
 
-from ray_jobs import distill, train
+from ray_jobs import distill, evaluate, train
 from ray_jobs.job_config import summary_main
 
 
@@ -16,6 +16,13 @@ def test_bad_config_is_one_error_line_and_exit_2(main, argv, capsys):
     assert main(argv) == 2
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: invalid config") and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("main", [train.main, distill.main, evaluate.main])
+def test_missing_config_file_is_one_error_line_and_exit_2(main, tmp_path, capsys):
+    missing = tmp_path / "no_such.yaml"
+    assert main(["--config", str(missing)]) == 2
+    assert capsys.readouterr().err == f"error: cannot read config {missing}: No such file or directory\n"
 
 
 def parse_args(argv):
