@@ -57,7 +57,7 @@ def evaluate() -> dict:
 
     config, _ = parse_args(["--config", str(REPO / "configs/evaluate/biomed_zero_shot.yaml"), f"model={OUTPUT / 'final_model'}",
                             f"output={REPO / 'outputs/evaluate/minilm_cpu'}"])
-    return run(config)
+    return run(config)["results"]
 
 
 def upstream_agreement() -> dict:

@@ -52,7 +52,7 @@ def run_upstream(train_data: Path, steps: int) -> dict:
 def run_ours(train_data: Path, steps: int) -> dict:
     import shutil
 
-    from ray_jobs.train import TrainConfig, run
+    from ray_jobs.train import TrainConfig, fit_model
 
     shutil.rmtree(WORK / "ours", ignore_errors=True)  # Ray Train would restore an earlier run of the same name
 
@@ -63,7 +63,7 @@ def run_ours(train_data: Path, steps: int) -> dict:
         "optim": {"lr_encoder": 5e-5, "lr_others": 5e-4, "warmup_ratio": 0.05, "schedule": "cosine", "max_grad_norm": 10.0},
         "scale": {"num_workers": 1, "torch_threads": 2, "zero_stage": 0, "micro_batch_size": 8},
     })
-    result = run(config)
+    result = fit_model(config)
     if result.error is not None:
         raise RuntimeError(result.error)
     return {"steps": result.metrics["step"], "examples_per_s": result.metrics["steady_examples_per_s"]}

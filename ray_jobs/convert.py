@@ -4,9 +4,11 @@ to the `examples` contract.
     python -m ray_jobs.convert --config configs/convert/default.yaml [key=value ...]
     python -m ray_jobs.convert --annotations PATH [--annotations PATH ...] --documents PATH --output DIR [--format auto|parquet|jsonl]
 
-Inputs are Parquet or JSON Lines, each a file, a directory or a glob, matched on doc_id (rows of both grouped by it).
+Inputs are Parquet or JSON Lines, each a file, a directory or a glob, read in work units (row ranges, byte ranges:
+`synth.work_units`, sized by `units`) and matched on doc_id (rows of both grouped by it).
 Every annotation row becomes either an example, OUTPUT/examples/part-*.parquet, or an error row with a reason,
-OUTPUT/errors/part-*.parquet: annotation error set, document missing, raw output unparseable, too few entities...
+OUTPUT/errors/part-*.parquet (the `errors` contract; `source` is the annotating model): annotation error set,
+document missing, raw output unparseable, too few entities...
 Entities already in a row are used; a row with null entities has its raw_output parsed. Files are written under a
 temporary name and moved into place; OUTPUT/_SUMMARY.json, written last, marks the output complete: a rerun then
 only prints it (overwrite=true redoes it), and a rerun over an incomplete output starts it afresh.
@@ -15,7 +17,6 @@ statistics `synth.conversion_stats`; this module reads, groups, writes and sums 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,12 +27,15 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from synth.contracts import EXAMPLES_SCHEMA
+from synth.contracts import ERRORS_SCHEMA, EXAMPLES_SCHEMA
 from synth.conversion_inputs import annotation_rows, document_rows
 from synth.conversion_stats import batch_statistics, merge_statistics
 
-from .job_config import Section, cli_main, load_config
-from .versions import package_versions
+from .job_command import BadInput, job_main, job_parser, parse_job_args
+from .job_config import Section
+from .job_summary import previous_run, write_summary
+from .output_root import OutputRoot
+from .unit_pipeline import TaskStage, UnitSettings, unit_of, units_dataset
 
 
 class ConvertConfig(Section):
@@ -46,27 +50,21 @@ class ConvertConfig(Section):
     max_raw_chars: int = Field(200_000, ge=1)  # longer raw outputs are not parsed (raw_output_too_long)
     num_partitions: int | None = Field(None, ge=1)  # of the group-by-doc_id shuffle; default: one per 32 MiB of input
     rows_per_file: int = Field(10_000, ge=1)
+    units: UnitSettings = UnitSettings()
     overwrite: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ConvertConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (configs/convert/*.yaml)")
+    parser = job_parser(__doc__)
     parser.add_argument("--annotations", action="append", help="annotations: Parquet or JSONL file, directory or glob (repeatable)")
     parser.add_argument("--documents", help="documents: Parquet or JSONL file, directory or glob")
     parser.add_argument("--output", help="output directory or URL")
     parser.add_argument("--format", choices=["auto", "parquet", "jsonl"])
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_width=10 overwrite=true")
-    args = parser.parse_intermixed_args(argv)
-    flags = {"annotations": args.annotations, "documents": args.documents, "output": args.output, "format": args.format}
-    return load_config(ConvertConfig, args.config, args.overrides, flags), args.address
+    return parse_job_args(parser, ConvertConfig, argv, lambda args: {
+        "annotations": args.annotations, "documents": args.documents, "output": args.output, "format": args.format})
 
 
 # ------------------------------------------------------------------------------------------------ converting
-ERRORS_SCHEMA = pa.schema([
-    ("doc_id", pa.string()), ("model", pa.string()), ("input", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
-])
 # Per converted row: the example or error fields, and its statistics; "document" rows only count documents.
 RESULT_SCHEMA = pa.schema(
     [("status", pa.string())] + [field for field in EXAMPLES_SCHEMA]
@@ -94,17 +92,17 @@ def convert_group(group: pa.Table, config: dict) -> pa.Table:
                                             settings.negatives, settings.max_raw_chars)
             results.append(_result(row, conversion))
         else:
-            results.append({"status": "error", "doc_id": row["doc_id"], "input": row["source"], "reason": row["kind"],
+            results.append({"status": "error", "doc_id": row["doc_id"], "input": row["source"], "stage": "read", "reason": row["kind"],
                             "detail": f"{row['error']}: {row['text']}" if row["text"] else row["error"]})
     return pa.Table.from_pylist(results, RESULT_SCHEMA)
 
 
 def _result(row: dict, conversion) -> dict:
-    result = {"doc_id": row["doc_id"], "model": row["model"], "input": row["source"]}
+    result = {"doc_id": row["doc_id"], "source": row["model"], "input": row["source"]}
     if conversion.example is not None:
         result.update(conversion.example, status="example")
     else:
-        result.update(status="error", reason=conversion.error_reason, detail=conversion.error_detail)
+        result.update(status="error", stage="convert", reason=conversion.error_reason, detail=conversion.error_detail)
     alignment, parsed = conversion.alignment, conversion.parsed
     drops = Counter(parsed.dropped if parsed else {})
     if alignment is not None:
@@ -118,41 +116,29 @@ def _result(row: dict, conversion) -> dict:
 # ------------------------------------------------------------------------------------------------ writing
 def write_results(batch: pa.Table, output: str) -> pa.Table:
     """Commit the batch's examples and errors as one Parquet file each; returns the batch's statistics (one row)."""
-    from .shard_output import output_filesystem, write_atomically
-
     rows = batch.to_pylist()
     examples = [row for row in rows if row["status"] == "example"]
     errors = [row for row in rows if row["status"] == "error"]
-    filesystem, root = output_filesystem(output)
-    name = f"part-{uuid.uuid4().hex}.parquet"
+    root, name = OutputRoot(output), f"part-{uuid.uuid4().hex}.parquet"
     for folder, items, schema in (("examples", examples, EXAMPLES_SCHEMA), ("errors", errors, ERRORS_SCHEMA)):
         if items:
-            table = pa.Table.from_pylist([{key: row[key] for key in schema.names} for row in items], schema)
-            write = lambda handle, table=table: _write_parquet(table, handle)  # noqa: E731
-            write_atomically(filesystem, f"{root}/{folder}/{name}", write)
+            root.write_parquet(f"{folder}/{name}", pa.Table.from_pylist([{key: row.get(key) for key in schema.names} for row in items], schema))
     return pa.Table.from_pylist([{"stats": json.dumps(batch_statistics(rows))}])
-
-
-def _write_parquet(table: pa.Table, handle) -> None:
-    import pyarrow.parquet as pq
-
-    pq.write_table(table, handle)
 
 
 # ------------------------------------------------------------------------------------------------ the job
 def run(config: ConvertConfig, address: str | None = None) -> dict:
     from .ray_runtime import init_ray
 
-    previous = _read_summary(config.output)
-    if previous is not None and not config.overwrite:
-        print(f"{config.output} is complete (its _SUMMARY.json exists); pass overwrite=true to redo it")
-        _print_summary(previous)
-        return previous
-    _clear_output(config.output)
     started = time.time()
+    output = OutputRoot(config.output)
+    previous = previous_run(output, config.overwrite)
+    if previous is not None:
+        return previous
+    output.remove("_SUMMARY.json", "examples", "errors")  # what an earlier (complete or interrupted) run left
     init_ray(address)
-    annotations, annotation_files = _read_input(config.annotations, config.format, annotation_rows)
-    documents, document_files = _read_input(config.documents, config.format, document_rows, columns=["doc_id", "text"])
+    annotations, annotation_files = _read_input(config.annotations, config, annotation_rows)
+    documents, document_files = _read_input(config.documents, config, document_rows, columns=["doc_id", "text"])
     partitions = config.num_partitions or _default_partitions(annotation_files + document_files)
     grouped = annotations.union(documents).groupby("key", num_partitions=partitions)
     results = grouped.map_groups(convert_group, batch_format="pyarrow", fn_kwargs={"config": config.model_dump()})
@@ -161,49 +147,57 @@ def run(config: ConvertConfig, address: str | None = None) -> dict:
     totals = merge_statistics([json.loads(row["stats"]) for row in stats.iter_rows()])
     inputs = {"annotations": config.annotations, "annotation_files": annotation_files,
               "documents": config.documents, "document_files": document_files}
-    summary = _summary(config, inputs, totals, time.time() - started)
-    _write_summary(config.output, summary)
-    _print_summary(summary)
-    return summary
+    return write_summary(output, "convert", config, started, _summary(config, inputs, totals, time.time() - started), ("pyarrow",))
 
 
-def _read_input(patterns: str | list[str], data_format: str, to_rows, columns: list[str] | None = None):
-    import ray
+def _read_input(patterns: str | list[str], config: ConvertConfig, to_rows, columns: list[str] | None = None):
+    """The input's rows (`to_rows` of each unit's records) as a Ray dataset, and the input's files."""
+    from synth.work_units import plan_inputs
 
-    from .tag import list_input_files
-
-    files = []
+    units = []
     for pattern in [patterns] if isinstance(patterns, str) else patterns:
-        found = list_input_files(pattern)
-        if len(found) == 1 and not _exists(found[0]):
-            raise FileNotFoundError(f"no input files at {pattern}")
-        files += found
-    formats = {data_format} if data_format != "auto" else {_infer_format(path) for path in files}
+        data_format = config.format if config.format != "auto" else _infer_format(pattern)
+        units += plan_inputs(pattern, data_format, config.units.sizes())
+    formats = {unit.format for unit in units}
     if len(formats) != 1:
-        raise ValueError(f"{patterns}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
-    json_lines = formats == {"jsonl"}
-    if json_lines:
-        dataset = ray.data.read_text(files, include_paths=True)
+        raise BadInput(f"{patterns}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
+    stage = TaskStage(read_unit_rows, {"to_rows": to_rows, "columns": columns}, num_cpus=1)
+    return units_dataset(units, [stage]), sorted({unit.path for unit in units})
+
+
+def read_unit_rows(row: pa.Table, to_rows, columns: list[str] | None) -> pa.Table:
+    """A unit's Parquet rows, or its JSON lines as {"text": line}, with their file as "path", through `to_rows`."""
+    from synth.unit_records import jsonl_lines, parquet_batches, parquet_columns
+
+    unit = unit_of(row)
+    if unit.format == "jsonl":
+        lines = [line.decode("utf-8", errors="replace") for _, line in jsonl_lines(unit)]
+        table = pa.table({"text": pa.array(lines, pa.string())})
     else:
-        dataset = ray.data.read_parquet(files, include_paths=True)
-        dataset = dataset.select_columns(columns + ["path"]) if columns else dataset
-    return dataset.map_batches(to_rows, batch_format="pyarrow", fn_kwargs={"json_lines": json_lines}), files
+        present = parquet_columns(unit.path)
+        wanted = [name for name in columns if name in present] if columns else None
+        batches = [batch for _, batch in parquet_batches(unit, wanted)]
+        table = pa.concat_tables(batches) if batches else pa.table({name: pa.array([], pa.string()) for name in wanted or present})
+    table = table.append_column("path", pa.array([unit.path] * table.num_rows, pa.string()))
+    return to_rows(table, json_lines=unit.format == "jsonl")
 
 
-def _exists(path: str) -> bool:
-    import fsspec
+def _infer_format(pattern: str) -> str:
+    """Parquet or JSON Lines, from the pattern's (or its files') names."""
+    from synth.work_units import list_input_files
 
-    filesystem, _, [resolved] = fsspec.get_fs_token_paths(path)
-    return filesystem.exists(resolved)
-
-
-def _infer_format(path: str) -> str:
-    name = path.lower()
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith((".jsonl", ".ndjson")):
-        return "jsonl"
-    raise ValueError(f"cannot tell the format of {path}; pass format=parquet or format=jsonl")
+    formats = set()
+    for path in list_input_files(pattern):
+        name = path.lower()
+        if name.endswith(".parquet"):
+            formats.add("parquet")
+        elif name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
+            formats.add("jsonl")
+        else:
+            raise BadInput(f"cannot tell the format of {path}; pass format=parquet or format=jsonl")
+    if len(formats) != 1:
+        raise BadInput(f"{pattern}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
+    return formats.pop()
 
 
 def _default_partitions(files: list[str], bytes_per_partition: int = 32 << 20, most: int = 200) -> int:
@@ -223,7 +217,6 @@ def _summary(config: ConvertConfig, inputs: dict, totals: dict, seconds: float) 
     candidates = totals.get("entities_in", 0) + sum(count for reason, count in drops.items() if reason.startswith("entity_"))
     spans_per_type = totals.get("spans_per_type", Counter())
     return {
-        "job": "convert",
         "inputs": inputs,
         "output": config.output,
         "counts": {
@@ -251,40 +244,10 @@ def _summary(config: ConvertConfig, inputs: dict, totals: dict, seconds: float) 
         "parse_notes": dict(sorted(totals.get("parse_notes", {}).items())),
         "timings": {"seconds": round(seconds, 2),
                     "annotation_rows_per_s": round(totals.get("annotation_rows", 0) / seconds, 2) if seconds > 0 else 0.0},
-        "config": config.model_dump(),
-        "versions": package_versions("ray", "pyarrow"),
     }
 
 
-def _read_summary(output: str) -> dict | None:
-    from .shard_output import output_filesystem
-
-    filesystem, root = output_filesystem(output)
-    if not filesystem.exists(f"{root}/_SUMMARY.json"):
-        return None
-    with filesystem.open(f"{root}/_SUMMARY.json", "rb") as handle:
-        return json.loads(handle.read())
-
-
-def _clear_output(output: str) -> None:
-    """Remove what an earlier (complete or interrupted) run left, so no stale part file survives into this one."""
-    from .shard_output import output_filesystem
-
-    filesystem, root = output_filesystem(output)
-    for leftover in (f"{root}/_SUMMARY.json", f"{root}/examples", f"{root}/errors"):
-        if filesystem.exists(leftover):
-            filesystem.rm(leftover, recursive=True)
-
-
-def _write_summary(output: str, summary: dict) -> None:
-    from .shard_output import output_filesystem, write_atomically
-
-    filesystem, root = output_filesystem(output)
-    payload = json.dumps(summary, indent=2).encode("utf-8")
-    write_atomically(filesystem, f"{root}/_SUMMARY.json", lambda handle: handle.write(payload))
-
-
-def _print_summary(summary: dict) -> None:
+def print_summary(summary: dict) -> None:
     counts, mentions = summary["counts"], summary["mentions"]
     print(f"converted {counts['annotation_rows']} annotation rows over {counts['documents']} documents: "
           f"{counts['examples']} examples ({mentions['spans']} spans, {summary['unique_types']} types, "
@@ -296,7 +259,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, run, argv, run_errors=(FileNotFoundError, ValueError))  # inputs missing or of an unknown format
+    return job_main(argv, parse_args, run, print_summary)
 
 
 if __name__ == "__main__":

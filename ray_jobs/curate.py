@@ -4,9 +4,10 @@
     python -m ray_jobs.curate --input PATH_OR_GLOB --source NAME --output DIR [--format auto|...] [key=value ...]
 
 Stages, on Ray Data (every stage scales out; nothing is collected on the driver except what is said below):
-1. read: one task per input file reads its documents (`synth.documents`), splits them into passages
-   (`synth.passages`, ids `<doc_id>#p<k>`) and applies the quality filters (`synth.quality`, per-source thresholds).
-   Passing passages and rejected records go to staging Parquet files, committed per file.
+1. read: input files are cut into work units (`units`: row ranges of Parquet, byte ranges of JSONL, PubTator and
+   PubMed XML; `synth.work_units`); one task per unit reads its documents (`synth.documents`), splits them into
+   passages (`synth.passages`, ids `<doc_id>#p<k>`) and applies the quality filters (`synth.quality`, per-source
+   thresholds). Passing passages and rejected records go to staging Parquet files, one per unit.
 2. exact duplicates: rows are hash-partitioned by their normalised-text key (`groupby` on key mod P); each
    partition keeps the longest text of every key (ties: smaller id).
 3. MinHash signatures: `map_batches` over the remaining passages.
@@ -21,26 +22,24 @@ Stages, on Ray Data (every stage scales out; nothing is collected on the driver 
 7. balance: an equal number of passages per source (the smallest non-empty source's count, or `balance.per_source`
    when set): each passage scores a seeded 64-bit hash of its id and every source keeps its lowest scores. The
    driver collects (source, score) pairs, 8 bytes a passage, to find each source's cut-off (`synth.source_balance`).
-Passage ids are `<doc_id>#p<k>`; a doc_id repeated within one file is rejected, and doc_ids are assumed unique
-across files and sources (not checked: give each source its own id space).
-Everything that does not reach OUTPUT/documents is a row of OUTPUT/rejected with its stage and reason: read errors,
-empty or overlong documents, quality failures, exact and near duplicates (detail: the id kept), balance drops.
+Passage ids are `<doc_id>#p<k>`; a doc_id repeated within one unit is rejected, and doc_ids are assumed unique
+across units, files and sources (not checked: give each source its own id space).
+Everything that does not reach OUTPUT/documents is a row of OUTPUT/rejected (the `errors` contract) with its stage
+and reason: read errors, empty or overlong documents, quality failures, exact and near duplicates (detail: the id
+kept), balance drops.
 
 Output, committed at the end of the run: OUTPUT/documents/*.parquet (DOCUMENTS_SCHEMA), OUTPUT/rejected/*.parquet
-(REJECTED_SCHEMA), OUTPUT/_SUMMARY.json written last. Work happens in OUTPUT/.staging-<run>; an output with a
-summary is complete, and a rerun skips it unless `overwrite=true`.
+(ERRORS_SCHEMA), OUTPUT/_SUMMARY.json written last. Work happens in OUTPUT/.staging-<run>; an output with a
+complete summary is done, and a rerun skips it unless `overwrite=true`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import re
 import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -48,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from synth.contracts import DOCUMENTS_SCHEMA
+from synth.contracts import DOCUMENTS_SCHEMA, ERRORS_SCHEMA
 from synth.dedup_tables import (
     add_signatures, attach_first_signature, explode_band_keys, keep_rows_where_null, mark_exact_duplicates, pair_rows,
     pairs_in_buckets, signature_rows, verify_pairs, with_partition,
@@ -56,14 +55,14 @@ from synth.dedup_tables import (
 from synth.quality import QualityConfig
 from synth.source_balance import balance_cutoffs, balance_scores, within_cutoffs
 
-from .job_config import Section, cli_main, load_config
-from .versions import package_versions
+from .job_command import job_main, job_parser, parse_job_args
+from .job_config import Section
+from .job_summary import previous_run, write_summary
+from .output_root import OutputRoot
+from .table_steps import map_tables, per_partition
+from .unit_pipeline import TaskStage, UnitSettings, stream_units, unit_of
 
 FORMAT = Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"]
-REJECTED_SCHEMA = pa.schema([
-    ("doc_id", pa.string()), ("source", pa.string()), ("input", pa.string()),
-    ("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
-])
 # Staged passages: the documents contract plus what the later stages need.
 PASSAGES_SCHEMA = pa.schema(list(DOCUMENTS_SCHEMA) + [("input", pa.string()), ("exact_key", pa.binary(16)), ("length", pa.int64())])
 
@@ -115,6 +114,7 @@ class CurateConfig(Section):
     inputs: list[InputSpec] = Field(min_length=1)
     output: str
     overwrite: bool = False
+    units: UnitSettings = UnitSettings()
     passages: PassageSettings = PassageSettings()
     quality: QualityConfig = QualityConfig()
     dedup: DedupSettings = DedupSettings()
@@ -122,38 +122,34 @@ class CurateConfig(Section):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[CurateConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (configs/curate/*.yaml)")
+    parser = job_parser(__doc__)
     parser.add_argument("--input", help="one input: file, directory or glob; local or fsspec URL (replaces inputs)")
     parser.add_argument("--source", default=None, help="source name of --input (default: default)")
     parser.add_argument("--format", choices=list(FORMAT.__args__), help="format of --input (default: auto)")
     parser.add_argument("--output", help="output directory or URL")
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. dedup.threshold=0.8")
-    args = parser.parse_intermixed_args(argv)
-    values = {"output": args.output}
-    if args.input:
-        values["inputs"] = [{"path": args.input, "source": args.source or "default", "format": args.format or "auto"}]
-    elif args.source or args.format:
-        raise ValueError("--source and --format describe --input; give --input too")
-    return load_config(CurateConfig, args.config, args.overrides, values), args.address
+
+    def flag_values(args) -> dict:
+        values = {"output": args.output}
+        if args.input:
+            values["inputs"] = [{"path": args.input, "source": args.source or "default", "format": args.format or "auto"}]
+        elif args.source or args.format:
+            raise ValueError("--source and --format describe --input; give --input too")
+        return values
+
+    return parse_job_args(parser, CurateConfig, argv, flag_values)
 
 
 # ------------------------------------------------------------------------------------------------ planning
-def plan_files(config: CurateConfig) -> list[dict]:
-    """One item per input file: shard name, path, format, source and the input's reader settings."""
-    from synth.documents import infer_format
+def plan_units(config: CurateConfig) -> tuple[list, dict[str, int]]:
+    """The work units of every input, and the index of the input each unit belongs to."""
+    from synth.work_units import plan_inputs
 
-    from .tag import list_input_files, shard_id
-
-    files = []
-    for spec in config.inputs:
-        root = spec.path.rstrip("/") if not any(ch in spec.path for ch in "*?[") else str(PurePosixPath(spec.path).parent)
-        for path in list_input_files(spec.path):
-            data_format = infer_format(path) if spec.format == "auto" else spec.format
-            files.append({"shard": f"{spec.source}-{shard_id(path, root)}", "path": path, "format": data_format,
-                          "source": spec.source, "reader": json.dumps([spec.id_column, spec.text_column, spec.title_column])})
-    return files
+    units, input_of = [], {}
+    for index, spec in enumerate(config.inputs):
+        for unit in plan_inputs(spec.path, spec.format, config.units.sizes(), key_prefix=f"{spec.source}-"):
+            units.append(unit)
+            input_of[unit.unit_id] = index
+    return units, input_of
 
 
 def partitions_for(config: CurateConfig, passages: int, cpus: float) -> int:
@@ -163,34 +159,32 @@ def partitions_for(config: CurateConfig, passages: int, cpus: float) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ stage 1: read
-def curate_files(batch: dict, config: dict, staging: str) -> dict:
-    """Ray Data task body: read, split and filter whole input files; one summary row per file."""
+def curate_unit(row: pa.Table, config: dict, staging: str, input_of: dict[str, int]) -> pa.Table:
+    """A Ray task: read, split and filter one work unit into staging files; returns its summary row."""
+    from synth.documents import Columns, Document, read_unit
+
     settings = CurateConfig.model_validate(config)
-    summaries = [curate_file(settings, staging, item) for item in _rows(batch)]
-    return {"summary": [json.dumps(summary) for summary in summaries]}
-
-
-def curate_file(config: CurateConfig, staging: str, item: dict) -> dict:
-    from synth.documents import Document, read_documents
-
-    started = time.perf_counter()
-    id_column, text_column, title_column = json.loads(item["reader"])
-    thresholds = config.quality.for_source(item["source"])
+    unit, started = unit_of(row), time.perf_counter()
+    spec = settings.inputs[input_of[unit.unit_id]]
+    thresholds = settings.quality.for_source(spec.source)
     passages, rejected, counts, seen = [], [], Counter(), set()
-    for record in read_documents(item["path"], item["format"], id_column, text_column, title_column):
-        problem = _document_problem(record, config, seen) if isinstance(record, Document) else None
+    for record in read_unit(unit, Columns(spec.id_column, spec.text_column, spec.title_column)):
+        problem = _document_problem(record, settings, seen) if isinstance(record, Document) else None
         if not isinstance(record, Document) or problem:
-            rejected.append(_read_rejection(record, problem, item))
-            counts["read_errors"] += 1
+            rows = _read_rejections(record, problem, spec.source, unit.path)
+            rejected += rows
+            counts["read_errors"] += len(rows)
             continue
         seen.add(record.doc_id)
         counts["documents"] += 1
-        _add_passages(record, item, config, thresholds, passages, rejected, counts)
-    _write_table(f"{staging}/passages/{item['shard']}.parquet", pa.Table.from_pylist(passages, PASSAGES_SCHEMA))
-    _write_table(f"{staging}/rejected/read-{item['shard']}.parquet", pa.Table.from_pylist(rejected, REJECTED_SCHEMA))
-    return {"shard": item["shard"], "path": item["path"], "source": item["source"], "format": item["format"],
-            "documents": counts["documents"], "read_errors": counts["read_errors"], "passages": counts["passages"],
-            "passed_quality": len(passages), "seconds": round(time.perf_counter() - started, 3)}
+        _add_passages(record, spec.source, unit.path, settings, thresholds, passages, rejected, counts)
+    staged = OutputRoot(staging)
+    staged.write_parquet(f"passages/{unit.unit_id}.parquet", pa.Table.from_pylist(passages, PASSAGES_SCHEMA))
+    staged.write_parquet(f"rejected/read-{unit.unit_id}.parquet", pa.Table.from_pylist(rejected, ERRORS_SCHEMA))
+    summary = {"unit": unit.unit_id, "path": unit.path, "source": spec.source, "format": unit.format,
+               "documents": counts["documents"], "read_errors": counts["read_errors"], "passages": counts["passages"],
+               "passed_quality": len(passages), "seconds": round(time.perf_counter() - started, 3)}
+    return pa.table({"summary": [json.dumps(summary)]})
 
 
 def _document_problem(document, config: CurateConfig, seen: set) -> str | None:
@@ -203,22 +197,19 @@ def _document_problem(document, config: CurateConfig, seen: set) -> str | None:
     return None
 
 
-def _read_rejection(record, problem: str | None, item: dict) -> dict:
+def _read_rejections(record, problem: str | None, source: str, path: str) -> list[dict]:
+    from synth.documents import Deletion
+    from synth.error_rows import error_row, reading_error
+
     if problem:
-        return {"doc_id": record.doc_id, "source": item["source"], "input": item["path"], "stage": "read",
-                "reason": problem, "detail": problem}
-    detail = record.reason if record.line is None else f"{record.reason} (line {record.line})"
-    return {"doc_id": record.doc_id, "source": item["source"], "input": item["path"], "stage": "read",
-            "reason": reason_key(record.reason), "detail": detail}
+        return [error_row("read", problem, doc_id=record.doc_id, source=source, input=path)]
+    if isinstance(record, Deletion):  # a withdrawn citation is not part of the corpus
+        return [error_row("read", "deleted citation (DeleteCitation)", doc_id=doc_id, source=source, input=path, location=record.location)
+                for doc_id in record.doc_ids]
+    return [reading_error(record, source)]
 
 
-def reason_key(message: str) -> str:
-    """A reader's message without what varies per record (quoted content after ": " or ", got ", numbers), so that
-    rejections can be counted by reason: "invalid JSON: Expecting value" -> "invalid JSON"."""
-    return re.sub(r"\d+", "#", re.split(r": |, got ", message, maxsplit=1)[0])[:120]
-
-
-def _add_passages(document, item: dict, config: CurateConfig, thresholds, passages: list, rejected: list, counts: Counter) -> None:
+def _add_passages(document, source: str, path: str, config: CurateConfig, thresholds, passages: list, rejected: list, counts: Counter) -> None:
     from synth.near_duplicates import exact_key
     from synth.passages import passage_id, split_passages
     from synth.quality import first_failure
@@ -228,13 +219,13 @@ def _add_passages(document, item: dict, config: CurateConfig, thresholds, passag
         doc_id = passage_id(document.doc_id, passage.index)
         failure = first_failure(passage.text, thresholds) if config.quality.enabled else None
         if failure:
-            rejected.append({"doc_id": doc_id, "source": item["source"], "input": item["path"], "stage": "quality",
+            rejected.append({"doc_id": doc_id, "source": source, "input": path, "location": None, "stage": "quality",
                              "reason": failure.reason, "detail": failure.detail})
             continue
         meta = {"document_id": document.doc_id, "passage_index": passage.index, "char_start": passage.start,
-                "char_end": passage.end, "input": item["path"], "document_meta": document.meta}
-        passages.append({"doc_id": doc_id, "text": passage.text, "source": item["source"], "title": document.title,
-                         "meta": json.dumps(meta, ensure_ascii=False, default=str), "input": item["path"],
+                "char_end": passage.end, "input": path, "document_meta": document.meta}
+        passages.append({"doc_id": doc_id, "text": passage.text, "source": source, "title": document.title,
+                         "meta": json.dumps(meta, ensure_ascii=False, default=str), "input": path,
                          "exact_key": exact_key(passage.text), "length": len(passage.text)})
 
 
@@ -244,12 +235,12 @@ def duplicate_rejections(table: pa.Table, stage: str) -> pa.Table:
 
 
 def rejected_rows(table: pa.Table, stage: str, reason: str, details) -> pa.Table:
-    """REJECTED_SCHEMA rows for passages (rows with doc_id, source, input)."""
+    """ERRORS_SCHEMA rows for passages (rows with doc_id, source, input)."""
     count = len(table)
     details = details if not isinstance(details, str) else pa.array([details] * count, pa.string())
     return pa.table({"doc_id": table["doc_id"], "source": table["source"], "input": table["input"],
-                     "stage": pa.array([stage] * count, pa.string()), "reason": pa.array([reason] * count, pa.string()),
-                     "detail": details}, schema=REJECTED_SCHEMA)
+                     "location": pa.nulls(count, pa.string()), "stage": pa.array([stage] * count, pa.string()),
+                     "reason": pa.array([reason] * count, pa.string()), "detail": details}, schema=ERRORS_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------------ removal, balance
@@ -300,74 +291,62 @@ def to_documents(table: pa.Table) -> pa.Table:
 
 # ------------------------------------------------------------------------------------------------ the job
 def run(config: CurateConfig, address: str | None = None) -> dict:
-    import fsspec
-
     from .ray_runtime import init_ray
 
-    filesystem, root = fsspec.core.url_to_fs(config.output)
-    root = root.rstrip("/")
-    if filesystem.exists(f"{root}/_SUMMARY.json") and not config.overwrite:
-        with filesystem.open(f"{root}/_SUMMARY.json", "rb") as handle:
-            summary = dict(json.loads(handle.read()), skipped=True)
-        print(f"{config.output} is complete (_SUMMARY.json); skipped. Pass overwrite=true to redo it.")
-        return summary
+    started = time.time()
+    output = OutputRoot(config.output)
+    previous = previous_run(output, config.overwrite)
+    if previous is not None:
+        return previous
     resources = init_ray(address)
-    for leftover in filesystem.glob(f"{root}/.staging-*"):
-        filesystem.rm(leftover, recursive=True)
-    staging = f"{root}/.staging-{uuid.uuid4().hex[:12]}"
-    job = _Job(config, filesystem, staging, resources)
-    summary = job.execute()
-    _commit(filesystem, root, staging, summary)
-    _print_summary(summary)
-    return summary
+    for leftover in output.filesystem.glob(output.path(".staging-*")):
+        output.filesystem.rm(leftover, recursive=True)
+    staging = OutputRoot(output.url(f".staging-{uuid.uuid4().hex[:12]}"))
+    fields = _Job(config, staging, resources).execute()
+    _commit(output, staging)
+    return write_summary(output, "curate", config, started, fields, ("pyarrow", "numpy"))
 
 
 class _Job:
-    def __init__(self, config: CurateConfig, filesystem, staging: str, resources: dict):
-        self.config, self.filesystem, self.staging = config, filesystem, staging
-        self.resources = resources
+    def __init__(self, config: CurateConfig, staging: OutputRoot, resources: dict):
+        self.config, self.staging, self.resources = config, staging, resources
         self.timings: dict[str, float] = {}
-        self.staging_url = _url(filesystem, staging)
 
     def execute(self) -> dict:
-        started = time.time()
-        files = plan_files(self.config)
-        file_summaries = self._timed("read_filter", self._read_filter, files)
-        passed = sum(item["passed_quality"] for item in file_summaries)
+        units, input_of = plan_units(self.config)
+        unit_summaries = self._timed("read_filter", self._read_filter, units, input_of)
+        passed = sum(item["passed_quality"] for item in unit_summaries)
         self.partitions = partitions_for(self.config, passed, self.resources.get("CPU", 1))
         dedup = {"near_duplicates": 0, "candidate_pairs": 0, "verified_pairs": 0, "components": 0}
         balance = {"enabled": self.config.balance.enabled, "target_per_source": None, "kept": {}}
         if passed:
-            passages = self._dataset(f"{self.staging}/passages")
+            passages = self._dataset("passages")
             if self.config.dedup.enabled:
                 passages = self._timed("exact_dedup", self._exact, passages)
                 passages = self._timed("near_dedup", self._near, passages, dedup)
             self._timed("balance_write", self._balance_and_write, passages, balance)
         self._ensure_outputs()
         rejected_counts = self._timed("count_rejected", self._count_rejected)
-        return self._summary(file_summaries, dedup, balance, rejected_counts, time.time() - started)
+        return self._summary(unit_summaries, dedup, balance, rejected_counts)
 
     # -------------------------------------------------------------- stages
-    def _read_filter(self, files: list[dict]) -> list[dict]:
-        import ray
-
-        dataset = ray.data.from_items(files, override_num_blocks=len(files))
-        done = dataset.map_batches(curate_files, batch_size=1, fn_kwargs={"config": self.config.model_dump(), "staging": self.staging_url})
-        return [json.loads(row["summary"]) for row in done.take_all()]
+    def _read_filter(self, units: list, input_of: dict[str, int]) -> list[dict]:
+        stage = TaskStage(curate_unit, {"config": self.config.model_dump(), "staging": self.staging.url(), "input_of": input_of})
+        return [json.loads(row["summary"]) for row in stream_units(units, [stage])]
 
     def _exact(self, passages):
-        keyed = _map(passages, with_partition, key="exact_key", partitions=self.partitions)
-        marked = self._per_partition(keyed, mark_exact_duplicates).materialize()
-        duplicates = _map(marked, keep_rows_where_null, column="duplicate_of", is_null=False)
-        _map(duplicates, duplicate_rejections, stage="exact_duplicate").write_parquet(f"{self.staging_url}/rejected")
-        unique = _map(marked, keep_rows_where_null, column="duplicate_of", is_null=True)
-        return _map(unique, lambda table: table.drop_columns(["duplicate_of"]))
+        keyed = map_tables(passages, with_partition, key="exact_key", partitions=self.partitions)
+        marked = self._partitioned(keyed, mark_exact_duplicates).materialize()
+        duplicates = map_tables(marked, keep_rows_where_null, column="duplicate_of", is_null=False)
+        map_tables(duplicates, duplicate_rejections, stage="exact_duplicate").write_parquet(f"{self.staging.url()}/rejected")
+        unique = map_tables(marked, keep_rows_where_null, column="duplicate_of", is_null=True)
+        return map_tables(unique, lambda table: table.drop_columns(["duplicate_of"]))
 
     def _near(self, passages, dedup: dict):
         import ray
 
         settings = self.config.dedup
-        signed = _map(passages, add_signatures, batch_size=settings.batch_size, num_perm=settings.num_perm,
+        signed = map_tables(passages, add_signatures, batch_size=settings.batch_size, num_perm=settings.num_perm,
                       ngram=settings.ngram, seed=settings.seed).materialize()
         signatures = signed.select_columns(["doc_id", "signature", "length"])
         pairs = self._candidate_pairs(signatures)
@@ -375,20 +354,20 @@ class _Job:
         edges = self._verified_edges(signatures, pairs)
         removed = self._components(edges, dedup)
         removed_ref = [ray.put(removed)]
-        _map(signed, near_duplicate_rejections, removed=removed_ref).write_parquet(f"{self.staging_url}/rejected")
-        return _map(signed, drop_removed, removed=removed_ref)
+        map_tables(signed, near_duplicate_rejections, removed=removed_ref).write_parquet(f"{self.staging.url()}/rejected")
+        return map_tables(signed, drop_removed, removed=removed_ref)
 
     def _candidate_pairs(self, signatures):
         settings = self.config.dedup
-        band_rows = _map(signatures, explode_band_keys, bands=settings.bands, rows=settings.rows, partitions=self.partitions)
-        return self._per_partition(band_rows, pairs_in_buckets, max_bucket_size=settings.max_bucket_size).materialize()
+        band_rows = map_tables(signatures, explode_band_keys, bands=settings.bands, rows=settings.rows, partitions=self.partitions)
+        return self._partitioned(band_rows, pairs_in_buckets, max_bucket_size=settings.max_bucket_size).materialize()
 
     def _verified_edges(self, signatures, pairs) -> list[dict]:
         """Reduce-side join: pairs meet a's signature in partitions keyed by a, then b's in partitions keyed by b."""
-        signature_side = _map(signatures, signature_rows, partitions=self.partitions).materialize()
-        by_first = signature_side.union(_map(pairs, pair_rows, key="a", partitions=self.partitions))
-        with_first = self._per_partition(by_first, attach_first_signature, partitions=self.partitions)
-        verified = self._per_partition(signature_side.union(with_first), verify_pairs, threshold=self.config.dedup.threshold)
+        signature_side = map_tables(signatures, signature_rows, partitions=self.partitions).materialize()
+        by_first = signature_side.union(map_tables(pairs, pair_rows, key="a", partitions=self.partitions))
+        with_first = self._partitioned(by_first, attach_first_signature, partitions=self.partitions)
+        verified = self._partitioned(signature_side.union(with_first), verify_pairs, threshold=self.config.dedup.threshold)
         return verified.take_all()
 
     def _components(self, edges: list[dict], dedup: dict) -> dict[str, str]:
@@ -409,15 +388,15 @@ class _Job:
             balance.update(target_per_source=target, seed=settings.seed,
                            kept={source: min(len(scores), target) for source, scores in scores_by_source.items()})
             choice = {"cutoffs": cutoffs, "seed": settings.seed, "target": target}
-            _map(passages, select_balanced, keep=False, **choice).write_parquet(f"{self.staging_url}/rejected")
-            documents = _map(passages, select_balanced, keep=True, **choice)
+            map_tables(passages, select_balanced, keep=False, **choice).write_parquet(f"{self.staging.url()}/rejected")
+            documents = map_tables(passages, select_balanced, keep=True, **choice)
         else:
-            documents = _map(passages, to_documents)
-        documents.write_parquet(f"{self.staging_url}/documents")
+            documents = map_tables(passages, to_documents)
+        documents.write_parquet(f"{self.staging.url()}/documents")
 
     def _collect_scores(self, passages) -> dict[str, np.ndarray]:
         scores: dict[str, list] = {}
-        scored = _map(passages.select_columns(["doc_id", "source"]), balance_scores, seed=self.config.balance.seed)
+        scored = map_tables(passages.select_columns(["doc_id", "source"]), balance_scores, seed=self.config.balance.seed)
         for batch in scored.iter_batches(batch_format="pyarrow", batch_size=100_000):
             for source in pc.unique(batch["source"]).to_pylist():
                 scores.setdefault(source, []).append(batch.filter(pc.equal(batch["source"], source))["score"].to_numpy())
@@ -425,16 +404,15 @@ class _Job:
 
     def _count_rejected(self) -> list[dict]:
         """Counts per block, summed on the driver: the result is small (sources x reasons), so no shuffle is needed."""
-        rejected = self._dataset(f"{self.staging}/rejected", columns=["source", "stage", "reason"])
+        rejected = self._dataset("rejected", columns=["source", "stage", "reason"])
         totals = Counter()
-        for row in _map(rejected, count_reasons).take_all():
+        for row in map_tables(rejected, count_reasons).take_all():
             totals[(row["source"], row["stage"], row["reason"])] += row["count"]
         return [{"source": source, "stage": stage, "reason": reason, "count": count} for (source, stage, reason), count in totals.items()]
 
     # -------------------------------------------------------------- helpers
-    def _per_partition(self, dataset, function, **kwargs):
-        """`function` once per partition (all rows with the same `partition` value, as one Arrow table)."""
-        return dataset.groupby("partition", num_partitions=self.partitions).map_groups(function, batch_format="pyarrow", fn_kwargs=kwargs)
+    def _partitioned(self, dataset, function, **kwargs):
+        return per_partition(dataset, function, self.partitions, **kwargs)
 
     def _timed(self, name: str, function, *args):
         started = time.perf_counter()
@@ -442,21 +420,20 @@ class _Job:
         self.timings[name] = round(time.perf_counter() - started, 3)
         return result
 
-    def _dataset(self, path: str, columns: list[str] | None = None):
+    def _dataset(self, folder: str, columns: list[str] | None = None):
         import ray
 
-        return ray.data.read_parquet(_url(self.filesystem, path), columns=columns)
+        return ray.data.read_parquet(self.staging.url(folder), columns=columns)
 
     def _ensure_outputs(self) -> None:
         """Readers find both folders even when nothing passed (Ray writes no file for an empty dataset)."""
-        for name, schema in (("documents", DOCUMENTS_SCHEMA), ("rejected", REJECTED_SCHEMA)):
-            folder = f"{self.staging}/{name}"
-            if not self.filesystem.exists(folder) or not self.filesystem.glob(f"{folder}/*.parquet"):
-                _write_table(f"{_url(self.filesystem, folder)}/empty.parquet", schema.empty_table())
+        for name, schema in (("documents", DOCUMENTS_SCHEMA), ("rejected", ERRORS_SCHEMA)):
+            if not self.staging.names(name, ".parquet"):
+                self.staging.write_parquet(f"{name}/empty.parquet", schema.empty_table())
 
-    def _summary(self, file_summaries, dedup, balance, rejected_counts, seconds) -> dict:
+    def _summary(self, unit_summaries, dedup, balance, rejected_counts) -> dict:
         per_source: dict[str, Counter] = {}
-        for item in file_summaries:
+        for item in unit_summaries:
             counter = per_source.setdefault(item["source"], Counter())
             for key in ("documents", "read_errors", "passages", "passed_quality"):
                 counter[key] += item[key]
@@ -469,60 +446,26 @@ class _Job:
         for source, counter in per_source.items():
             counter["kept"] = balance["kept"].get(source, counter["passed_quality"] - counter["rejected_exact_duplicate"] - counter["rejected_near_duplicate"])
         return {
-            "job": "curate", "name": self.config.name, "output": self.config.output,
-            "inputs": [spec.model_dump() for spec in self.config.inputs], "files": file_summaries,
+            "name": self.config.name, "output": self.config.output,
+            "inputs": [spec.model_dump() for spec in self.config.inputs],
+            "units": {"count": len(unit_summaries), "files": len({item["path"] for item in unit_summaries})},
             "per_source": {source: dict(counter) for source, counter in sorted(per_source.items())},
             "totals": dict(sum(per_source.values(), Counter())),
             "rejected_by_stage": dict(sorted(by_stage.items())), "rejected_by_reason": dict(sorted(by_reason.items())),
             "dedup": dict(dedup, exact_duplicates=by_stage["exact_duplicate"], partitions=self.partitions), "balance": balance,
-            "timings": self.timings, "seconds": round(seconds, 2), "config": self.config.model_dump(), "versions": package_versions("ray", "pyarrow", "numpy"),
+            "timings": self.timings,
         }
 
 
-def _map(dataset, function, batch_size=None, **kwargs):
-    return dataset.map_batches(function, batch_format="pyarrow", batch_size=batch_size, fn_kwargs=kwargs)
-
-
-def _commit(filesystem, root: str, staging: str, summary: dict) -> None:
-    """Replace documents/ and rejected/ by the staged ones, then write the summary (the completion marker) last."""
-    if filesystem.exists(f"{root}/_SUMMARY.json"):
-        filesystem.rm(f"{root}/_SUMMARY.json")
+def _commit(output: OutputRoot, staging: OutputRoot) -> None:
+    """Replace documents/ and rejected/ by the staged ones (the summary, written after, marks them complete)."""
+    output.remove("_SUMMARY.json", "documents", "rejected")
     for name in ("documents", "rejected"):
-        if filesystem.exists(f"{root}/{name}"):
-            filesystem.rm(f"{root}/{name}", recursive=True)
-        filesystem.mv(f"{staging}/{name}", f"{root}/{name}", recursive=True)
-    filesystem.rm(staging, recursive=True)
-    temporary = f"{root}/.tmp-{uuid.uuid4().hex}-_SUMMARY.json"
-    with filesystem.open(temporary, "wb") as handle:
-        handle.write(json.dumps(summary, indent=2).encode("utf-8"))
-    filesystem.mv(temporary, f"{root}/_SUMMARY.json")
+        output.filesystem.mv(staging.path(name), output.path(name), recursive=True)
+    output.filesystem.rm(staging.path(), recursive=True)
 
 
-def _write_table(url: str, table: pa.Table) -> None:
-    """Write under a temporary name, then move into place: a reader never sees half a file."""
-    import fsspec
-    import pyarrow.parquet as pq
-
-    filesystem, path = fsspec.core.url_to_fs(url)
-    directory, name = path.rsplit("/", 1)
-    filesystem.makedirs(directory, exist_ok=True)
-    temporary = f"{directory}/.tmp-{uuid.uuid4().hex}-{name}"
-    with filesystem.open(temporary, "wb") as handle:
-        pq.write_table(table, handle)
-    filesystem.mv(temporary, path)
-
-
-def _url(filesystem, path: str) -> str:
-    protocol = filesystem.protocol if isinstance(filesystem.protocol, str) else filesystem.protocol[0]
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"
-
-
-def _rows(batch: dict) -> list[dict]:
-    names = list(batch)
-    return [dict(zip(names, values)) for values in zip(*(batch[name] for name in names))]
-
-
-def _print_summary(summary: dict) -> None:
+def print_summary(summary: dict) -> None:
     totals = summary["totals"]
     print(f"curated {totals.get('documents', 0)} documents into {totals.get('passages', 0)} passages: "
           f"{totals.get('passed_quality', 0)} passed quality, {summary['dedup']['exact_duplicates']} exact and "
@@ -535,7 +478,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, run, argv)
+    return job_main(argv, parse_args, run, print_summary)
 
 
 if __name__ == "__main__":

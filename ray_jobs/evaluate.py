@@ -18,7 +18,6 @@ task (`num_cpus_per_task`, `num_gpus_per_task`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -44,8 +43,9 @@ from gliner.evaluation import (
     summary_table,
 )
 
-from .job_config import Section, cli_main, load_config
-from .versions import package_versions
+from .job_command import BadInput, JobFailed, job_main, job_parser
+from .job_config import Section, load_config
+from .job_summary import write_summary
 
 
 class DatasetSection(Section):
@@ -110,8 +110,7 @@ class EvaluateConfig(Section):
 
 # ----------------------------------------------------------------------------------------------- command line
 def parse_args(argv: list[str] | None = None) -> tuple[EvaluateConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (configs/evaluate/*.yaml)")
+    parser = job_parser(__doc__)
     parser.add_argument("--model", help="GLiNER checkpoint directory or hub id")
     parser.add_argument("--dataset", help="one gold file (.tsv IOB or .pubtator); replaces the config's datasets")
     parser.add_argument("--format", choices=["auto", "iob", "pubtator"], help="format of --dataset (default: from the extension)")
@@ -125,8 +124,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[EvaluateConfig, str | Non
     parser.add_argument("--few-shot-train", help="IOB train file to sample the few-shot sentences from")
     parser.add_argument("--few-shot-steps", type=int)
     parser.add_argument("--few-shot-seed", type=int)
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. threshold=0.3 few_shot.steps=20")
     args = parser.parse_intermixed_args(argv)  # key=value overrides may come before or after flags
 
     values = {
@@ -201,7 +198,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> dict:
 
 def run(config: EvaluateConfig, address: str | None = None) -> dict:
     """Fine-tune first when few_shot is set, evaluate every dataset as a Ray task, write the outputs; returns the
-    results (also in OUTPUT/results.json)."""
+    summary, whose `results` are also in OUTPUT/results.json."""
     from .ray_runtime import init_ray
 
     started = time.time()
@@ -236,7 +233,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
             dataset_results.append(ray.get(ref))
         except ray.exceptions.RayTaskError as error:
             cause = getattr(error, "cause", None) or error
-            raise RuntimeError(f"evaluating dataset {dataset.name!r} ({dataset.path}) failed: {type(cause).__name__}: {cause}") from None
+            raise JobFailed(f"evaluating dataset {dataset.name!r} ({dataset.path}) failed: {type(cause).__name__}: {cause}") from None
     evaluate_s = time.time() - evaluating
 
     results = {
@@ -254,8 +251,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (output / "results.md").write_text(f"# {config.name}\n\nModel: `{model}`" + (f" (few-shot k={few_shot['k']}, seed={few_shot['seed']}, steps={few_shot['steps']}, from `{config.model}`)" if few_shot else "")
                                        + f", threshold {config.threshold}\n\n" + markdown)
-    summary = {
-        "job": "evaluate",
+    fields = {
         "name": config.name,
         "inputs": {
             "model": config.model,
@@ -281,11 +277,9 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
             "per_dataset": {r["name"]: r["seconds"] for r in dataset_results},
         },
         "outputs": {"results_json": str(output / "results.json"), "results_md": str(output / "results.md")},
-        "config": config.model_dump(),
-        "versions": package_versions("ray", "torch", "transformers"),
+        "results": results,
     }
-    (output / "_SUMMARY.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return results
+    return write_summary(str(output), "evaluate", config, started, fields, ("torch", "transformers"))
 
 
 def _checked_inputs(config: EvaluateConfig, resolve_paths: bool) -> EvaluateConfig:
@@ -303,7 +297,7 @@ def _checked_inputs(config: EvaluateConfig, resolve_paths: bool) -> EvaluateConf
         except FileNotFoundError as error:
             raise FileNotFoundError(f"few_shot.train_path: {error}") from None
         if infer_format(config.few_shot.train_path) != "iob":
-            raise ValueError(f"few_shot.train_path must be an IOB file (.tsv), got {config.few_shot.train_path}")
+            raise BadInput(f"few_shot.train_path must be an IOB file (.tsv), got {config.few_shot.train_path}")
     if not resolve_paths:
         return config
     config = config.model_copy(deep=True)
@@ -325,8 +319,7 @@ def fine_tune_few_shot(config: EvaluateConfig, output: Path, address: str | None
     Returns (final model directory, few-shot record for results.json)."""
     from gliner.iob import read_iob
 
-    from .train import TrainConfig, export_final_model
-    from .train import run as train_run
+    from .train import TrainConfig, export_final_model, fit_model
 
     few_shot = config.few_shot
     label_map = few_shot.label_map if few_shot.label_map is not None else merged_label_map(config.datasets)
@@ -352,9 +345,9 @@ def fine_tune_few_shot(config: EvaluateConfig, output: Path, address: str | None
         "seed": few_shot.seed,
     })
     started = time.time()
-    result = train_run(train_config, address)
+    result = fit_model(train_config, address)
     if result.error is not None:
-        raise RuntimeError(f"few-shot fine-tuning failed: {result.error}")
+        raise JobFailed(f"few-shot fine-tuning failed: {result.error}")
     final = export_final_model(result, directory)
     record = {
         "k": few_shot.k,
@@ -384,7 +377,7 @@ def merged_label_map(datasets: list[DatasetSection]) -> dict[str, str] | None:
         any_map = True
         for gold_type, label in dataset.label_map.items():
             if merged.setdefault(gold_type, label) != label:
-                raise ValueError(f"gold type {gold_type!r} maps to {merged[gold_type]!r} and {label!r} in different datasets; set few_shot.label_map")
+                raise BadInput(f"gold type {gold_type!r} maps to {merged[gold_type]!r} and {label!r} in different datasets; set few_shot.label_map")
     return merged if any_map else None
 
 
@@ -397,13 +390,13 @@ def model_limits(model: str) -> tuple[int, int]:
     return config.max_width, config.max_len
 
 
-def run_and_print(config: EvaluateConfig, address: str | None = None) -> None:
-    print(summary_table(run(config, address)), end="")
-    print(f"\nwrote {Path(config.output).resolve()}/results.json, results.md, _SUMMARY.json")
+def print_summary(summary: dict) -> None:
+    print(summary_table(summary["results"]), end="")
+    print(f"\nwrote {summary['outputs']['results_json']}, results.md, _SUMMARY.json")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, run_and_print, argv, run_errors=(ValueError, FileNotFoundError))  # bad datasets or model
+    return job_main(argv, parse_args, run, print_summary)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,8 @@ Unknown keys are an error naming them; values given on the command line are pars
 (`max_steps=100`, `use_gpu=true`, `labels=[a,b]`)."""
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -53,33 +51,3 @@ def _set_dotted(data: dict, dotted_key: str, value) -> None:
         if not isinstance(node, dict):
             raise ValueError(f"cannot set {dotted_key}: {part} is not a section")
     node[leaf] = value
-
-
-def cli_main(parse_args: Callable, run: Callable, argv: list[str] | None = None, run_errors: tuple = ()) -> int:
-    """A job's command line: a bad config (ValueError from parse_args), or an error of a `run_errors` type from
-    run(config, address), becomes one `error:` line on stderr and exit status 2 instead of a traceback."""
-    try:
-        config, address = parse_args(argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        run(config, address)
-    except run_errors as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def summary_main(parse_args: Callable, run: Callable, summary_keys: tuple[str, ...], argv: list[str] | None = None) -> int:
-    """A training job's command line: cli_main, printing the `summary_keys` of the summary that run(config, address)
-    returns as JSON; a failed fit (RuntimeError) is printed on stderr with exit status 1."""
-    def run_and_print(config, address) -> None:
-        summary = run(config, address)
-        print(json.dumps({key: summary[key] for key in summary_keys}, indent=2, default=str))
-
-    try:
-        return cli_main(parse_args, run_and_print, argv)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
-        return 1

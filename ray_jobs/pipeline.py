@@ -6,15 +6,15 @@ evaluate -> tag, each stage one of the jobs in this package, run in one driver o
 
 Every stage writes ROOT/<stage>; the pipeline wires each stage's inputs to the outputs before it (the curated
 documents into annotate, the teacher's annotations into distill, the merged student into synthesize, ...), on top
-of the stage's own YAML and under its `overrides`. A stage whose ROOT/<stage>/_SUMMARY.json exists is complete and
-skipped, so a stopped or failed pipeline resubmitted goes on where it stopped; a stage cut off part way resumes by
-its own means (annotate by doc_id, tag by shard, training from its last checkpoint). Delete a stage's folder to redo
+of the stage's own YAML and under its `overrides`. A stage whose ROOT/<stage>/_SUMMARY.json says it is complete is
+skipped (a missing or cut-off summary is not complete), so a stopped or failed pipeline resubmitted goes on where it
+stopped; a stage cut off part way resumes by its own means (annotate by doc_id, tag by work unit, training from its
+last checkpoint). Delete a stage's folder to redo
 it. On a cluster ROOT must be storage every node sees (a shared file system for the training stages' checkpoints).
 ROOT/_PIPELINE.json records each stage's status and seconds.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -23,18 +23,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from .job_config import Section, cli_main, load_config
+from .job_command import job_main, job_parser, parse_job_args
+from .job_config import Section, load_config
+from .job_summary import SUMMARY_FILE, read_summary
+from .output_root import OutputRoot
 
 StageName = Literal["curate", "annotate", "distill", "synthesize", "convert", "pretrain", "posttrain", "evaluate", "tag"]
 STAGES: tuple[str, ...] = StageName.__args__
-JOBS = {  # stage: (module in ray_jobs, its config class, the function that runs it and writes OUTPUT/_SUMMARY.json)
-    "curate": ("curate", "CurateConfig", "run"), "annotate": ("annotate", "AnnotateConfig", "run"),
-    "distill": ("distill", "DistillConfig", "run_and_export"), "synthesize": ("synthesize", "AnnotateConfig", "run"),
-    "convert": ("convert", "ConvertConfig", "run"), "pretrain": ("train", "TrainConfig", "run_and_export"),
-    "posttrain": ("train", "TrainConfig", "run_and_export"), "evaluate": ("evaluate", "EvaluateConfig", "run"),
-    "tag": ("tag", "TagConfig", "run"),
+JOBS = {  # stage: (module in ray_jobs, its config class); the module's run(config, address) writes OUTPUT/_SUMMARY.json
+    "curate": ("curate", "CurateConfig"), "annotate": ("annotate", "AnnotateConfig"), "distill": ("distill", "DistillConfig"),
+    "synthesize": ("synthesize", "AnnotateConfig"), "convert": ("convert", "ConvertConfig"), "pretrain": ("train", "TrainConfig"),
+    "posttrain": ("train", "TrainConfig"), "evaluate": ("evaluate", "EvaluateConfig"), "tag": ("tag", "TagConfig"),
 }
-SUMMARY_FILE = "_SUMMARY.json"
 
 
 class StageSpec(Section):
@@ -90,7 +90,7 @@ def wired_values(stage: str, config: PipelineConfig) -> dict:
 
 def stage_config(stage: str, config: PipelineConfig):
     """The stage job's config: its YAML, then the pipeline's wiring, then the stage's overrides."""
-    module_name, class_name, _ = JOBS[stage]
+    module_name, class_name = JOBS[stage]
     module = importlib.import_module(f"ray_jobs.{module_name}")
     spec = config.stages[stage]
     try:
@@ -103,10 +103,7 @@ def stage_config(stage: str, config: PipelineConfig):
 
 
 def is_complete(stage: str, config: PipelineConfig) -> bool:
-    from .shard_output import output_filesystem
-
-    filesystem, root = output_filesystem(f"{config.root.rstrip('/')}/{stage}")
-    return filesystem.exists(f"{root}/{SUMMARY_FILE}")
+    return read_summary(f"{config.root.rstrip('/')}/{stage}") is not None
 
 
 def run(config: PipelineConfig, address: str | None = None) -> dict:
@@ -126,7 +123,7 @@ def run(config: PipelineConfig, address: str | None = None) -> dict:
         started = time.time()
         module, job_config = jobs[stage]
         try:
-            getattr(module, JOBS[stage][2])(job_config, address)
+            module.run(job_config, address)
         except BaseException:
             record[stage] = {"status": "failed", "seconds": round(time.time() - started, 1)}
             _write_record(config, record)
@@ -139,26 +136,17 @@ def run(config: PipelineConfig, address: str | None = None) -> dict:
 
 
 def _write_record(config: PipelineConfig, record: dict) -> None:
-    from .shard_output import output_filesystem, write_atomically
-
-    filesystem, root = output_filesystem(config.root)
-    filesystem.makedirs(root, exist_ok=True)
-    payload = json.dumps({"name": config.name, "stages": record}, indent=2).encode()
-    write_atomically(filesystem, f"{root}/_PIPELINE.json", lambda handle: handle.write(payload))
+    OutputRoot(config.root).write_json("_PIPELINE.json", {"name": config.name, "stages": record})
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[PipelineConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML config (configs/pipeline/*.yaml)")
+    parser = job_parser(__doc__)
     parser.add_argument("--root", help="output root (ROOT/<stage> per stage)")
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. models.teacher=DIR stages.tag.enabled=false")
-    args = parser.parse_intermixed_args(argv)
-    return load_config(PipelineConfig, args.config, args.overrides, {"root": args.root}), args.address
+    return parse_job_args(parser, PipelineConfig, argv, lambda args: {"root": args.root})
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, lambda config, address: print(json.dumps(run(config, address), indent=2)), argv)
+    return job_main(argv, parse_args, run, lambda record: print(json.dumps(record, indent=2)))
 
 
 if __name__ == "__main__":

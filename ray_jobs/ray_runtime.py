@@ -1,18 +1,45 @@
-"""Starting or joining Ray: a cluster when RAY_ADDRESS (or --address) says so, else an embedded local Ray."""
+"""Starting Ray for a job: join the cluster that --address or RAY_ADDRESS names, else start an embedded local Ray.
+
+The embedded Ray is always a new one (`address="local"`): a plain `ray.init()` would join whatever cluster Ray's
+latest-cluster file (/tmp/ray/ray_current_cluster) names, and a cluster killed without `ray stop` leaves that file
+behind, so every job would hang on GCS time-outs. A named address is checked with a plain TCP connection first:
+an unreachable one is a clear error within seconds instead of minutes of retries.
+"""
 from __future__ import annotations
 
 import os
+import socket
 
-import ray
+from .job_command import BadInput
+
+CONNECT_TIMEOUT_S = 5.0
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> dict:
-    """Join the cluster at `address`/RAY_ADDRESS, or start a local one; returns the cluster's resources."""
+    """Join or start Ray (a process that already runs Ray keeps it); returns the cluster's resources."""
+    import ray
+
     if ray.is_initialized():
         return ray.cluster_resources()
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=True)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=True)
     return ray.cluster_resources()
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise BadInput unless something listens at the address's host and port ("auto" is Ray's to resolve)."""
+    if address in ("auto", "local"):
+        return
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, separator, port = host_port.rpartition(":")
+    if not separator or not port.isdigit():
+        raise BadInput(f"Ray address {address!r} is not host:port (or ray://host:port)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise BadInput(f"cannot reach the Ray cluster at {address} ({error.strerror or error}); check --address or "
+                       "RAY_ADDRESS, or leave both unset to run on an embedded local Ray") from None

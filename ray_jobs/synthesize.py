@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from .annotate import AnnotateConfig, TooFewGpus, parse_args, run, run_and_report  # noqa: F401 (run: the pipeline's entry point)
-from .job_config import cli_main
+from .annotate import AnnotateConfig, parse_args, print_summary, run  # noqa: F401 (run: the pipeline's entry point)
+from .job_command import job_main
 
 
 def synthesize_config(config: AnnotateConfig) -> AnnotateConfig:
@@ -27,7 +27,7 @@ def parse_synthesize_args(argv: list[str] | None = None) -> tuple[AnnotateConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_synthesize_args, run_and_report, argv, run_errors=(TooFewGpus,))
+    return job_main(argv, parse_synthesize_args, run, print_summary)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,54 @@
-"""Tag a corpus with a GLiNER model: Ray Data batch inference from PubMed (or any corpus) to Parquet.
+"""Tag a corpus with a GLiNER model: streaming batch inference on Ray Data, from PubMed (or any corpus) to Parquet.
 
     python -m ray_jobs.tag --config configs/tag/<name>.yaml [key=value ...]
     python -m ray_jobs.tag --model DIR_OR_ID --labels disease,chemical --input PATH_OR_URL --output DIR_OR_URL
                            [--threshold 0.5] [--format auto|pubmed-xml|pubtator|jsonl|parquet|text]
 
-Each input file is a shard. A pool of actors, each holding the model, tags whole shards: read the file, predict
-(long documents through the library's windows), and commit OUTPUT/entities/<shard>.parquet (the `entities`
-contract), OUTPUT/errors/<shard>.parquet and optional PubTator / BioC JSON exports atomically, then a completion
-marker OUTPUT/_done/<shard>.json. A rerun skips shards with a marker, so a killed run resumed writes exactly the
-rows an uninterrupted run writes. OUTPUT/_SUMMARY.json sums it up.
+Input files are cut into work units (`units.documents`/`units.bytes`: row ranges of Parquet, byte ranges of JSONL,
+PubTator and PubMed XML; `synth.work_units`) that stream through three stages (`ray_jobs.unit_pipeline`):
+1. read, in CPU tasks: the unit's documents (`synth.documents`); records that cannot be tagged become error rows;
+2. tag, in a pool of `min_actors`..`max_actors` actors that each hold the model on a GPU or CPUs: entities per
+   document, long documents through the library's windows;
+3. commit, in CPU tasks: OUTPUT/entities/<unit>.parquet (the `entities` contract), OUTPUT/errors/<unit>.parquet,
+   optional OUTPUT/exports/{pubtator,bioc}/<unit>.*, OUTPUT/index/<unit>.parquet (PubMed updates), each written
+   atomically, then the unit's marker OUTPUT/_done/<unit>.json.
+A rerun skips units with a marker, so a run killed at any point and rerun writes exactly the rows of an
+uninterrupted one. PubMed updates (`updates`, on for pubmed-xml): baseline and update files carry new versions of
+citations and DeleteCitation records; OUTPUT/current/<unit>.parquet holds the entities of each PMID's latest version
+only, over every unit in OUTPUT (so an update run can be added to an earlier output), deleted PMIDs removed. Later
+files win in PubMed's numbering. OUTPUT/_SUMMARY.json, written last, sums it up.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import re
+import resource
 import sys
 import time
 from collections import Counter
-from pathlib import PurePosixPath
 from typing import Literal
 
+import pyarrow as pa
 from pydantic import Field, model_validator
 
-from .job_config import Section, cli_main, load_config
+from synth.contracts import ENTITIES_SCHEMA
+from synth.documents import Columns, Deletion, Document, DocumentError, read_unit
+from synth.error_rows import error_row, error_table, reading_error
+from synth.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_unit, superseded_versions, version_order
+from synth.work_units import WorkUnit, plan_inputs
+
+from .job_command import job_main, job_parser, parse_job_args
+from .job_config import Section
+from .job_summary import write_summary
+from .output_root import OutputRoot
+from .unit_markers import check_same_cuts, done_units, read_markers, write_marker
+from .unit_pipeline import ActorStage, TaskStage, UnitSettings, pack, stream_units, unit_of, unpack
+
+LOCAL_VERSION_ROWS = 2_000_000  # up to this many (unit, doc_id) versions, current/ is worked out on the driver
+TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json")
+DOCUMENT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
+FILTERED = "filtered"  # a version that exists but is not tagged (an error row says why)
+
 
 class TagConfig(Section):
     name: str = "gliner-tag"
@@ -41,157 +65,300 @@ class TagConfig(Section):
     title_column: str | None = None
     output: str
     exports: list[Literal["pubtator", "bioc"]] = []
-    batch_size: int = Field(8, ge=1)
-    max_chars: int = Field(2_000_000, ge=1)  # longer documents become error rows instead of stalling a shard
-    num_actors: int | None = Field(None, ge=1)  # default: from the cluster's resources
+    updates: bool | None = None  # OUTPUT/current from PubMed's versions and deletions; default: on for pubmed-xml
+    overwrite: bool = False  # start afresh instead of resuming
+    units: UnitSettings = UnitSettings()
+    batch_size: int = Field(8, ge=1)  # documents per model call
+    max_chars: int = Field(2_000_000, ge=1)  # longer documents become error rows instead of stalling a unit
+    min_actors: int = Field(1, ge=1)
+    max_actors: int | None = Field(None, ge=1)  # None: as many as the cluster can place
     cpus_per_actor: float = Field(1.0, gt=0)
     gpus_per_actor: float = Field(0.0, ge=0)
-    torch_threads: int | None = Field(None, ge=1)
+    accelerator_type: str | None = None  # e.g. H100, L4: where the actors may run
+    read_cpus: float = Field(1.0, gt=0)  # per read task
+    commit_cpus: float = Field(0.5, gt=0)  # per commit task
+    torch_threads: int | None = Field(None, ge=1)  # per actor; default: cpus_per_actor
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     @model_validator(mode="after")
-    def _needs_labels(self) -> "TagConfig":
+    def _check(self) -> "TagConfig":
         if not self.labels and not self.labels_file:
             raise ValueError("labels or labels_file must be set")
+        if self.max_actors is not None and self.max_actors < self.min_actors:
+            raise ValueError(f"max_actors={self.max_actors} is less than min_actors={self.min_actors}")
         return self
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TagConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (configs/tag/*.yaml)")
+    parser = job_parser(__doc__)
     parser.add_argument("--model", help="GLiNER checkpoint directory or hub id")
     parser.add_argument("--labels", help="comma-separated labels, e.g. disease,chemical")
     parser.add_argument("--input", help="file, directory or glob; local or fsspec URL")
     parser.add_argument("--output", help="output directory or URL")
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--format", choices=["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"])
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. exports=[pubtator,bioc]")
-    args = parser.parse_intermixed_args(argv)
-    labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
-    flags = {"model": args.model, "labels": labels, "input": args.input, "output": args.output, "threshold": args.threshold, "format": args.format}
-    return load_config(TagConfig, args.config, args.overrides, flags), args.address
+
+    def flag_values(args) -> dict:
+        labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
+        return {"model": args.model, "labels": labels, "input": args.input, "output": args.output, "threshold": args.threshold, "format": args.format}
+
+    return parse_job_args(parser, TagConfig, argv, flag_values)
 
 
-# ------------------------------------------------------------------------------------------------ planning
-def list_input_files(pattern: str) -> list[str]:
-    """Files under a directory, matching a glob, or the single file named; sorted, URLs kept as URLs."""
-    import fsspec
+# ------------------------------------------------------------------------------------------------ 1. read
+def read_documents(row: pa.Table, config: dict) -> pa.Table:
+    """A unit's documents, error rows and (PubMed updates) the final state of each doc_id it holds."""
+    settings = TagConfig.model_validate(config)
+    unit, started = unit_of(row), time.perf_counter()
+    errors, versions, deletions = [], [], 0
+    for record in read_unit(unit, Columns(settings.id_column, settings.text_column, settings.title_column)):
+        if isinstance(record, Deletion):
+            versions += [(doc_id, None) for doc_id in record.doc_ids]
+            deletions += len(record.doc_ids)
+        elif isinstance(record, DocumentError):
+            errors.append(reading_error(record))
+        else:
+            problem = _untaggable(record, settings.max_chars)
+            if problem:
+                errors.append(error_row("filter", problem.split(":")[0], problem, record.doc_id, input=unit.path))
+            versions.append((record.doc_id, FILTERED if problem else record))
+    replaced = 0
+    if settings.updates:
+        latest, replaced = latest_in_unit(versions)
+        versions = list(latest.items())
+    documents = [{"doc_id": item.doc_id, "text": item.text, "title": item.title} for _, item in versions if isinstance(item, Document)]
+    index = [{"doc_id": doc_id, "deleted": item is None} for doc_id, item in versions] if settings.updates else []
+    stats = {"deletions": deletions, "replaced_in_unit": replaced,
+             "read_seconds": round(time.perf_counter() - started, 3), "read_peak_rss_mb": peak_rss_mb()}
+    return pack(unit, documents=pa.Table.from_pylist(documents, DOCUMENT_SCHEMA), errors=error_table(errors),
+                index=pa.Table.from_pylist(index, INDEX_SCHEMA), stats=json.dumps(stats))
 
-    filesystem, _, paths = fsspec.get_fs_token_paths(pattern)
-    if len(paths) == 1 and filesystem.isdir(paths[0]):
-        paths = [path for path in filesystem.find(paths[0]) if not PurePosixPath(path).name.startswith((".", "_"))]
-    if not paths:
-        raise FileNotFoundError(f"no input files at {pattern}")
-    protocol = filesystem.protocol if isinstance(filesystem.protocol, str) else filesystem.protocol[0]
-    return sorted(path if protocol in ("file", "local") else f"{protocol}://{path}" for path in paths)
+
+def _untaggable(document: Document, max_chars: int) -> str | None:
+    if not document.text.strip():
+        return "empty text"
+    if len(document.text) > max_chars:
+        return f"text too long: {len(document.text)} characters > max_chars={max_chars}"
+    return None
 
 
-def shard_id(path: str, root: str) -> str:
-    """A stable, file-system-safe name per input file: its relative path, plus a short hash of the full path."""
-    relative = path[len(root):].lstrip("/") if path.startswith(root) else PurePosixPath(path).name
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", relative)[-80:]
-    return f"{readable}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
-
-
-def pool_size(config: TagConfig, resources: dict) -> int:
-    """Actors the cluster can hold while keeping a CPU for Ray Data (never a fixed number: 2 cores must not deadlock)."""
-    if config.num_actors:
-        return config.num_actors
-    if config.gpus_per_actor > 0:
-        return max(1, int(resources.get("GPU", 0) // config.gpus_per_actor))
-    return max(1, int((resources.get("CPU", 1) - 1) // config.cpus_per_actor))
-
-
-# ------------------------------------------------------------------------------------------------ the actor
-class ShardTagger:
-    """Holds the model; tags one whole shard per call and commits its files atomically."""
+# ------------------------------------------------------------------------------------------------ 2. tag
+class UnitTagger:
+    """A model actor: entities for the documents of one unit per call."""
 
     def __init__(self, config: dict, labels: list[str]):
-        import torch
-
-        from gliner import GLiNER
+        import ray
 
         self.config = TagConfig.model_validate(config)
         self.labels = labels
         self.threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
-        device = "cuda" if self.config.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
-        self.model = GLiNER.from_pretrained(self.config.model, map_location=device)
-        self.model.set_precision(self.config.precision)
+        self.actor_id = ray.get_runtime_context().get_actor_id()
+        self.model = self.load_model()
 
-    def __call__(self, batch: dict) -> dict:
+    def load_model(self):
         import torch
 
-        # OpenMP's thread count is per calling thread, and Ray Data may call from another thread than __init__
-        # (Ray sets OMP_NUM_THREADS from num_cpus), so it is set where the work runs.
+        from gliner import GLiNER
+
+        device = "cuda" if self.config.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
+        return GLiNER.from_pretrained(self.config.model, map_location=device).set_precision(self.config.precision)
+
+    def predict(self, texts: list[str]) -> list[list[dict]]:
+        import torch
+
+        # OpenMP's thread count is per calling thread, and Ray Data may call from another thread than __init__.
         torch.set_num_threads(self.threads)
-        summaries = [self.tag_shard(shard, path, data_format) for shard, path, data_format in zip(batch["shard"], batch["path"], batch["format"])]
-        return {"summary": [json.dumps(summary) for summary in summaries]}
+        return self.model.inference(texts, self.labels, threshold=self.config.threshold, flat_ner=self.config.flat_ner,
+                                    multi_label=self.config.multi_label, batch_size=self.config.batch_size)
 
-    def tag_shard(self, shard: str, path: str, data_format: str) -> dict:
-        from synth.documents import Document, read_documents
-
-        from .shard_output import commit_shard
-
+    def __call__(self, row: pa.Table) -> pa.Table:
         started = time.perf_counter()
-        documents, errors = [], []
-        for record in read_documents(path, data_format, self.config.id_column, self.config.text_column, self.config.title_column):
-            if not isinstance(record, Document):
-                errors.append({"source": record.source, "doc_id": record.doc_id, "line": record.line, "reason": record.reason})
-            elif not record.text.strip():
-                errors.append({"source": path, "doc_id": record.doc_id, "line": None, "reason": "empty text"})
-            elif len(record.text) > self.config.max_chars:
-                errors.append({"source": path, "doc_id": record.doc_id, "line": None, "reason": f"text longer than max_chars={self.config.max_chars}"})
-            else:
-                documents.append(record)
-        predictions = self.model.inference(
-            [document.text for document in documents], self.labels, threshold=self.config.threshold,
-            flat_ner=self.config.flat_ner, multi_label=self.config.multi_label, batch_size=self.config.batch_size,
-        )
-        rows = [
-            {"doc_id": document.doc_id, "start": entity["start"], "end": entity["end"], "text": entity["text"],
-             "label": entity["label"], "score": entity["score"], "model": self.config.model}
-            for document, entities in zip(documents, predictions) for entity in entities
-        ]
-        summary = {
-            "shard": shard, "path": path, "documents": len(documents), "entities": len(rows), "errors": len(errors),
-            "entities_per_label": dict(Counter(row["label"] for row in rows)), "seconds": round(time.perf_counter() - started, 3),
-        }
-        commit_shard(self.config.output, shard, rows, errors, documents, predictions, self.config.exports, summary)
-        return summary
+        documents = unpack(row, "documents")
+        predictions = self.predict(documents["text"].to_pylist())
+        entities = [dict(entity, doc_id=doc_id, model=self.config.model)
+                    for doc_id, found in zip(documents["doc_id"].to_pylist(), predictions) for entity in found]
+        stats = dict(json.loads(row["stats"][0].as_py()), actor=self.actor_id, documents=len(predictions),
+                     tag_seconds=round(time.perf_counter() - started, 3), actor_peak_rss_mb=peak_rss_mb())
+        kept = documents if self.config.exports else documents.select(["doc_id"])  # the text travels on only for exports
+        return pack(unit_of(row), documents=kept, errors=unpack(row, "errors"), index=unpack(row, "index"),
+                    entities=pa.Table.from_pylist(entities, ENTITIES_SCHEMA), stats=json.dumps(stats))
+
+
+# ------------------------------------------------------------------------------------------------ 3. commit
+def commit_unit(row: pa.Table, config: dict) -> pa.Table:
+    """Every file of the unit, atomically, then its marker; returns the unit's summary."""
+    from synth.tag_exports import bioc_collection, pubtator_text
+
+    settings = TagConfig.model_validate(config)
+    output, unit, started = OutputRoot(settings.output), unit_of(row), time.perf_counter()
+    entities, errors, index = unpack(row, "entities"), unpack(row, "errors"), unpack(row, "index")
+    output.write_parquet(f"entities/{unit.unit_id}.parquet", entities)
+    output.write_parquet(f"errors/{unit.unit_id}.parquet", errors)
+    if settings.updates:
+        output.write_parquet(f"index/{unit.unit_id}.parquet", index.append_column("unit_id", pa.array([unit.unit_id] * index.num_rows, pa.string())))
+    if settings.exports:
+        documents = unpack(row, "documents").to_pylist()
+        by_doc: dict[str, list[dict]] = {}
+        for entity in entities.to_pylist():
+            by_doc.setdefault(entity["doc_id"], []).append(entity)
+        if "pubtator" in settings.exports:
+            output.write_bytes(f"exports/pubtator/{unit.unit_id}.pubtator", pubtator_text(documents, by_doc).encode("utf-8"))
+        if "bioc" in settings.exports:
+            output.write_bytes(f"exports/bioc/{unit.unit_id}.json", json.dumps(bioc_collection(unit.path, documents, by_doc), ensure_ascii=False).encode("utf-8"))
+    deleted = index.filter(index["deleted"]).num_rows if index.num_rows else 0
+    summary = dict(json.loads(row["stats"][0].as_py()), unit=unit.as_row(), entities=entities.num_rows, errors=errors.num_rows,
+                   entities_per_label=dict(Counter(entities["label"].to_pylist())), index_documents=index.num_rows - deleted,
+                   index_deleted=deleted, commit_seconds=round(time.perf_counter() - started, 3), commit_peak_rss_mb=peak_rss_mb())
+    write_marker(output, unit.unit_id, summary)
+    return pa.table({"summary": [json.dumps(summary)]})
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports kilobytes)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 # ------------------------------------------------------------------------------------------------ the job
-def run(config: TagConfig, address: str | None = None) -> dict:
-    import ray
-
-    from synth.documents import infer_format
-
+def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger) -> dict:
+    """Tag every unit not done yet, then (PubMed updates) OUTPUT/current; returns the summary. `tagger` is the model
+    stage's actor class (benchmarks swap in one without a model to measure the data plane alone)."""
     from .ray_runtime import init_ray
-    from .shard_output import done_shards, write_summary
 
     started = time.time()
+    output = OutputRoot(config.output)
+    if config.overwrite:
+        output.remove(*TAG_FOLDERS)
     labels = _labels(config)
-    files = list_input_files(config.input)
-    root = config.input.rstrip("/") if not any(ch in config.input for ch in "*?[") else str(PurePosixPath(config.input).parent)
-    shards = [{"shard": shard_id(path, root), "path": path, "format": infer_format(path) if config.format == "auto" else config.format} for path in files]
-    finished = done_shards(config.output)
-    pending = [shard for shard in shards if shard["shard"] not in finished]
-    resources = init_ray(address)
-    size = min(pool_size(config, resources), max(1, len(pending)))
-    summaries = []
-    if pending:
-        dataset = ray.data.from_items(pending, override_num_blocks=len(pending))
-        tagged = dataset.map_batches(
-            ShardTagger, fn_constructor_kwargs={"config": config.model_dump(), "labels": labels}, batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=size), num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
-        )
-        summaries = [json.loads(row["summary"]) for row in tagged.take_all()]
-    summary = write_summary(config, shards, summaries, finished, time.time() - started)
-    _print_summary(summary)
-    return summary
+    units = plan_inputs(config.input, config.format, config.units.sizes())
+    if config.updates is None:
+        config = config.model_copy(update={"updates": any(unit.format == "pubmed-xml" for unit in units)})
+    done = done_units(output)
+    check_same_cuts(done, units, output)
+    output.remove_temporaries()
+    pending = [unit for unit in units if unit.unit_id not in done]
+    init_ray(address)
+    settings = config.model_dump()
+    stages = [
+        TaskStage(read_documents, {"config": settings}, num_cpus=config.read_cpus),
+        ActorStage(tagger, {"config": settings, "labels": labels}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
+                   min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type),
+        TaskStage(commit_unit, {"config": settings}, num_cpus=config.commit_cpus),
+    ]
+    tagging = time.time()
+    this_run = [json.loads(row["summary"]) for row in stream_units(pending, stages)] if pending else []
+    tagging_s = time.time() - tagging
+    markers = read_markers(output, {unit.unit_id for unit in units} | done_units(output))
+    fields = _counts(units, this_run, markers, tagging_s)
+    if config.updates:
+        fields["current"] = build_current(output, markers, config.commit_cpus)
+    return write_summary(output, "tag", config, started, fields, ("torch", "transformers"))
 
 
+def _counts(units: list[WorkUnit], this_run: list[dict], markers: list[dict], tagging_s: float) -> dict:
+    """Totals over the input's units (this run's and those done before), and what this run's actors did."""
+    planned = {unit.unit_id for unit in units}
+    mine = [marker for marker in markers if marker["unit"]["unit_id"] in planned]
+    per_label: Counter = Counter()
+    for marker in mine:
+        per_label.update(marker["entities_per_label"])
+    actors: dict[str, dict] = {}
+    for item in this_run:
+        actor = actors.setdefault(item["actor"], {"units": 0, "documents": 0, "peak_rss_mb": 0.0})
+        actor["units"] += 1
+        actor["documents"] += item["documents"]
+        actor["peak_rss_mb"] = max(actor["peak_rss_mb"], item["actor_peak_rss_mb"])
+    documents_run = sum(item["documents"] for item in this_run)
+    return {
+        "inputs": {"files": len({unit.file_key for unit in units}), "units": len(units)},
+        "counts": {"units": len(units), "units_run": len(this_run), "units_skipped": len(units) - len(this_run),
+                   "documents": sum(marker["documents"] for marker in mine), "entities": sum(marker["entities"] for marker in mine),
+                   "errors": sum(marker["errors"] for marker in mine), "deletions": sum(marker["deletions"] for marker in mine),
+                   "entities_per_label": dict(sorted(per_label.items()))},
+        "this_run": {"documents": documents_run, "tagging_seconds": round(tagging_s, 2),
+                     "docs_per_s": round(documents_run / tagging_s, 2) if tagging_s > 0 else 0.0, "actors": actors,
+                     "peak_rss_mb": {stage: max((item[f"{stage}_peak_rss_mb"] for item in this_run), default=0.0)
+                                     for stage in ("read", "actor", "commit")}},
+    }
+
+
+# ------------------------------------------------------------------------------------------------ PubMed versions
+def build_current(output: OutputRoot, markers: list[dict], num_cpus: float) -> dict:
+    """OUTPUT/current/<unit>.parquet for every unit in OUTPUT: its entities less the documents a later unit
+    replaces or deletes. A unit whose superseded set is unchanged since the last run is not rewritten."""
+    import ray
+
+    ranked = sorted(markers, key=lambda marker: version_order(marker["unit"]["path"], marker["unit"]["start"]))
+    ranks = {marker["unit"]["unit_id"]: rank for rank, marker in enumerate(ranked)}
+    superseded = _superseded(output, ranks, sum(marker["index_documents"] + marker["index_deleted"] for marker in markers))
+    kinds = Counter(superseded["kind"].to_pylist())
+    by_unit: dict[str, list[str]] = {}
+    for unit_id, doc_id, kind in zip(superseded["unit_id"].to_pylist(), superseded["doc_id"].to_pylist(), superseded["kind"].to_pylist()):
+        if kind != "withdrawn":
+            by_unit.setdefault(unit_id, []).append(doc_id)
+    manifest = output.read_json("current/_manifest.json") or {}
+    fingerprints = {unit_id: _fingerprint(by_unit.get(unit_id, [])) for unit_id in ranks}
+    stale = [unit_id for unit_id in ranks if manifest.get(unit_id, {}).get("fingerprint") != fingerprints[unit_id]
+             or not output.exists(f"current/{unit_id}.parquet")]
+    write = ray.remote(num_cpus=num_cpus)(write_current_unit)
+    written = ray.get([write.remote(output.url(), unit_id, sorted(by_unit.get(unit_id, []))) for unit_id in stale])
+    for unit_id, entities in zip(stale, written):
+        manifest[unit_id] = {"fingerprint": fingerprints[unit_id], "entities": entities}
+    for unit_id in set(manifest) - set(ranks):
+        manifest.pop(unit_id)
+    output.write_json("current/_manifest.json", manifest)
+    return {
+        "units": len(ranks), "units_rewritten": len(stale),
+        "documents": sum(marker["index_documents"] for marker in markers) - kinds["replaced"] - kinds["deleted"],
+        "replaced": kinds["replaced"] + sum(marker["replaced_in_unit"] for marker in markers),  # versions a later one replaced
+        "deleted": kinds["withdrawn"],  # PMIDs whose latest record is a DeleteCitation
+        "entities": sum(item["entities"] for item in manifest.values()),
+    }
+
+
+def _superseded(output: OutputRoot, ranks: dict[str, int], versions: int) -> pa.Table:
+    """Every version that is not current, from the units' indexes: on the driver for a few million versions, else
+    hash-partitioned by doc_id over the cluster (a year of PubMed is some 40 million)."""
+    import ray
+
+    from .table_steps import map_tables, per_partition
+
+    index_files = [output.url(f"index/{unit_id}.parquet") for unit_id in sorted(ranks)]
+    if versions <= LOCAL_VERSION_ROWS:
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(output.path(f"index/{unit_id}.parquet"), filesystem=output.filesystem) for unit_id in sorted(ranks)]
+        return superseded_versions(_with_rank(pa.concat_tables([INDEX_SCHEMA.append(pa.field("unit_id", pa.string())).empty_table(), *tables]), ranks, 1))
+    partitions = max(1, int(ray.cluster_resources().get("CPU", 1)), -(-versions // max(1, LOCAL_VERSION_ROWS)))
+    ranked = map_tables(ray.data.read_parquet(index_files), _with_rank, ranks=ranks, partitions=partitions)
+    found = per_partition(ranked, superseded_versions, partitions).iter_batches(batch_format="pyarrow", batch_size=None)
+    return pa.concat_tables([SUPERSEDED_SCHEMA.empty_table(), *(batch.cast(SUPERSEDED_SCHEMA) for batch in found)])
+
+
+def _with_rank(table: pa.Table, ranks: dict[str, int], partitions: int) -> pa.Table:
+    from synth.dedup_tables import with_partition
+
+    table = table.append_column("rank", pa.array([ranks[unit_id] for unit_id in table["unit_id"].to_pylist()], pa.int64()))
+    return with_partition(table, "doc_id", partitions)
+
+
+def write_current_unit(output_url: str, unit_id: str, superseded: list[str]) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    output = OutputRoot(output_url)
+    with output.filesystem.open(output.path(f"entities/{unit_id}.parquet"), "rb") as handle:
+        entities = pq.read_table(handle)
+    if superseded:
+        entities = entities.filter(pc.invert(pc.is_in(entities["doc_id"], value_set=pa.array(superseded, pa.string()))))
+    output.write_parquet(f"current/{unit_id}.parquet", entities)
+    return entities.num_rows
+
+
+def _fingerprint(doc_ids: list[str]) -> str:
+    return hashlib.sha1("\n".join(sorted(doc_ids)).encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ reporting
 def _labels(config: TagConfig) -> list[str]:
     labels = list(config.labels or [])
     if config.labels_file:
@@ -202,17 +369,25 @@ def _labels(config: TagConfig) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
-def _print_summary(summary: dict) -> None:
-    print(f"tagged {summary['documents']} documents in {summary['shards_run']} shard(s) "
-          f"({summary['shards_skipped']} already done): {summary['entities']} entities, {summary['errors']} errors, "
-          f"{summary['docs_per_s']:.1f} docs/s")
-    for label, count in sorted(summary["entities_per_label"].items(), key=lambda item: -item[1]):
+def print_summary(summary: dict) -> None:
+    counts, this_run = summary["counts"], summary["this_run"]
+    print(f"tagged {counts['documents']} documents in {counts['units']} unit(s) ({counts['units_skipped']} already done): "
+          f"{counts['entities']} entities, {counts['errors']} errors; this run {this_run['documents']} documents at "
+          f"{this_run['docs_per_s']:.1f} docs/s on {len(this_run['actors'])} actor(s)")
+    if "current" in summary:
+        current = summary["current"]
+        print(f"  current: {current['documents']} documents ({current['replaced']} versions replaced, {current['deleted']} deleted), "
+              f"{current['entities']} entities")
+    for label, count in sorted(counts["entities_per_label"].items(), key=lambda item: -item[1]):
         print(f"  {label}: {count}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(parse_args, run, argv)
+    return job_main(argv, parse_args, run, print_summary)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not __main__: Ray pickles __main__'s functions by value, pydantic models included.
+    from ray_jobs.tag import main as importable_main
+
+    sys.exit(importable_main())

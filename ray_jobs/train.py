@@ -11,8 +11,6 @@ The final model is copied to OUTPUT/final_model and a summary written to OUTPUT/
 """
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import sys
 import time
@@ -22,8 +20,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .fit import DEEPSPEED_DIR, STATE_FILE, FitConfig, fit
-from .job_config import Section, load_config, summary_main
-from .versions import package_versions
+from .job_command import JobFailed, job_main, job_parser, parse_job_args
+from .job_config import Section
+from .job_summary import write_summary
 
 
 class ModelSection(Section):
@@ -81,20 +80,16 @@ class TrainConfig(FitConfig):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (configs/train/*.yaml)")
+    parser = job_parser(__doc__)
     parser.add_argument("--train-data", help="examples: Parquet, JSONL or JSON; local path or fsspec URL")
     parser.add_argument("--output", help="output directory (checkpoints, final_model, _SUMMARY.json)")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--num-workers", type=int)
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr_others=1e-4")
-    args = parser.parse_intermixed_args(argv)  # key=value overrides may come before or after the flags
-    flags = {"data.train": args.train_data, "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers}
-    return load_config(TrainConfig, args.config, args.overrides, flags), args.address
+    return parse_job_args(parser, TrainConfig, argv, lambda args: {
+        "data.train": args.train_data, "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers})
 
 
-def run(config: TrainConfig, address: str | None = None):
+def fit_model(config: TrainConfig, address: str | None = None):
     """Fit on Ray Train; returns the Ray Train result."""
     from .example_reader import read_examples
     from .ray_runtime import init_ray
@@ -118,28 +113,23 @@ def export_final_model(result, output: Path) -> Path:
     return final
 
 
-def run_and_export(config: TrainConfig, address: str | None = None) -> dict:
+def run(config: TrainConfig, address: str | None = None) -> dict:
     """Fit, copy the final model to OUTPUT/final_model and write OUTPUT/_SUMMARY.json; returns the summary."""
     started = time.time()
-    result = run(config, address)
+    result = fit_model(config, address)
     if result.error is not None:
-        raise RuntimeError(f"training failed: {result.error}") from result.error
-    output = Path(config.output).resolve()
-    final = export_final_model(result, output)
-    summary = {
-        "job": "train",
-        "config": config.model_dump(),
-        "final_model": str(final),
-        "metrics": result.metrics,
-        "seconds": round(time.time() - started, 1),
-        "versions": package_versions("ray", "torch", "transformers", "deepspeed"),
-    }
-    (output / "_SUMMARY.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+        raise JobFailed(f"training failed: {result.error}") from result.error
+    final = export_final_model(result, Path(config.output).resolve())
+    fields = {"final_model": str(final), "metrics": result.metrics}
+    return write_summary(config.output, "train", config, started, fields, ("torch", "transformers", "deepspeed"))
+
+
+def print_summary(summary: dict) -> None:
+    print(f"trained {summary['metrics'].get('step')} steps in {summary['seconds']} s -> {summary['final_model']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return summary_main(parse_args, run_and_export, ("final_model", "metrics", "seconds"), argv)
+    return job_main(argv, parse_args, run, print_summary)
 
 
 if __name__ == "__main__":

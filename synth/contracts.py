@@ -55,3 +55,25 @@ EXAMPLES_SCHEMA = pa.schema([
     ("ner", pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()), ("label", pa.string())]))),
     ("negatives", pa.list_(pa.string())),
 ])
+
+# The `entities` contract (tagging output): character offsets into the document text, end exclusive.
+ENTITIES_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("start", pa.int32()),
+    ("end", pa.int32()),
+    ("text", pa.string()),
+    ("label", pa.string()),
+    ("score", pa.float32()),
+    ("model", pa.string()),
+])
+
+# The `errors` contract: every record a job could not use (or chose to drop), and why; one schema for every job.
+ERRORS_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),  # when the record has one
+    ("source", pa.string()),  # the record's origin: its corpus source (curate), its annotating model (convert)
+    ("input", pa.string()),  # the file or URL it was read from
+    ("location", pa.string()),  # where in that input: "byte N" (uncompressed), "row N"
+    ("stage", pa.string()),  # the step that set it aside: read, filter, quality, exact_duplicate, convert, ...
+    ("reason", pa.string()),  # a short key to count by
+    ("detail", pa.string()),  # the full message
+])

@@ -1,7 +1,9 @@
-"""Reading documents from corpora, one input file at a time: PubMed XML, PubTator, JSONL, Parquet, text files.
+"""Documents from corpora, one work unit at a time: PubMed XML, PubTator, JSONL, Parquet, text files.
 
-Every reader yields `Document` or `DocumentError` values in file order and never raises for a bad record, so a job
-can route errors to an `errors` output and keep going. A document's text is what entity offsets refer to.
+Every reader yields `Document`, `DocumentError` or (PubMed) `Deletion` values in file order and never raises for a
+bad record, so a job can route errors to its `errors` output and keep going. A document's text is what entity
+offsets refer to. An error's `location` says where its record is: "byte N" (uncompressed, for line and record
+formats) or "row N" (Parquet).
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from dataclasses import dataclass, field
 
 from gliner.pubtator import PubtatorFormatError, iter_pubtator_records
 
-from .pubmed_xml import PubmedArticle, PubmedDeletion, PubmedRecordError, iter_pubmed_records, open_binary
-
-FORMATS = ("pubmed-xml", "pubtator", "jsonl", "parquet", "text")
+from .byte_ranges import open_binary
+from .pubmed_xml import PubmedArticle, PubmedDeletion, iter_pubmed_records
+from .unit_records import jsonl_lines, parquet_batches, parquet_columns, pubtator_blocks
+from .work_units import FORMATS, UnitSizes, WorkUnit, infer_format, plan_file  # noqa: F401 (infer_format: readers' callers)
 
 
 @dataclass(frozen=True)
@@ -29,116 +32,119 @@ class DocumentError:
     source: str
     reason: str
     doc_id: str | None = None
-    line: int | None = None
+    location: str | None = None
 
 
-def infer_format(path: str) -> str:
-    name = path.lower()
-    if name.endswith((".xml", ".xml.gz")):
-        return "pubmed-xml"
-    if name.endswith((".pubtator", ".pubtator.gz", ".pubtator.txt")):
-        return "pubtator"
-    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        return "jsonl"
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith(".txt"):
-        return "text"
-    raise ValueError(f"cannot tell the format of {path}; pass format= one of {FORMATS}")
+@dataclass(frozen=True)
+class Deletion:
+    """PubMed's `DeleteCitation`: these PMIDs are withdrawn as of this record."""
+
+    doc_ids: list[str]
+    location: str
 
 
-def read_documents(path: str, data_format: str, id_column: str = "doc_id", text_column: str = "text",
-                   title_column: str | None = None) -> Iterator[Document | DocumentError]:
-    if data_format == "pubmed-xml":
-        yield from _pubmed(path)
-    elif data_format == "pubtator":
-        yield from _pubtator(path)
-    elif data_format == "jsonl":
-        yield from _jsonl(path, id_column, text_column, title_column)
-    elif data_format == "parquet":
-        yield from _parquet(path, id_column, text_column, title_column)
-    elif data_format == "text":
-        yield from _text_file(path)
+@dataclass(frozen=True)
+class Columns:
+    """Where a Parquet or JSONL record keeps its fields."""
+
+    id: str = "doc_id"
+    text: str = "text"
+    title: str | None = None
+
+
+Record = Document | DocumentError | Deletion
+
+
+def read_unit(unit: WorkUnit, columns: Columns = Columns()) -> Iterator[Record]:
+    if unit.format == "pubmed-xml":
+        yield from _pubmed(unit)
+    elif unit.format == "pubtator":
+        yield from _pubtator(unit)
+    elif unit.format == "jsonl":
+        yield from _jsonl(unit, columns)
+    elif unit.format == "parquet":
+        yield from _parquet(unit, columns)
+    elif unit.format == "text":
+        yield from _text_file(unit.path)
     else:
-        raise ValueError(f"unknown format {data_format!r}; expected one of {FORMATS}")
+        raise ValueError(f"unknown format {unit.format!r}; expected one of {FORMATS}")
 
 
-def _pubmed(path: str) -> Iterator[Document | DocumentError]:
-    with open_binary(path) as stream:
-        for record in iter_pubmed_records(stream, path):
-            if isinstance(record, PubmedArticle):
-                meta = dict(record.meta, has_abstract=bool(record.abstract))
-                yield Document(record.pmid, record.text, record.title, meta)
-            elif isinstance(record, PubmedDeletion):
-                for pmid in record.pmids:
-                    yield DocumentError(path, "deleted citation (DeleteCitation)", doc_id=pmid)
-            elif isinstance(record, PubmedRecordError):
-                yield DocumentError(path, record.reason, line=record.line)
+def read_documents(path: str, data_format: str, columns: Columns = Columns()) -> Iterator[Record]:
+    """A whole file, as one unit (tests, benchmarks and small inputs)."""
+    for unit in plan_file(path, data_format, "file", UnitSizes(documents=1 << 62, bytes=1 << 62)):
+        yield from read_unit(unit, columns)
 
 
-def _pubtator(path: str) -> Iterator[Document | DocumentError]:
-    with open_binary(path) as stream:
-        lines = (_decode(line) for line in stream)
-        for record in iter_pubtator_records(lines, path):
+def _pubmed(unit: WorkUnit) -> Iterator[Record]:
+    for record in iter_pubmed_records(unit.path, unit.start, unit.end):
+        if isinstance(record, PubmedArticle):
+            yield Document(record.pmid, record.text, record.title, dict(record.meta, has_abstract=bool(record.abstract)))
+        elif isinstance(record, PubmedDeletion):
+            yield Deletion(record.pmids, f"byte {record.offset}")
+        else:
+            yield DocumentError(unit.path, record.reason, location=f"byte {record.offset}")
+
+
+def _pubtator(unit: WorkUnit) -> Iterator[Record]:
+    for offset, lines in pubtator_blocks(unit):
+        starts, position = [], offset
+        for line in lines:
+            starts.append(position)
+            position += len(line)
+        decoded = (line.decode("utf-8", errors="replace") for line in lines)
+        for record in iter_pubtator_records(decoded, unit.path):
             if isinstance(record, PubtatorFormatError):
-                yield DocumentError(path, record.reason, line=record.line_number)
+                yield DocumentError(unit.path, record.reason, location=f"byte {starts[record.line_number - 1]}")
             else:
                 yield Document(record.pmid, record.text, record.title)
 
 
-def _jsonl(path: str, id_column: str, text_column: str, title_column: str | None) -> Iterator[Document | DocumentError]:
-    with open_binary(path) as stream:
-        for line_number, raw in enumerate(stream, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as error:
-                yield DocumentError(path, f"undecodable bytes (not UTF-8): {error.reason}", line=line_number)
-                continue
-            except json.JSONDecodeError as error:
-                yield DocumentError(path, f"invalid JSON: {error.msg}", line=line_number)
-                continue
-            yield _from_record(record, path, line_number, id_column, text_column, title_column)
+def _jsonl(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
+    for offset, raw in jsonl_lines(unit):
+        location = f"byte {offset}"
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            yield DocumentError(unit.path, f"undecodable bytes (not UTF-8): {error.reason}", location=location)
+            continue
+        except json.JSONDecodeError as error:
+            yield DocumentError(unit.path, f"invalid JSON: {error.msg}", location=location)
+            continue
+        yield _from_record(record, unit.path, location, columns)
 
 
-def _parquet(path: str, id_column: str, text_column: str, title_column: str | None) -> Iterator[Document | DocumentError]:
-    import fsspec
-    import pyarrow.parquet as pq
-
-    with fsspec.open(path, "rb") as handle:
-        table = pq.read_table(handle)
-    missing = [column for column in (id_column, text_column) if column not in table.column_names]
+def _parquet(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
+    names = [columns.id, columns.text] + ([columns.title] if columns.title else [])
+    present = parquet_columns(unit.path)
+    missing = [name for name in names[:2] if name not in present]
     if missing:
-        yield DocumentError(path, f"missing column(s) {missing}; has {table.column_names}")
+        yield DocumentError(unit.path, f"missing column(s) {missing}; has {present}", location=f"rows {unit.start}-{unit.end}")
         return
-    for row_number, record in enumerate(table.to_pylist(), start=1):
-        yield _from_record(record, path, row_number, id_column, text_column, title_column)
+    for first_row, table in parquet_batches(unit, [name for name in names if name in present]):
+        for index, record in enumerate(table.to_pylist()):
+            yield _from_record(record, unit.path, f"row {first_row + index}", columns)
 
 
-def _text_file(path: str) -> Iterator[Document | DocumentError]:
+def _text_file(path: str) -> Iterator[Record]:
     import os
 
     with open_binary(path) as stream:
         data = stream.read()
-    doc_id = os.path.splitext(os.path.basename(path))[0]
+    doc_id = os.path.splitext(os.path.basename(path.removesuffix(".gz")))[0]
     try:
         yield Document(doc_id, data.decode("utf-8"))
     except UnicodeDecodeError as error:
         yield DocumentError(path, f"undecodable bytes (not UTF-8) at byte {error.start}", doc_id=doc_id)
 
 
-def _from_record(record, path: str, line: int, id_column: str, text_column: str, title_column: str | None) -> Document | DocumentError:
+def _from_record(record, path: str, location: str, columns: Columns) -> Document | DocumentError:
     if not isinstance(record, dict):
-        return DocumentError(path, f"expected an object, got {type(record).__name__}", line=line)
-    doc_id, text = record.get(id_column), record.get(text_column)
+        return DocumentError(path, f"expected an object, got {type(record).__name__}", location=location)
+    doc_id, text = record.get(columns.id), record.get(columns.text)
     if doc_id is None or not str(doc_id).strip():
-        return DocumentError(path, f"missing {id_column!r}", line=line)
+        return DocumentError(path, f"missing {columns.id!r}", location=location)
     if not isinstance(text, str):
-        return DocumentError(path, f"{text_column!r} is missing or not a string", doc_id=str(doc_id), line=line)
-    title = record.get(title_column) if title_column else None
+        return DocumentError(path, f"{columns.text!r} is missing or not a string", doc_id=str(doc_id), location=location)
+    title = record.get(columns.title) if columns.title else None
     return Document(str(doc_id), text, title if isinstance(title, str) else None)
-
-
-def _decode(line: bytes) -> str:
-    return line.decode("utf-8", errors="replace")

@@ -1,20 +1,21 @@
 """PubMed baseline and update files (`.xml`, `.xml.gz`): articles, deletions and per-record errors.
 
-The file is split into records (`<PubmedArticle>`, `<PubmedBookArticle>`, `<DeleteCitation>`) while streaming, and
-each record is parsed on its own, so a broken record becomes one error and the rest of the file is still read.
-A document's text is its title and abstract joined by a space (PubTator's convention); structured abstracts keep
-their section labels as "LABEL: text", sections joined by a space.
+Records (`<PubmedArticle>`, `<PubmedBookArticle>`, `<DeleteCitation>`) are found by a scan over bytes and each is
+parsed on its own, so a broken record becomes one error and the rest of the file is still read; a byte range of the
+file reads the records that start inside it (`synth.byte_ranges`). A document's text is its title and abstract
+joined by a space (PubTator's convention); structured abstracts keep their section labels as "LABEL: text",
+sections joined by a space. Errors carry the byte offset of their record (uncompressed, for `.gz`).
 """
 from __future__ import annotations
 
-import gzip
-import io
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-_RECORD_START = re.compile(r"<(PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
+from .byte_ranges import TagScanner, open_at
+
+RECORD_START = re.compile(rb"<(PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
 _SPACES = re.compile(r"\s+")
 
 
@@ -33,75 +34,60 @@ class PubmedArticle:
 @dataclass(frozen=True)
 class PubmedDeletion:
     pmids: list[str]
+    offset: int = 0
 
 
 @dataclass(frozen=True)
 class PubmedRecordError:
     source: str
-    line: int
+    offset: int
     reason: str
 
 
-def open_binary(path: str) -> io.BufferedIOBase:
-    """A byte stream for a local path or fsspec URL; `.gz` files are decompressed on the fly. Lines are decoded
-    one by one by the reader, so undecodable bytes spoil one record, not the file."""
-    import fsspec
-
-    raw = fsspec.open(str(path), "rb").open()
-    return gzip.GzipFile(fileobj=raw) if str(path).endswith(".gz") else raw
+PubmedRecord = PubmedArticle | PubmedDeletion | PubmedRecordError
 
 
-def iter_pubmed_records(lines: Iterable[str | bytes], source: str) -> Iterator[PubmedArticle | PubmedDeletion | PubmedRecordError]:
-    """Articles, deletions and errors in file order; `lines` are str, or bytes decoded as UTF-8."""
-    buffer: list[str] = []
-    tag, start_line, undecodable = None, 0, None
-    line_number = 0
+def iter_pubmed_records(path: str, start: int = 0, end: int | None = None) -> Iterator[PubmedRecord]:
+    """Articles, deletions and errors in file order, for the records that start in [start, end)."""
     try:
-        for line_number, line in enumerate(lines, start=1):
-            if isinstance(line, bytes):
-                try:
-                    line = line.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    undecodable = undecodable or f"undecodable bytes (not UTF-8) on line {line_number}: {error.reason}"
-                    line = line.decode("utf-8", errors="replace")
-            if tag is None:
-                match = _RECORD_START.search(line)
-                if not match:
-                    continue
-                tag, start_line, line = match.group(1), line_number, line[match.start():]
-            buffer.append(line)
-            closing = f"</{tag}>"
-            if closing in line:
-                record, _, _ = "".join(buffer).partition(closing)
-                if undecodable:
-                    yield PubmedRecordError(source, start_line, undecodable)
+        with open_at(path, start) as stream:
+            for offset, tag, record in TagScanner(stream, start, RECORD_START).records(end):
+                if record is None:
+                    yield PubmedRecordError(path, offset, f"<{tag}> record is not closed before the end of the file")
                 else:
-                    yield _parse_record(record + closing, tag, source, start_line)
-                buffer, tag, undecodable = [], None, None
-            elif tag is None:
-                undecodable = None  # bad bytes between records spoil nothing
+                    yield parse_record(record, tag, path, offset)
     except (OSError, EOFError) as error:  # a truncated or corrupt .gz
-        yield PubmedRecordError(source, line_number, f"unreadable file: {error}")
-        return
-    if tag is not None:
-        yield PubmedRecordError(source, start_line, f"<{tag}> record is not closed before the end of the file")
+        yield PubmedRecordError(path, start, f"unreadable file: {error}")
 
 
-def _parse_record(xml: str, tag: str, source: str, line: int) -> PubmedArticle | PubmedDeletion | PubmedRecordError:
+def parse_record(record: bytes, tag: str, source: str, offset: int) -> PubmedRecord:
+    try:
+        xml = record.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return PubmedRecordError(source, offset, f"undecodable bytes (not UTF-8) at byte {offset + error.start}: {error.reason}")
     try:
         element = ElementTree.fromstring(xml)
     except ElementTree.ParseError as error:
-        return PubmedRecordError(source, line, f"malformed XML in <{tag}>: {error}")
+        return PubmedRecordError(source, offset, f"malformed XML in <{tag}>: {error}")
     if tag == "DeleteCitation":
-        return PubmedDeletion([pmid.text.strip() for pmid in element.iter("PMID") if pmid.text])
-    pmid = element.find(".//PMID")
+        return PubmedDeletion([pmid.text.strip() for pmid in element.iter("PMID") if pmid.text], offset)
+    citation = element.find("MedlineCitation")
+    if citation is None:  # a book article: the same fields, elsewhere
+        return _article(element, element, source, offset, tag)
+    return _article(citation, citation.find("Article"), source, offset, tag)
+
+
+def _article(citation: ElementTree.Element, article: ElementTree.Element | None, source: str, offset: int, tag: str) -> PubmedRecord:
+    pmid = citation.find("PMID")
+    pmid = pmid if pmid is not None else citation.find(".//PMID")
     if pmid is None or not (pmid.text or "").strip():
-        return PubmedRecordError(source, line, f"<{tag}> has no PMID")
-    title = _text(element.find(".//ArticleTitle")) or _text(element.find(".//BookTitle"))
-    sections = [_section(part) for part in element.findall(".//Abstract/AbstractText")]
-    abstract = " ".join(section for section in sections if section)
-    meta = {"journal": _text(element.find(".//Journal/Title")), "year": _text(element.find(".//PubDate/Year")),
-            "language": _text(element.find(".//Language")), "structured_abstract": any(p.get("Label") for p in element.findall(".//Abstract/AbstractText"))}
+        return PubmedRecordError(source, offset, f"<{tag}> has no PMID")
+    scope = article if article is not None else citation
+    title = _text(scope.find("ArticleTitle")) or _text(scope.find(".//ArticleTitle")) or _text(scope.find(".//BookTitle"))
+    parts = scope.findall("Abstract/AbstractText") or scope.findall(".//Abstract/AbstractText")
+    abstract = " ".join(section for section in map(_section, parts) if section)
+    meta = {"journal": _text(scope.find("Journal/Title")), "year": _text(scope.find("Journal/JournalIssue/PubDate/Year")),
+            "language": _text(scope.find("Language")), "structured_abstract": any(part.get("Label") for part in parts)}
     return PubmedArticle(pmid.text.strip(), title, abstract, {key: value for key, value in meta.items() if value})
 
 

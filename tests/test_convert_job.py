@@ -109,12 +109,12 @@ def test_parquet_inputs_through_a_config_file(parquet_inputs, tmp_path, capsys):
     (tmp_path / "convert.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     assert main(["--config", str(tmp_path / "convert.yaml"), f"output={output}"]) == 0
     check_examples(output)
-    errors = sorted((row["doc_id"], row["model"], row["reason"]) for row in read_folder(output / "errors"))
+    errors = sorted((row["doc_id"], row["source"], row["reason"]) for row in read_folder(output / "errors"))
     assert errors == EXPECTED_ERRORS
     details = {row["reason"]: row["detail"] for row in read_folder(output / "errors")}
     assert details["annotation_error"] == "timeout: no answer in 60 s"
     assert details["raw_output_truncated_json"].startswith("truncated_json: ")
-    inputs = {(row["model"], row["input"]) for row in read_folder(output / "errors")}
+    inputs = {(row["source"], row["input"]) for row in read_folder(output / "errors")}
     assert ("teacher", str(parquet_inputs / "annotations/part-1.parquet")) in inputs  # d9's row
 
     summary = json.loads((output / "_SUMMARY.json").read_text())
@@ -148,7 +148,7 @@ def test_jsonl_inputs_from_flags_then_a_rerun_skips(jsonl_inputs, tmp_path, caps
     assert len(list((output / "examples").glob("*.parquet"))) == 1  # a tiny input is one shuffle partition, one file
     errors = read_folder(output / "errors")
     by_text = lambda item: tuple(str(value) for value in item)  # noqa: E731 (None sorts as "None")
-    reasons = sorted(((row["doc_id"], row["model"], row["reason"]) for row in errors), key=by_text)
+    reasons = sorted(((row["doc_id"], row["source"], row["reason"]) for row in errors), key=by_text)
     bad_rows = [(None, None, "invalid_annotation_row")] * 3 + [("d4", None, "invalid_annotation_row")] + \
                [(None, None, "invalid_document_row"), ("d5", None, "invalid_document_row")]
     assert reasons == sorted(EXPECTED_ERRORS + bad_rows, key=by_text)

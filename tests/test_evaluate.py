@@ -348,7 +348,7 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
              "label_map": {"protein": "protein", "cell_line": "cell line", "cell_type": "cell type"}},
         ],
     })
-    results = run(config)
+    results = run(config)["results"]
     by_name = {r["name"]: r for r in results["datasets"]}
     assert set(by_name) == {"ncbi-pub", "jnlpba"}
     assert by_name["jnlpba"]["labels"] == ["cell line", "cell type", "protein"]

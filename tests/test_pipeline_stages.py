@@ -14,8 +14,7 @@ def test_every_stage_has_a_job():
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_resolves_to_a_config_class_and_a_run_function(stage):
-    module_name, config_class, function_name = JOBS[stage]
+    module_name, config_class = JOBS[stage]
     module = importlib.import_module(f"ray_jobs.{module_name}")
     assert issubclass(getattr(module, config_class), Section)
-    function = getattr(module, function_name)
-    assert list(inspect.signature(function).parameters)[:2] == ["config", "address"]
+    assert list(inspect.signature(module.run).parameters)[:2] == ["config", "address"]

@@ -5,7 +5,7 @@ import pytest
 
 from gliner import GLiNER
 from gliner.iob import read_iob
-from ray_jobs.train import TrainConfig, export_final_model, parse_args, run
+from ray_jobs.train import TrainConfig, export_final_model, fit_model, parse_args
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def config(tmp_path, backbone, train_file, **changes) -> TrainConfig:
 
 
 def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path, tiny_backbone, train_file):
-    result = run(config(tmp_path, tiny_backbone, train_file))
+    result = fit_model(config(tmp_path, tiny_backbone, train_file))
     assert result.error is None
     history = sorted((metrics["step"], metrics) for _, metrics in result.best_checkpoints)
     assert [step for step, _ in history] == [5, 10, 15, 20]
@@ -69,7 +69,7 @@ def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path
 
 def test_resume_after_injected_failure_continues_from_last_checkpoint(local_ray, tmp_path, tiny_backbone, train_file):
     run_config = config(tmp_path, tiny_backbone, train_file, max_steps=6, checkpoint_every=2, fail_at_step=5, max_failures=1)
-    result = run(run_config)
+    result = fit_model(run_config)
     assert result.error is None
     assert result.metrics["step"] == 6
     assert result.metrics["resumed_from_step"] == 4  # not 0: the restarted workers loaded the step-4 checkpoint
@@ -101,7 +101,7 @@ def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, 
         "model": run_config.model.model_copy(update={"backbone": None, "init_from": str(tiny_bi_dir)}),
         "scale": run_config.scale.model_copy(update={"num_workers": 1, "zero_stage": 1}),
     })
-    result = run(run_config)
+    result = fit_model(run_config)
     assert result.error is None and result.metrics["step"] == 3
     after = GLiNER.from_pretrained(export_final_model(result, tmp_path / "out"))
     assert after.config.is_bi_encoder and after.labels_tokenizer is not None
