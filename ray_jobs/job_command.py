@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Callable
 
 from .job_config import load_config
@@ -23,19 +25,51 @@ class JobFailed(RuntimeError):
     """The run started and failed (a training run whose workers died, ...); one line, exit status 1."""
 
 
-def job_parser(description: str) -> argparse.ArgumentParser:
-    """The arguments every job has; the job adds its own flags."""
+@dataclass(frozen=True)
+class Flag:
+    """A flag sets one config key (values are strings; the config's types convert and check them), or, with key
+    None, is read by the job's own `combine`."""
+
+    key: str | None
+    help: str
+    repeat: bool = False  # may be given several times: a list
+    split: bool = False  # comma-separated: a list
+
+
+# The flags the jobs share, each meaning the same in every job that takes it.
+FLAGS = {
+    "--model": Flag("model", "model: a local directory or a hub id"),
+    "--labels": Flag("labels", "comma-separated labels, e.g. disease,chemical", split=True),
+    "--input": Flag("input", "a file, a directory or a glob; local path or fsspec URL"),
+    "--output": Flag("output", "output directory; local path or fsspec URL"),
+    "--format": Flag("format", "input format (default auto: from the file names)"),
+    "--threshold": Flag("threshold", "score threshold of an entity"),
+    "--documents": Flag("documents", "the documents contract: a Parquet (or JSONL) file, directory or glob"),
+    "--annotations": Flag("annotations", "the annotations contract: a Parquet (or JSONL) file, directory or glob"),
+    "--max-steps": Flag("max_steps", "optimizer steps"),
+    "--num-workers": Flag("scale.num_workers", "Ray Train workers"),
+}
+
+
+def parse_job_args(argv: list[str] | None, description: str, config_class, flags: Sequence[str | tuple[str, Flag]],
+                   combine: Callable[[argparse.Namespace], dict] | None = None):
+    """(config, address): the YAML of --config, then the flags (shared ones by name, the job's own as (name, Flag)),
+    then the key=value overrides. `combine(args)` maps flags with key None to config values."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="the job's YAML config (configs/<job>/*.yaml)")
     parser.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else an embedded local Ray)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (e.g. scale.num_workers=2)")
-    return parser
-
-
-def parse_job_args(parser: argparse.ArgumentParser, config_class, argv: list[str] | None, flag_values: Callable[[argparse.Namespace], dict]):
-    """(config, address): the YAML, then the flags (`flag_values` maps them to config keys), then the overrides."""
+    declared = [(item, FLAGS[item]) if isinstance(item, str) else item for item in flags]
+    for name, flag in declared:
+        parser.add_argument(name, action="append" if flag.repeat else "store", help=flag.help)
     args = parser.parse_intermixed_args(argv)  # key=value overrides may come before or after the flags
-    return load_config(config_class, args.config, args.overrides, flag_values(args)), args.address
+    values = {}
+    for name, flag in declared:
+        value = getattr(args, name.lstrip("-").replace("-", "_"))
+        if flag.key and value is not None:
+            values[flag.key] = [part.strip() for part in value.split(",") if part.strip()] if flag.split else value
+    values.update(combine(args) if combine else {})
+    return load_config(config_class, args.config, args.overrides, values), args.address
 
 
 def job_main(argv: list[str] | None, parse_args: Callable, run: Callable, report: Callable[[dict], None]) -> int:

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .job_command import job_main, job_parser, parse_job_args
+from .job_command import Flag, job_main, parse_job_args
 from .job_config import Section, load_config
 from .job_summary import SUMMARY_FILE, read_summary
 from .output_root import OutputRoot
@@ -140,9 +140,7 @@ def _write_record(config: PipelineConfig, record: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[PipelineConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--root", help="output root (ROOT/<stage> per stage)")
-    return parse_job_args(parser, PipelineConfig, argv, lambda args: {"root": args.root})
+    return parse_job_args(argv, __doc__, PipelineConfig, [("--root", Flag("root", "output root: ROOT/<stage> for each stage"))])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ from synth.error_rows import error_row, error_table, reading_error
 from synth.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_unit, superseded_versions, version_order
 from synth.work_units import WorkUnit, plan_inputs
 
-from .job_command import job_main, job_parser, parse_job_args
+from .job_command import job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
@@ -90,19 +90,7 @@ class TagConfig(Section):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TagConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--model", help="GLiNER checkpoint directory or hub id")
-    parser.add_argument("--labels", help="comma-separated labels, e.g. disease,chemical")
-    parser.add_argument("--input", help="file, directory or glob; local or fsspec URL")
-    parser.add_argument("--output", help="output directory or URL")
-    parser.add_argument("--threshold", type=float)
-    parser.add_argument("--format", choices=["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"])
-
-    def flag_values(args) -> dict:
-        labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
-        return {"model": args.model, "labels": labels, "input": args.input, "output": args.output, "threshold": args.threshold, "format": args.format}
-
-    return parse_job_args(parser, TagConfig, argv, flag_values)
+    return parse_job_args(argv, __doc__, TagConfig, ["--model", "--labels", "--input", "--output", "--threshold", "--format"])
 
 
 # ------------------------------------------------------------------------------------------------ 1. read
@@ -160,7 +148,9 @@ class UnitTagger:
 
         from gliner import GLiNER
 
-        device = "cuda" if self.config.gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
+        if self.config.gpus_per_actor > 0 and not torch.cuda.is_available():
+            raise RuntimeError(f"gpus_per_actor={self.config.gpus_per_actor}, but this actor sees no CUDA device (a CPU-only torch?)")
+        device = "cuda" if self.config.gpus_per_actor > 0 else "cpu"
         return GLiNER.from_pretrained(self.config.model, map_location=device).set_precision(self.config.precision)
 
     def predict(self, texts: list[str]) -> list[list[dict]]:
@@ -172,16 +162,39 @@ class UnitTagger:
                                     multi_label=self.config.multi_label, batch_size=self.config.batch_size)
 
     def __call__(self, row: pa.Table) -> pa.Table:
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         documents = unpack(row, "documents")
-        predictions = self.predict(documents["text"].to_pylist())
-        entities = [dict(entity, doc_id=doc_id, model=self.config.model)
-                    for doc_id, found in zip(documents["doc_id"].to_pylist(), predictions) for entity in found]
-        stats = dict(json.loads(row["stats"][0].as_py()), actor=self.actor_id, documents=len(predictions),
-                     tag_seconds=round(time.perf_counter() - started, 3), actor_peak_rss_mb=peak_rss_mb())
-        kept = documents if self.config.exports else documents.select(["doc_id"])  # the text travels on only for exports
-        return pack(unit_of(row), documents=kept, errors=unpack(row, "errors"), index=unpack(row, "index"),
-                    entities=pa.Table.from_pylist(entities, ENTITIES_SCHEMA), stats=json.dumps(stats))
+        predictions, failures = self.predict_each_if_needed(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), unit_of(row).path)
+        stats = {"actor": self.actor_id, "tag_started_at": started_at, "tag_seconds": round(time.perf_counter() - started, 3),
+                 "actor_peak_rss_mb": peak_rss_mb()}
+        return tagged_unit(row, documents, predictions, self.config, stats, failures)
+
+    def predict_each_if_needed(self, doc_ids: list[str], texts: list[str], path: str) -> tuple[list[list[dict]], list[dict]]:
+        """The unit's predictions; if its batches fail (a document the model cannot take), document by document, and
+        those that fail alone become error rows (stage "tag") while the unit goes on."""
+        try:
+            return self.predict(texts), []
+        except Exception:  # noqa: BLE001 (whatever broke, one document at a time finds it)
+            predictions, failures = [], []
+            for doc_id, text in zip(doc_ids, texts):
+                try:
+                    predictions += self.predict([text])
+                except Exception as error:  # noqa: BLE001
+                    predictions.append([])
+                    failures.append(error_row("tag", type(error).__name__, f"{type(error).__name__}: {error}"[:2000], doc_id, input=path))
+            return predictions, failures
+
+
+def tagged_unit(row: pa.Table, documents: pa.Table, predictions: list[list[dict]], config: TagConfig, stats: dict,
+                failures: list[dict] = ()) -> pa.Table:
+    """The unit's row with its entities (and the error rows of documents the model failed on), for the commit stage."""
+    entities = [dict(entity, doc_id=doc_id, model=config.model)
+                for doc_id, found in zip(documents["doc_id"].to_pylist(), predictions) for entity in found]
+    stats = dict(json.loads(row["stats"][0].as_py()), documents=len(predictions) - len(failures), **stats)
+    kept = documents if config.exports else documents.select(["doc_id"])  # the text travels on only for exports
+    errors = pa.concat_tables([unpack(row, "errors"), error_table(list(failures))])
+    return pack(unit_of(row), documents=kept, errors=errors, index=unpack(row, "index"),
+                entities=pa.Table.from_pylist(entities, ENTITIES_SCHEMA), stats=json.dumps(stats))
 
 
 # ------------------------------------------------------------------------------------------------ 3. commit
@@ -208,7 +221,8 @@ def commit_unit(row: pa.Table, config: dict) -> pa.Table:
     deleted = index.filter(index["deleted"]).num_rows if index.num_rows else 0
     summary = dict(json.loads(row["stats"][0].as_py()), unit=unit.as_row(), entities=entities.num_rows, errors=errors.num_rows,
                    entities_per_label=dict(Counter(entities["label"].to_pylist())), index_documents=index.num_rows - deleted,
-                   index_deleted=deleted, commit_seconds=round(time.perf_counter() - started, 3), commit_peak_rss_mb=peak_rss_mb())
+                   index_deleted=deleted, commit_seconds=round(time.perf_counter() - started, 3), committed_at=time.time(),
+                   commit_peak_rss_mb=peak_rss_mb())
     write_marker(output, unit.unit_id, summary)
     return pa.table({"summary": [json.dumps(summary)]})
 

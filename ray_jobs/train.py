@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .fit import DEEPSPEED_DIR, STATE_FILE, FitConfig, fit
-from .job_command import JobFailed, job_main, job_parser, parse_job_args
+from .job_command import Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
 
@@ -80,13 +80,8 @@ class TrainConfig(FitConfig):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
-    parser = job_parser(__doc__)
-    parser.add_argument("--train-data", help="examples: Parquet, JSONL or JSON; local path or fsspec URL")
-    parser.add_argument("--output", help="output directory (checkpoints, final_model, _SUMMARY.json)")
-    parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--num-workers", type=int)
-    return parse_job_args(parser, TrainConfig, argv, lambda args: {
-        "data.train": args.train_data, "output": args.output, "max_steps": args.max_steps, "scale.num_workers": args.num_workers})
+    train_data = Flag("data.train", "training examples: Parquet, JSONL or JSON; local path or fsspec URL")
+    return parse_job_args(argv, __doc__, TrainConfig, [("--train-data", train_data), "--output", "--max-steps", "--num-workers"])
 
 
 def fit_model(config: TrainConfig, address: str | None = None):

@@ -25,6 +25,11 @@ from synth.work_units import UnitSizes, WorkUnit
 from .job_config import Section
 
 IN_FLIGHT_PER_ACTOR = 2  # the unit being processed and the next, already fetched
+# Task stages are idempotent (a unit is read, or committed, again from scratch), so a task lost with its node (a
+# reclaimed spot instance) is retried. The explicit setting also keeps Ray Data from fusing a task stage into the
+# actor stage after it, which it does when their remote arguments are equal (num_cpus=1 on both, say): parsing
+# would then run inside the model's actor, and the accelerator would wait on it.
+TASK_RETRIES = 3
 
 
 class UnitSettings(Section):
@@ -78,7 +83,8 @@ def _apply(dataset, stage: TaskStage | ActorStage):
     import ray
 
     if isinstance(stage, TaskStage):
-        return dataset.map_batches(stage.function, fn_kwargs=stage.kwargs, batch_size=1, batch_format="pyarrow", num_cpus=stage.num_cpus)
+        return dataset.map_batches(stage.function, fn_kwargs=stage.kwargs, batch_size=1, batch_format="pyarrow", num_cpus=stage.num_cpus,
+                                   max_retries=TASK_RETRIES)
     pool = ray.data.ActorPoolStrategy(min_size=stage.min_actors, max_size=stage.max_actors, max_tasks_in_flight_per_actor=IN_FLIGHT_PER_ACTOR)
     options = {"accelerator_type": stage.accelerator_type} if stage.accelerator_type else {}
     return dataset.map_batches(stage.actor_class, fn_constructor_kwargs=stage.constructor_kwargs, batch_size=1, batch_format="pyarrow",

@@ -10,9 +10,11 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterator
 
 READ_CHUNK = 1 << 20
+GZIP_CHUNK = 1 << 16  # a damaged .gz loses what decompressed into the chunk being filled, so a small one
 
 
 def open_binary(path: str) -> io.BufferedIOBase:
@@ -21,7 +23,7 @@ def open_binary(path: str) -> io.BufferedIOBase:
 
     raw = fsspec.open(str(path), "rb").open()
     if str(path).endswith(".gz"):
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw), READ_CHUNK)
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw), GZIP_CHUNK)
     return raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, READ_CHUNK)
 
 
@@ -46,24 +48,39 @@ def lines_in_range(path: str, start: int, end: int | None) -> Iterator[tuple[int
             offset += len(line)
 
 
-def uncompressed_size(path: str, filesystem=None) -> int:
-    """The file's size; for `.gz`, the size its trailer records (modulo 4 GiB, so a planner must not rely on it
-    for correctness: the last range of a file is open-ended)."""
+MAX_GZIP_RATIO = 50  # text rarely packs tighter; a trailer claiming more is taken for a truncated file's garbage
+
+
+def uncompressed_size(path: str) -> int:
+    """The file's size; for `.gz`, an estimate: the size its trailer records (modulo 4 GiB, and garbage in a
+    truncated file), at most MAX_GZIP_RATIO times the compressed size. A planner must not rely on it for more than
+    balance: the last range of a file is open-ended."""
     import fsspec
 
-    filesystem = filesystem or fsspec.core.url_to_fs(path)[0]
-    size = filesystem.size(path)
+    filesystem, resolved = fsspec.core.url_to_fs(path)
+    size = filesystem.size(resolved)
     if not str(path).endswith(".gz") or size < 18:
         return size
-    with filesystem.open(path, "rb") as handle:
+    with filesystem.open(resolved, "rb") as handle:
         handle.seek(size - 4)
-        return int.from_bytes(handle.read(4), "little")
+        return min(int.from_bytes(handle.read(4), "little"), size * MAX_GZIP_RATIO)
 
 
 def head(path: str, size: int) -> bytes:
-    """The first `size` bytes (uncompressed), for estimating how many records a byte holds."""
-    with open_binary(path) as stream:
-        return stream.read(size)
+    """The first `size` bytes (uncompressed), or what a damaged file yields before its damage; for estimating how
+    many records a byte holds."""
+    chunks, read = [], 0
+    try:
+        with open_binary(path) as stream:
+            while read < size:
+                chunk = stream.read(min(1 << 16, size - read))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                read += len(chunk)
+    except (OSError, EOFError, zlib.error):
+        pass
+    return b"".join(chunks)
 
 
 class TagScanner:
@@ -104,7 +121,7 @@ class TagScanner:
 
     def _refill(self, keep_from: int) -> int:
         """Drop the buffer before `keep_from`, append a chunk; returns the new position of `keep_from` (0)."""
-        chunk = self.stream.read(READ_CHUNK)
+        chunk = self.stream.read1(READ_CHUNK)  # one read of the stream: a damaged .gz loses at most its last chunk
         self.eof = not chunk
         self.buffer_offset += keep_from
         self.buffer = self.buffer[keep_from:] + chunk

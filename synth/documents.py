@@ -8,8 +8,11 @@ formats) or "row N" (Parquet).
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import pyarrow as pa
 
 from gliner.pubtator import PubtatorFormatError, iter_pubtator_records
 
@@ -56,18 +59,15 @@ Record = Document | DocumentError | Deletion
 
 
 def read_unit(unit: WorkUnit, columns: Columns = Columns()) -> Iterator[Record]:
-    if unit.format == "pubmed-xml":
-        yield from _pubmed(unit)
-    elif unit.format == "pubtator":
-        yield from _pubtator(unit)
-    elif unit.format == "jsonl":
-        yield from _jsonl(unit, columns)
-    elif unit.format == "parquet":
-        yield from _parquet(unit, columns)
-    elif unit.format == "text":
-        yield from _text_file(unit.path)
-    else:
+    """The unit's records; a file that cannot be read on (a truncated .gz, a corrupt Parquet footer) ends the unit
+    with one error, after the records read before it."""
+    readers = {"pubmed-xml": _pubmed, "pubtator": _pubtator, "jsonl": _jsonl, "parquet": _parquet, "text": _text_file}
+    if unit.format not in readers:
         raise ValueError(f"unknown format {unit.format!r}; expected one of {FORMATS}")
+    try:
+        yield from readers[unit.format](unit, columns)
+    except (OSError, EOFError, zlib.error, pa.ArrowInvalid) as error:
+        yield DocumentError(unit.path, f"unreadable file: {error}", location=f"byte {unit.start}" if unit.kind == "bytes" else None)
 
 
 def read_documents(path: str, data_format: str, columns: Columns = Columns()) -> Iterator[Record]:
@@ -76,7 +76,7 @@ def read_documents(path: str, data_format: str, columns: Columns = Columns()) ->
         yield from read_unit(unit, columns)
 
 
-def _pubmed(unit: WorkUnit) -> Iterator[Record]:
+def _pubmed(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
     for record in iter_pubmed_records(unit.path, unit.start, unit.end):
         if isinstance(record, PubmedArticle):
             yield Document(record.pmid, record.text, record.title, dict(record.meta, has_abstract=bool(record.abstract)))
@@ -86,7 +86,7 @@ def _pubmed(unit: WorkUnit) -> Iterator[Record]:
             yield DocumentError(unit.path, record.reason, location=f"byte {record.offset}")
 
 
-def _pubtator(unit: WorkUnit) -> Iterator[Record]:
+def _pubtator(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
     for offset, lines in pubtator_blocks(unit):
         starts, position = [], offset
         for line in lines:
@@ -126,9 +126,10 @@ def _parquet(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
             yield _from_record(record, unit.path, f"row {first_row + index}", columns)
 
 
-def _text_file(path: str) -> Iterator[Record]:
+def _text_file(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
     import os
 
+    path = unit.path
     with open_binary(path) as stream:
         data = stream.read()
     doc_id = os.path.splitext(os.path.basename(path.removesuffix(".gz")))[0]

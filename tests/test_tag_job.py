@@ -3,7 +3,6 @@ entities the library's own `inference` finds; a run killed part-way through a fi
 its odd records; PubMed baseline and update files folded into OUTPUT/current."""
 import gzip
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ray_jobs.tag import TagConfig, run
+from conftest import kill_process_tree
+from ray_jobs.tag import TagConfig, UnitTagger, run
 
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from near_ties import assert_same_predictions  # noqa: E402
@@ -45,23 +45,8 @@ def decisive_model(trained_tiny_uni_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def short_texts(data_dir) -> list[str]:
-    """20,000 short documents: NCBI-disease sentences cut to 6-14 words."""
-    from gliner.pubtator import read_pubtator
-
-    words = [word for split in ("train", "devel", "test") for document in read_pubtator(data_dir / f"ncbi-disease-pubtator/{split}.pubtator")
-             for word in document.text.split()]
-    texts, cursor = [], 0
-    for index in range(DOCUMENTS):
-        length = 6 + index % 9
-        texts.append(" ".join(words[cursor:cursor + length]))
-        cursor = (cursor + length) % (len(words) - 20)
-    return texts
-
-
-@pytest.fixture(scope="module")
 def big_files(tmp_path_factory, short_texts) -> Path:
-    """One Parquet file (row groups of 2,000) and one JSONL file, each of 20,000 documents, in one folder."""
+    """One Parquet file (row groups of 2,000) and one JSONL file, each of the 20,000 short documents, in one folder."""
     folder = tmp_path_factory.mktemp("big")
     rows = [{"doc_id": f"p{index:05d}", "text": text} for index, text in enumerate(short_texts)]
     pq.write_table(pa.Table.from_pylist(rows), folder / "corpus.parquet", row_group_size=2000)
@@ -142,17 +127,18 @@ def test_big_single_files_split_into_units_tagged_by_two_actors_equal_direct_inf
     assert summary["counts"]["errors"] == 0 and not list(output.rglob(".tmp-*"))
 
 
-def kill_process_tree(pid: int) -> None:
-    import psutil
+def test_parsing_and_committing_never_run_inside_the_model_actors(local_ray, big_files, decisive_model, tmp_path, capsys):
+    """With equal CPUs per read task and per actor, Ray Data would fuse the read stage into the actor pool."""
+    from ray_jobs.tag import commit_unit, read_documents
+    from ray_jobs.unit_pipeline import ActorStage, TaskStage, units_dataset
+    from synth.work_units import UnitSizes, plan_inputs
 
-    root = psutil.Process(pid)
-    processes = [root] + root.children(recursive=True)
-    for process in processes:
-        try:
-            process.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(processes, timeout=30)
+    units = plan_inputs(str(big_files / "corpus.jsonl"), "auto", UnitSizes(documents=2500))
+    stages = [TaskStage(read_documents, num_cpus=1), ActorStage(UnitTagger, num_cpus=1), TaskStage(commit_unit, num_cpus=1)]
+    units_dataset(units, stages).explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "ActorPoolMapOperator[MapBatches(UnitTagger)]" in optimized
+    assert "TaskPoolMapOperator[MapBatches(read_documents)]" in optimized and "TaskPoolMapOperator[MapBatches(commit_unit)]" in optimized
 
 
 def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted_run_writes(tagged_big_files, big_files, decisive_model, tmp_path):
@@ -195,7 +181,19 @@ PUBMED_XML = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
+class FailsOnAspirin(UnitTagger):
+    """The real model, failing on any batch with a document about aspirin (as a model may fail on one document)."""
+
+    def predict(self, texts: list[str]) -> list[list[dict]]:
+        if any("Aspirin" in text for text in texts):
+            raise RuntimeError("the model cannot take this document")
+        return super().predict(texts)
+
+
 def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(local_ray, decisive_model, data_dir, tmp_path):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test module
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "pubmed25n0001.xml.gz").write_bytes(gzip.compress(PUBMED_XML.encode("utf-8")))
@@ -206,7 +204,7 @@ def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(
     (corpus / "notes.jsonl").write_text(notes, encoding="utf-8")
     output = tmp_path / "out"
     config = tag_config(decisive_model, corpus, output, exports=["pubtator", "bioc"], units={"documents": 4}, min_actors=1, max_actors=1)
-    summary = run(config)
+    summary = run(config, tagger=FailsOnAspirin)
     texts = {record.doc_id: record.text for path in corpus.iterdir() for record in read_documents(str(path), infer_format(str(path)))
              if isinstance(record, Document)}
     entities = read_rows(output / "entities")
@@ -214,17 +212,18 @@ def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(
     for entity in entities:
         assert entity["text"] == texts[entity["doc_id"]][entity["start"]:entity["end"]]
     errors = read_rows(output / "errors")
-    assert {(row["doc_id"], row["stage"], row["reason"]) for row in errors if row["doc_id"]} == {("n2", "filter", "empty text")}
+    assert {(row["doc_id"], row["stage"], row["reason"]) for row in errors if row["doc_id"]} == {
+        ("n2", "filter", "empty text"), ("n1", "tag", "RuntimeError")}  # n1 alone: the documents beside it in its unit are tagged
     reasons = {row["reason"]: row for row in errors}
     assert reasons["invalid JSON"]["location"] == f"byte {notes.index('not json')}" and reasons["invalid JSON"]["input"] == str(corpus / "notes.jsonl")
     assert reasons["malformed XML in <PubmedArticle>"]["detail"].startswith("malformed XML in <PubmedArticle>: mismatched tag")
     counts = summary["counts"]
-    assert counts["units"] >= 5 and counts["documents"] == 3 + 12 + 1 and counts["deletions"] == 2
-    assert counts["entities"] == len(entities) and counts["errors"] == len(errors) == 3
+    assert counts["units"] >= 5 and counts["documents"] == 3 + 12 and counts["deletions"] == 2
+    assert counts["entities"] == len(entities) and counts["errors"] == len(errors) == 4
     assert summary["current"]["documents"] == 17 and summary["current"]["deleted"] == 2  # n2 is a version too, without entities
     assert len(list((output / "exports/pubtator").glob("*.pubtator"))) == len(list((output / "exports/bioc").glob("*.json"))) == counts["units"]
     bioc = [document for path in (output / "exports/bioc").glob("*.json") for document in json.loads(path.read_text())["documents"]]
-    assert sorted(document["id"] for document in bioc) == sorted(set(texts) - {"n2"})  # every tagged document, once
+    assert sorted(document["id"] for document in bioc) == sorted(set(texts) - {"n2"})  # every document the model saw, once
 
     again = run(config)
     assert again["counts"]["units_skipped"] == counts["units"] and again["this_run"]["documents"] == 0

@@ -102,3 +102,12 @@ def test_fsspec_urls_plan_and_read_like_local_files():
     assert units[0].file_key.startswith("part-0.jsonl-") and units == plan_inputs("memory://corpus/*", "auto", UnitSizes(documents=6, bytes=1 << 30))
     documents = [record.doc_id for unit in units for record in read_unit(unit) if isinstance(record, Document)]
     assert len(documents) == 2 * 18 and len(set(documents)) == 18
+
+
+def test_a_truncated_gzip_file_keeps_what_was_read_and_ends_with_one_error(tmp_path):
+    data = gzip.compress(jsonl_corpus(2000))
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    records = list(read_documents(str(path), "jsonl"))
+    assert sum(isinstance(record, Document) for record in records) > 500
+    assert isinstance(records[-1], DocumentError) and records[-1].reason.startswith("unreadable file: ")
