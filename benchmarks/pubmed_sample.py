@@ -24,7 +24,7 @@ def abstracts() -> list[tuple[str, str]]:
             for document in read_pubtator(REPO / f"data/ncbi-disease-pubtator/{split}.pubtator")]
 
 
-def write_baseline_file(path: Path, count: int, seed: int = 0) -> list[tuple[str, str, str]]:
+def write_baseline_file(path: Path, count: int, seed: int = 0, first_pmid: int = 30_000_000) -> list[tuple[str, str, str]]:
     """A gzipped baseline-like file of `count` records; returns (pmid, title, abstract) in file order."""
     sources = abstracts()
     rng = random.Random(seed)
@@ -32,7 +32,7 @@ def write_baseline_file(path: Path, count: int, seed: int = 0) -> list[tuple[str
     records, written = [], []
     for index in range(count):
         title, abstract = sources[index % len(sources)]
-        pmid = str(30_000_000 + index)
+        pmid = str(first_pmid + index)
         records.append(_record(pmid, title, abstract, rng, vocabulary))
         written.append((pmid, title, abstract))
     xml = ('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January '

@@ -3,7 +3,7 @@ and a model actor's peak memory against the size of its input file.
 
     .venv/bin/python benchmarks/tag_data_plane.py [--sections plane,model,memory] [--documents 30000]
 
-- plane: PubMed XML (baseline-like records, `pubmed_sample.py`, gzipped), JSONL and Parquet of the same abstracts,
+- plane: PubMed XML (baseline-like records, `pubmed_sample.py`, in 4 gzipped files), JSONL and Parquet files of the same abstracts,
   through `ray_jobs.tag` with a null model (an actor that returns no entities): read, parse, commit. Measured on
   one core (the job's own stage functions called in one process, one unit after another) and as the job on an
   embedded Ray of 2 CPUs with two read tasks at a time (docs/s over the streaming run, start-up included, divided by 2
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from pubmed_sample import abstracts, write_baseline_file  # noqa: E402
 
 from ray_jobs.tag import TagConfig, UnitTagger, commit_unit, read_documents, run, tagged_unit  # noqa: E402
-from ray_jobs.unit_pipeline import pack, unpack  # noqa: E402
+from ray_jobs.unit_pipeline import read_groups, unpack  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "tag_data_plane"
 RESULTS = REPO / "benchmarks" / "results" / "tag_data_plane.json"
@@ -56,17 +56,21 @@ class NullTagger(UnitTagger):
 
 
 # ------------------------------------------------------------------------------------------------ corpora
-def corpora(count: int) -> dict[str, Path]:
-    """The same `count` abstracts as PubMed XML (gz), JSONL and Parquet (text = title + " " + abstract)."""
+def corpora(count: int, pubmed_files: int = 4) -> dict[str, Path]:
+    """The same `count` abstracts as PubMed XML (gzipped, in `pubmed_files` files, as PubMed comes: a compressed file
+    is read front to back by one task), one JSONL and one Parquet file (text = title + " " + abstract)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = WORK / f"corpora_{count}"
-    paths = {"pubmed-xml": folder / "pubmed25n0001.xml.gz", "jsonl": folder / "abstracts.jsonl", "parquet": folder / "abstracts.parquet"}
+    paths = {"pubmed-xml": folder / "pubmed", "jsonl": folder / "abstracts.jsonl", "parquet": folder / "abstracts.parquet"}
     if all(path.exists() for path in paths.values()):
         return paths
-    folder.mkdir(parents=True, exist_ok=True)
-    records = write_baseline_file(paths["pubmed-xml"], count)
+    paths["pubmed-xml"].mkdir(parents=True, exist_ok=True)
+    records, per_file = [], count // pubmed_files
+    for index in range(pubmed_files):
+        records += write_baseline_file(paths["pubmed-xml"] / f"pubmed25n{index + 1:04d}.xml.gz", per_file, seed=index,
+                                       first_pmid=30_000_000 + index * per_file)
     rows = [{"doc_id": pmid, "text": f"{title} {abstract}".strip()} for pmid, title, abstract in records]
     with open(paths["jsonl"], "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
@@ -91,13 +95,12 @@ def one_core(path: Path, config: TagConfig) -> dict:
 
     settings, documents = config.model_dump(), 0
     started = time.perf_counter()
-    for unit in plan_inputs(str(path), "auto", config.units.sizes()):
-        row = read_documents(pack(unit), settings)
-        parsed = unpack(row, "documents")
-        tagged = tagged_unit(row, parsed, [[] for _ in range(parsed.num_rows)], config, {"actor": "none", "tag_seconds": 0.0,
-                                                                                           "tag_started_at": 0.0, "actor_peak_rss_mb": 0.0})
-        commit_unit(tagged, settings)
-        documents += parsed.num_rows
+    for group in read_groups(plan_inputs(str(path), "auto", config.units.sizes())):
+        for row in read_documents(group, settings):
+            parsed = unpack(row, "documents")
+            null = {"actor": "none", "tag_seconds": 0.0, "tag_started_at": 0.0, "actor_peak_rss_mb": 0.0}
+            commit_unit(tagged_unit(row, parsed, [[] for _ in range(parsed.num_rows)], config, null), settings)
+            documents += parsed.num_rows
     seconds = time.perf_counter() - started
     return {"documents": documents, "seconds": round(seconds, 2), "docs_per_s": round(documents / seconds, 1)}
 
@@ -129,7 +132,8 @@ def measure_plane(count: int, repeats: int) -> dict:
             job.append(through_the_job(path, config, NullTagger))
         best_single = max(single, key=lambda item: item["docs_per_s"])
         best_job = max(job, key=lambda item: item["docs_per_s"])
-        results[data_format] = {"bytes": path.stat().st_size, "one_core": best_single, "job_2_cpus": best_job,
+        size = sum(item.stat().st_size for item in path.iterdir()) if path.is_dir() else path.stat().st_size
+        results[data_format] = {"bytes": size, "one_core": best_single, "job_2_cpus": best_job,
                                 "job_docs_per_s_per_core": round(best_job["docs_per_s"] / 2, 1),
                                 "read_task_docs_per_cpu_s": round(best_job["documents"] / best_job["read_seconds"], 1)}
     return results

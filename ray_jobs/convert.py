@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Literal
 
 import pyarrow as pa
@@ -35,7 +36,7 @@ from .job_command import FLAGS, BadInput, Flag, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import previous_run, write_summary
 from .output_root import OutputRoot
-from .unit_pipeline import TaskStage, UnitSettings, unit_of, units_dataset
+from .unit_pipeline import ReadStage, UnitSettings, units_dataset
 
 
 class ConvertConfig(Section):
@@ -156,25 +157,29 @@ def _read_input(patterns: str | list[str], config: ConvertConfig, to_rows, colum
     formats = {unit.format for unit in units}
     if len(formats) != 1:
         raise BadInput(f"{patterns}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
-    stage = TaskStage(read_unit_rows, {"to_rows": to_rows, "columns": columns}, num_cpus=1)
-    return units_dataset(units, [stage]), sorted({unit.path for unit in units})
+    read = ReadStage(read_unit_rows, {"to_rows": to_rows, "columns": columns})
+    return units_dataset(units, read), sorted({unit.path for unit in units})
 
 
-def read_unit_rows(row: pa.Table, to_rows, columns: list[str] | None) -> pa.Table:
-    """A unit's Parquet rows, or its JSON lines as {"text": line}, with their file as "path", through `to_rows`."""
-    from synth.unit_records import jsonl_lines, parquet_batches, parquet_columns
+def read_unit_rows(units: list, to_rows, columns: list[str] | None) -> Iterator[pa.Table]:
+    """Each unit's Parquet rows, or its JSON lines as {"text": line}, with their file as "path", through `to_rows`."""
+    from synth.unit_records import parquet_batches, parquet_columns, records_by_unit
 
-    unit = unit_of(row)
-    if unit.format == "jsonl":
-        lines = [line.decode("utf-8", errors="replace") for _, line in jsonl_lines(unit)]
-        table = pa.table({"text": pa.array(lines, pa.string())})
-    else:
+    if units[0].format == "jsonl":
+        for unit, pairs in records_by_unit(units):
+            lines = [str(line) if offset is None else line.decode("utf-8", errors="replace") for offset, line in pairs]
+            yield to_rows(_with_path(pa.table({"text": pa.array(lines, pa.string())}), unit.path), json_lines=True)
+        return
+    for unit in units:
         present = parquet_columns(unit.path)
         wanted = [name for name in columns if name in present] if columns else None
         batches = [batch for _, batch in parquet_batches(unit, wanted)]
         table = pa.concat_tables(batches) if batches else pa.table({name: pa.array([], pa.string()) for name in wanted or present})
-    table = table.append_column("path", pa.array([unit.path] * table.num_rows, pa.string()))
-    return to_rows(table, json_lines=unit.format == "jsonl")
+        yield to_rows(_with_path(table, unit.path), json_lines=False)
+
+
+def _with_path(table: pa.Table, path: str) -> pa.Table:
+    return table.append_column("path", pa.array([path] * table.num_rows, pa.string()))
 
 
 def _infer_format(pattern: str) -> str:

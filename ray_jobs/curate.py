@@ -40,6 +40,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -60,7 +61,7 @@ from .job_config import Section
 from .job_summary import previous_run, write_summary
 from .output_root import OutputRoot
 from .table_steps import map_tables, per_partition
-from .unit_pipeline import TaskStage, UnitSettings, stream_units, unit_of
+from .unit_pipeline import ReadStage, UnitSettings, stream_units
 
 FORMAT = Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"]
 # Staged passages: the documents contract plus what the later stages need.
@@ -154,16 +155,25 @@ def partitions_for(config: CurateConfig, passages: int, cpus: float) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ stage 1: read
-def curate_unit(row: pa.Table, config: dict, staging: str, input_of: dict[str, int]) -> pa.Table:
-    """A Ray task: read, split and filter one work unit into staging files; returns its summary row."""
-    from synth.documents import Columns, Document, read_unit
+def curate_units(units: list, config: dict, staging: str, input_of: dict[str, int]) -> Iterator[pa.Table]:
+    """A Ray task: read, split and filter the units of a read group into staging files; a summary row per unit."""
+    from synth.documents import Columns, read_units
 
     settings = CurateConfig.model_validate(config)
-    unit, started = unit_of(row), time.perf_counter()
-    spec = settings.inputs[input_of[unit.unit_id]]
+    spec = settings.inputs[input_of[units[0].unit_id]]  # a read group's units share their file
+    started = time.perf_counter()
+    for unit, records in read_units(units, Columns(spec.id_column, spec.text_column, spec.title_column)):
+        summary = curate_unit(unit, records, settings, spec, OutputRoot(staging))
+        yield pa.table({"summary": [json.dumps(dict(summary, seconds=round(time.perf_counter() - started, 3)))]})
+        started = time.perf_counter()
+
+
+def curate_unit(unit, records: list, settings: "CurateConfig", spec: "InputSpec", staged: OutputRoot) -> dict:
+    from synth.documents import Document
+
     thresholds = settings.quality.for_source(spec.source)
     passages, rejected, counts, seen = [], [], Counter(), set()
-    for record in read_unit(unit, Columns(spec.id_column, spec.text_column, spec.title_column)):
+    for record in records:
         problem = _document_problem(record, settings, seen) if isinstance(record, Document) else None
         if not isinstance(record, Document) or problem:
             rows = _read_rejections(record, problem, spec.source, unit.path)
@@ -173,13 +183,10 @@ def curate_unit(row: pa.Table, config: dict, staging: str, input_of: dict[str, i
         seen.add(record.doc_id)
         counts["documents"] += 1
         _add_passages(record, spec.source, unit.path, settings, thresholds, passages, rejected, counts)
-    staged = OutputRoot(staging)
     staged.write_parquet(f"passages/{unit.unit_id}.parquet", pa.Table.from_pylist(passages, PASSAGES_SCHEMA))
     staged.write_parquet(f"rejected/read-{unit.unit_id}.parquet", pa.Table.from_pylist(rejected, ERRORS_SCHEMA))
-    summary = {"unit": unit.unit_id, "path": unit.path, "source": spec.source, "format": unit.format,
-               "documents": counts["documents"], "read_errors": counts["read_errors"], "passages": counts["passages"],
-               "passed_quality": len(passages), "seconds": round(time.perf_counter() - started, 3)}
-    return pa.table({"summary": [json.dumps(summary)]})
+    return {"unit": unit.unit_id, "path": unit.path, "source": spec.source, "format": unit.format, "documents": counts["documents"],
+            "read_errors": counts["read_errors"], "passages": counts["passages"], "passed_quality": len(passages)}
 
 
 def _document_problem(document, config: CurateConfig, seen: set) -> str | None:
@@ -326,8 +333,8 @@ class _Job:
 
     # -------------------------------------------------------------- stages
     def _read_filter(self, units: list, input_of: dict[str, int]) -> list[dict]:
-        stage = TaskStage(curate_unit, {"config": self.config.model_dump(), "staging": self.staging.url(), "input_of": input_of})
-        return [json.loads(row["summary"]) for row in stream_units(units, [stage])]
+        read = ReadStage(curate_units, {"config": self.config.model_dump(), "staging": self.staging.url(), "input_of": input_of})
+        return [json.loads(row["summary"]) for row in stream_units(units, read)]
 
     def _exact(self, passages):
         keyed = map_tables(passages, with_partition, key="exact_key", partitions=self.partitions)

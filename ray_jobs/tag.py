@@ -26,13 +26,14 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
 
 from synth.contracts import ENTITIES_SCHEMA
-from synth.documents import Columns, Deletion, Document, DocumentError, read_unit
+from synth.documents import Columns, Deletion, Document, DocumentError, read_units
 from synth.error_rows import error_row, error_table, reading_error
 from synth.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_unit, superseded_versions, version_order
 from synth.work_units import WorkUnit, plan_inputs
@@ -42,7 +43,7 @@ from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
 from .unit_markers import check_same_cuts, done_units, read_markers, write_marker
-from .unit_pipeline import ActorStage, TaskStage, UnitSettings, pack, stream_units, unit_of, unpack
+from .unit_pipeline import ActorStage, ReadStage, TaskStage, UnitSettings, pack, stream_units, unit_of, unpack
 
 LOCAL_VERSION_ROWS = 2_000_000  # up to this many (unit, doc_id) versions, current/ is worked out on the driver
 TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json")
@@ -94,12 +95,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[TagConfig, str | None]:
 
 
 # ------------------------------------------------------------------------------------------------ 1. read
-def read_documents(row: pa.Table, config: dict) -> pa.Table:
-    """A unit's documents, error rows and (PubMed updates) the final state of each doc_id it holds."""
+def read_documents(units: list[WorkUnit], config: dict) -> Iterator[pa.Table]:
+    """Each unit's documents, error rows and (PubMed updates) the final state of each doc_id it holds, as one row."""
     settings = TagConfig.model_validate(config)
-    unit, started = unit_of(row), time.perf_counter()
+    columns = Columns(settings.id_column, settings.text_column, settings.title_column)
+    started = time.perf_counter()
+    for unit, records in read_units(units, columns):
+        yield unit_documents(unit, records, settings, time.perf_counter() - started)
+        started = time.perf_counter()
+
+
+def unit_documents(unit: WorkUnit, records: list, settings: TagConfig, read_seconds: float) -> pa.Table:
     errors, versions, deletions = [], [], 0
-    for record in read_unit(unit, Columns(settings.id_column, settings.text_column, settings.title_column)):
+    for record in records:
         if isinstance(record, Deletion):
             versions += [(doc_id, None) for doc_id in record.doc_ids]
             deletions += len(record.doc_ids)
@@ -116,8 +124,7 @@ def read_documents(row: pa.Table, config: dict) -> pa.Table:
         versions = list(latest.items())
     documents = [{"doc_id": item.doc_id, "text": item.text, "title": item.title} for _, item in versions if isinstance(item, Document)]
     index = [{"doc_id": doc_id, "deleted": item is None} for doc_id, item in versions] if settings.updates else []
-    stats = {"deletions": deletions, "replaced_in_unit": replaced,
-             "read_seconds": round(time.perf_counter() - started, 3), "read_peak_rss_mb": peak_rss_mb()}
+    stats = {"deletions": deletions, "replaced_in_unit": replaced, "read_seconds": round(read_seconds, 3), "read_peak_rss_mb": peak_rss_mb()}
     return pack(unit, documents=pa.Table.from_pylist(documents, DOCUMENT_SCHEMA), errors=error_table(errors),
                 index=pa.Table.from_pylist(index, INDEX_SCHEMA), stats=json.dumps(stats))
 
@@ -252,14 +259,14 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     pending = [unit for unit in units if unit.unit_id not in done]
     init_ray(address)
     settings = config.model_dump()
+    read = ReadStage(read_documents, {"config": settings}, num_cpus=config.read_cpus)
     stages = [
-        TaskStage(read_documents, {"config": settings}, num_cpus=config.read_cpus),
         ActorStage(tagger, {"config": settings, "labels": labels}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
                    min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type),
         TaskStage(commit_unit, {"config": settings}, num_cpus=config.commit_cpus),
     ]
     tagging = time.time()
-    this_run = [json.loads(row["summary"]) for row in stream_units(pending, stages)] if pending else []
+    this_run = [json.loads(row["summary"]) for row in stream_units(pending, read, stages)] if pending else []
     tagging_s = time.time() - tagging
     markers = read_markers(output, {unit.unit_id for unit in units} | done_units(output))
     fields = _counts(units, this_run, markers, tagging_s)

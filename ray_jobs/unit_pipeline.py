@@ -1,18 +1,20 @@
 """Streaming over work units with Ray Data: stages declare what they run and with which resources; one adapter maps
 them onto Ray.
 
-    units ──read (CPU tasks)──► a row per unit ──model (actor pool of min..max actors, CPU or GPU)──► ──commit (CPU tasks)──►
-                                                                                          a summary row per unit
+    read groups ──read (CPU tasks)──► a row per unit ──model (actor pool of min..max actors, CPU or GPU)──►
+                ──commit (CPU tasks)──► a summary row per unit
 
-A unit travels as one row from stage to stage (its documents, errors and results as nested columns, `pack`), so
-every stage sees whole units and a writer can commit a unit atomically. Ray Data's streaming executor runs the
-stages side by side (reading and writing overlap the model) and bounds what queues between them: an actor holds the
-unit it works on and at most `IN_FLIGHT_PER_ACTOR` more, whatever the size of the input files. A pool grows from
-`min_actors` to `max_actors` while units wait, so an autoscaling cluster whose GPU nodes start at zero gets its
-nodes requested and used as the job runs.
+A read task takes a read group: one unit, or the units of one compressed file, read in a single pass (gzip cannot
+start mid-file). From there a unit travels as one row, and one block, from stage to stage (its documents, errors
+and results as nested columns, `pack`), so every stage sees whole units and a writer can commit a unit atomically.
+Ray Data's streaming executor runs the stages side by side (reading and writing overlap the model) and bounds what
+queues between them: an actor holds the unit it works on and at most `IN_FLIGHT_PER_ACTOR` more, whatever the size
+of the input files. A pool grows from `min_actors` to `max_actors` while units wait, so an autoscaling cluster whose
+GPU nodes start at zero gets its nodes requested and used as the job runs.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable
@@ -43,6 +45,15 @@ class UnitSettings(Section):
 
 
 @dataclass(frozen=True)
+class ReadStage:
+    """function(units of a read group, **kwargs) -> one table per unit (a generator), in Ray tasks."""
+
+    function: Callable[..., Iterator[pa.Table]]
+    kwargs: dict = field(default_factory=dict)
+    num_cpus: float = 1.0
+
+
+@dataclass(frozen=True)
 class TaskStage:
     """function(one-row table, **kwargs) -> one-row table, in stateless Ray tasks."""
 
@@ -64,19 +75,50 @@ class ActorStage:
     accelerator_type: str | None = None
 
 
-def stream_units(units: list[WorkUnit], stages: list[TaskStage | ActorStage]) -> Iterator[dict]:
-    """Run every unit through the stages; yields the last stage's rows as they complete (in no particular order)."""
-    yield from units_dataset(units, stages).iter_rows()
+def stream_units(units: list[WorkUnit], read: ReadStage, stages: list[TaskStage | ActorStage] = ()) -> Iterator[dict]:
+    """Run every unit through the stages; yields the last stage's rows as they complete (in no particular order).
+    Each unit's row is a block of its own, so that it moves on as soon as it is read (Ray Data otherwise gathers a
+    task's small outputs into one block, and a read group's units would wait for the whole file)."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    block_size, context.target_max_block_size = context.target_max_block_size, 1
+    try:
+        yield from units_dataset(units, read, stages).iter_rows()
+    finally:
+        context.target_max_block_size = block_size
 
 
-def units_dataset(units: list[WorkUnit], stages: list[TaskStage | ActorStage]):
+def units_dataset(units: list[WorkUnit], read: ReadStage, stages: list[TaskStage | ActorStage] = ()):
     """The Ray dataset of the last stage's output (for jobs that go on with Ray Data operations)."""
     import ray
 
-    dataset = ray.data.from_items([unit.as_row() for unit in units], override_num_blocks=max(1, len(units)))
+    groups = [json.dumps([unit.as_row() for unit in group]) for group in read_groups(units)]
+    dataset = ray.data.from_items([{"units": group} for group in groups], override_num_blocks=max(1, len(groups)))
+    dataset = dataset.map_batches(_read_group, fn_kwargs={"function": read.function, "kwargs": read.kwargs}, batch_size=1,
+                                  batch_format="pyarrow", num_cpus=read.num_cpus, max_retries=TASK_RETRIES)
     for stage in stages:
         dataset = _apply(dataset, stage)
     return dataset
+
+
+def read_groups(units: list[WorkUnit]) -> list[list[WorkUnit]]:
+    """A read task's units: those of one compressed file together, in order; any other unit alone."""
+    groups, of_file = [], {}
+    for unit in units:
+        if unit.kind == "bytes" and unit.path.endswith(".gz"):
+            if unit.file_key not in of_file:
+                of_file[unit.file_key] = []
+                groups.append(of_file[unit.file_key])
+            of_file[unit.file_key].append(unit)
+        else:
+            groups.append([unit])
+    return groups
+
+
+def _read_group(batch: pa.Table, function: Callable, kwargs: dict) -> Iterator[pa.Table]:
+    units = [WorkUnit.from_row(row) for row in json.loads(batch["units"][0].as_py())]
+    yield from function(sorted(units, key=lambda unit: unit.start), **kwargs)
 
 
 def _apply(dataset, stage: TaskStage | ActorStage):

@@ -29,9 +29,19 @@ def open_binary(path: str) -> io.BufferedIOBase:
 
 def open_at(path: str, start: int) -> io.BufferedIOBase:
     stream = open_binary(path)
-    if start:
-        stream.seek(start)  # gzip: decompresses and discards up to `start`
+    if start and str(path).endswith(".gz"):
+        _skip(stream, start)  # decompress and discard (gzip's own seek does it 8 KiB at a time, 2-3x slower)
+    elif start:
+        stream.seek(start)
     return stream
+
+
+def _skip(stream: io.BufferedIOBase, count: int) -> None:
+    while count > 0:
+        chunk = stream.read(min(count, READ_CHUNK))
+        if not chunk:
+            return
+        count -= len(chunk)
 
 
 def lines_in_range(path: str, start: int, end: int | None) -> Iterator[tuple[int, bytes]]:

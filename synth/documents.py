@@ -1,13 +1,14 @@
-"""Documents from corpora, one work unit at a time: PubMed XML, PubTator, JSONL, Parquet, text files.
+"""Documents from corpora, by work unit: PubMed XML, PubTator, JSONL, Parquet, text files.
 
 Every reader yields `Document`, `DocumentError` or (PubMed) `Deletion` values in file order and never raises for a
-bad record, so a job can route errors to its `errors` output and keep going. A document's text is what entity
-offsets refer to. An error's `location` says where its record is: "byte N" (uncompressed, for line and record
-formats) or "row N" (Parquet).
+bad record, so a job can route errors to its `errors` output and keep going; a file that cannot be read on ends
+its unit with one error. A document's text is what entity offsets refer to. An error's `location` says where its
+record is: "byte N" (uncompressed, for line and record formats) or "row N" (Parquet).
 """
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ import pyarrow as pa
 from gliner.pubtator import PubtatorFormatError, iter_pubtator_records
 
 from .byte_ranges import open_binary
-from .pubmed_xml import PubmedArticle, PubmedDeletion, iter_pubmed_records
-from .unit_records import jsonl_lines, parquet_batches, parquet_columns, pubtator_blocks
+from .pubmed_xml import PubmedArticle, PubmedDeletion, parse_record
+from .unit_records import ReadFailure, parquet_batches, parquet_columns, records_by_unit
 from .work_units import FORMATS, UnitSizes, WorkUnit, infer_format, plan_file  # noqa: F401 (infer_format: readers' callers)
 
 
@@ -58,16 +59,28 @@ class Columns:
 Record = Document | DocumentError | Deletion
 
 
+def read_units(units: list[WorkUnit], columns: Columns = Columns()) -> Iterator[tuple[WorkUnit, list[Record]]]:
+    """Each unit with its records, one unit at a time. Byte-range units of one file (in increasing order, as a read
+    group gives them) are read in a single pass; others one by one."""
+    if len({unit.file_key for unit in units}) == 1 and all(unit.kind == "bytes" for unit in units):
+        for unit, pairs in records_by_unit(units):
+            yield unit, [record for offset, raw in pairs for record in _parsed(unit, offset, raw, columns)]
+        return
+    for unit in units:
+        yield unit, list(read_unit(unit, columns))
+
+
 def read_unit(unit: WorkUnit, columns: Columns = Columns()) -> Iterator[Record]:
-    """The unit's records; a file that cannot be read on (a truncated .gz, a corrupt Parquet footer) ends the unit
-    with one error, after the records read before it."""
-    readers = {"pubmed-xml": _pubmed, "pubtator": _pubtator, "jsonl": _jsonl, "parquet": _parquet, "text": _text_file}
-    if unit.format not in readers:
+    if unit.format not in FORMATS:
         raise ValueError(f"unknown format {unit.format!r}; expected one of {FORMATS}")
+    if unit.kind == "bytes":
+        for _, records in read_units([unit], columns):
+            yield from records
+        return
     try:
-        yield from readers[unit.format](unit, columns)
+        yield from (_parquet(unit, columns) if unit.format == "parquet" else _text_file(unit))
     except (OSError, EOFError, zlib.error, pa.ArrowInvalid) as error:
-        yield DocumentError(unit.path, f"unreadable file: {error}", location=f"byte {unit.start}" if unit.kind == "bytes" else None)
+        yield DocumentError(unit.path, f"unreadable file: {error}")
 
 
 def read_documents(path: str, data_format: str, columns: Columns = Columns()) -> Iterator[Record]:
@@ -76,42 +89,49 @@ def read_documents(path: str, data_format: str, columns: Columns = Columns()) ->
         yield from read_unit(unit, columns)
 
 
-def _pubmed(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
-    for record in iter_pubmed_records(unit.path, unit.start, unit.end):
-        if isinstance(record, PubmedArticle):
-            yield Document(record.pmid, record.text, record.title, dict(record.meta, has_abstract=bool(record.abstract)))
-        elif isinstance(record, PubmedDeletion):
-            yield Deletion(record.pmids, f"byte {record.offset}")
+def _parsed(unit: WorkUnit, offset: int | None, raw, columns: Columns) -> Iterator[Record]:
+    """The records of one raw record of a byte-range format."""
+    if offset is None:
+        yield DocumentError(unit.path, str(raw) if isinstance(raw, ReadFailure) else repr(raw), location=f"byte {unit.start}")
+    elif unit.format == "pubmed-xml":
+        yield _pubmed(unit.path, offset, *raw)
+    elif unit.format == "jsonl":
+        yield _json_line(unit.path, offset, raw, columns)
+    else:
+        yield from _pubtator(unit.path, offset, raw)
+
+
+def _pubmed(path: str, offset: int, tag: str, record: bytes | None) -> Record:
+    parsed = parse_record(record, tag, path, offset)
+    if isinstance(parsed, PubmedArticle):
+        return Document(parsed.pmid, parsed.text, parsed.title, dict(parsed.meta, has_abstract=bool(parsed.abstract)))
+    if isinstance(parsed, PubmedDeletion):
+        return Deletion(parsed.pmids, f"byte {offset}")
+    return DocumentError(path, parsed.reason, location=f"byte {offset}")
+
+
+def _pubtator(path: str, offset: int, lines: list[bytes]) -> Iterator[Record]:
+    starts, position = [], offset
+    for line in lines:
+        starts.append(position)
+        position += len(line)
+    decoded = (line.decode("utf-8", errors="replace") for line in lines)
+    for record in iter_pubtator_records(decoded, path):
+        if isinstance(record, PubtatorFormatError):
+            yield DocumentError(path, record.reason, location=f"byte {starts[record.line_number - 1]}")
         else:
-            yield DocumentError(unit.path, record.reason, location=f"byte {record.offset}")
+            yield Document(record.pmid, record.text, record.title)
 
 
-def _pubtator(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
-    for offset, lines in pubtator_blocks(unit):
-        starts, position = [], offset
-        for line in lines:
-            starts.append(position)
-            position += len(line)
-        decoded = (line.decode("utf-8", errors="replace") for line in lines)
-        for record in iter_pubtator_records(decoded, unit.path):
-            if isinstance(record, PubtatorFormatError):
-                yield DocumentError(unit.path, record.reason, location=f"byte {starts[record.line_number - 1]}")
-            else:
-                yield Document(record.pmid, record.text, record.title)
-
-
-def _jsonl(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
-    for offset, raw in jsonl_lines(unit):
-        location = f"byte {offset}"
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            yield DocumentError(unit.path, f"undecodable bytes (not UTF-8): {error.reason}", location=location)
-            continue
-        except json.JSONDecodeError as error:
-            yield DocumentError(unit.path, f"invalid JSON: {error.msg}", location=location)
-            continue
-        yield _from_record(record, unit.path, location, columns)
+def _json_line(path: str, offset: int, raw: bytes, columns: Columns) -> Record:
+    location = f"byte {offset}"
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        return DocumentError(path, f"undecodable bytes (not UTF-8): {error.reason}", location=location)
+    except json.JSONDecodeError as error:
+        return DocumentError(path, f"invalid JSON: {error.msg}", location=location)
+    return _from_record(record, path, location, columns)
 
 
 def _parquet(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
@@ -126,17 +146,14 @@ def _parquet(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
             yield _from_record(record, unit.path, f"row {first_row + index}", columns)
 
 
-def _text_file(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
-    import os
-
-    path = unit.path
-    with open_binary(path) as stream:
+def _text_file(unit: WorkUnit) -> Iterator[Record]:
+    with open_binary(unit.path) as stream:
         data = stream.read()
-    doc_id = os.path.splitext(os.path.basename(path.removesuffix(".gz")))[0]
+    doc_id = os.path.splitext(os.path.basename(unit.path.removesuffix(".gz")))[0]
     try:
         yield Document(doc_id, data.decode("utf-8"))
     except UnicodeDecodeError as error:
-        yield DocumentError(path, f"undecodable bytes (not UTF-8) at byte {error.start}", doc_id=doc_id)
+        yield DocumentError(unit.path, f"undecodable bytes (not UTF-8) at byte {error.start}", doc_id=doc_id)
 
 
 def _from_record(record, path: str, location: str, columns: Columns) -> Document | DocumentError:

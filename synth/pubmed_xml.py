@@ -50,17 +50,22 @@ PubmedRecord = PubmedArticle | PubmedDeletion | PubmedRecordError
 def iter_pubmed_records(path: str, start: int = 0, end: int | None = None) -> Iterator[PubmedRecord]:
     """Articles, deletions and errors in file order, for the records that start in [start, end)."""
     try:
-        with open_at(path, start) as stream:
-            for offset, tag, record in TagScanner(stream, start, RECORD_START).records(end):
-                if record is None:
-                    yield PubmedRecordError(path, offset, f"<{tag}> record is not closed before the end of the file")
-                else:
-                    yield parse_record(record, tag, path, offset)
+        for offset, (tag, record) in raw_pubmed_records(path, start, end):
+            yield parse_record(record, tag, path, offset)
     except (OSError, EOFError) as error:  # a truncated or corrupt .gz
         yield PubmedRecordError(path, start, f"unreadable file: {error}")
 
 
-def parse_record(record: bytes, tag: str, source: str, offset: int) -> PubmedRecord:
+def raw_pubmed_records(path: str, start: int, end: int | None) -> Iterator[tuple[int, tuple[str, bytes | None]]]:
+    """(offset, (tag, record bytes)) found by the scan, unparsed; bytes None for a record the file ends inside."""
+    with open_at(path, start) as stream:
+        for offset, tag, record in TagScanner(stream, start, RECORD_START).records(end):
+            yield offset, (tag, record)
+
+
+def parse_record(record: bytes | None, tag: str, source: str, offset: int) -> PubmedRecord:
+    if record is None:
+        return PubmedRecordError(source, offset, f"<{tag}> record is not closed before the end of the file")
     try:
         xml = record.decode("utf-8")
     except UnicodeDecodeError as error:

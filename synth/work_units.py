@@ -22,7 +22,6 @@ from pathlib import PurePosixPath
 FORMATS = ("pubmed-xml", "pubtator", "jsonl", "parquet", "text")
 SAMPLE_BYTES = 1 << 20
 _PUBTATOR_TITLE = re.compile(rb"(?m)^[^|\t\n]+\|t\|")
-_PUBMED_RECORD = re.compile(rb"<(?:PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
 
 
 @dataclass(frozen=True)
@@ -160,4 +159,6 @@ def _record_starts(sample: bytes, data_format: str) -> int:
         return sample.count(b"\n") + (not sample.endswith(b"\n"))
     if data_format == "pubtator":
         return len(_PUBTATOR_TITLE.findall(sample))
-    return len(_PUBMED_RECORD.findall(sample))
+    from .pubmed_xml import RECORD_START
+
+    return sum(1 for _ in RECORD_START.finditer(sample))

@@ -130,15 +130,14 @@ def test_big_single_files_split_into_units_tagged_by_two_actors_equal_direct_inf
 def test_parsing_and_committing_never_run_inside_the_model_actors(local_ray, big_files, decisive_model, tmp_path, capsys):
     """With equal CPUs per read task and per actor, Ray Data would fuse the read stage into the actor pool."""
     from ray_jobs.tag import commit_unit, read_documents
-    from ray_jobs.unit_pipeline import ActorStage, TaskStage, units_dataset
+    from ray_jobs.unit_pipeline import ActorStage, ReadStage, TaskStage, units_dataset
     from synth.work_units import UnitSizes, plan_inputs
 
     units = plan_inputs(str(big_files / "corpus.jsonl"), "auto", UnitSizes(documents=2500))
-    stages = [TaskStage(read_documents, num_cpus=1), ActorStage(UnitTagger, num_cpus=1), TaskStage(commit_unit, num_cpus=1)]
-    units_dataset(units, stages).explain()
+    units_dataset(units, ReadStage(read_documents, num_cpus=1), [ActorStage(UnitTagger, num_cpus=1), TaskStage(commit_unit, num_cpus=1)]).explain()
     optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
     assert "ActorPoolMapOperator[MapBatches(UnitTagger)]" in optimized
-    assert "TaskPoolMapOperator[MapBatches(read_documents)]" in optimized and "TaskPoolMapOperator[MapBatches(commit_unit)]" in optimized
+    assert "TaskPoolMapOperator[MapBatches(_read_group)]" in optimized and "TaskPoolMapOperator[MapBatches(commit_unit)]" in optimized
 
 
 def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted_run_writes(tagged_big_files, big_files, decisive_model, tmp_path):
@@ -191,7 +190,7 @@ class FailsOnAspirin(UnitTagger):
 
 
 def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(local_ray, decisive_model, data_dir, tmp_path):
-    import cloudpickle
+    from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test module
     corpus = tmp_path / "corpus"

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synth.documents import Document, DocumentError, read_documents, read_unit
+from synth.documents import Document, DocumentError, read_documents, read_unit, read_units
 from synth.work_units import UnitSizes, WorkUnit, file_key, list_input_files, plan_file, plan_inputs
 
 
@@ -111,3 +111,28 @@ def test_a_truncated_gzip_file_keeps_what_was_read_and_ends_with_one_error(tmp_p
     records = list(read_documents(str(path), "jsonl"))
     assert sum(isinstance(record, Document) for record in records) > 500
     assert isinstance(records[-1], DocumentError) and records[-1].reason.startswith("unreadable file: ")
+
+
+def test_units_of_one_compressed_file_read_in_one_pass_as_if_read_alone(tmp_path):
+    """A read group: a gzip file's units in one pass (gzip cannot start mid-file), adjacent or not, and a damaged
+    file's error in every unit from the damage on."""
+    import random
+
+    rng = random.Random(0)  # text that compresses little, so that the damage falls past the first unit
+    lines = [json.dumps({"doc_id": f"d{index}", "text": "".join(rng.choices("abcdefghij klmnop", k=60))}) for index in range(4000)]
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "corpus.jsonl.gz"
+    path.write_bytes(data)
+    units = plan_file(str(path), "jsonl", "corpus", UnitSizes(documents=400, bytes=1 << 30))
+    alone = {unit.unit_id: keys(read_unit(unit)) for unit in units}
+    assert len(units) >= 8 and [(unit.unit_id, keys(records)) for unit, records in read_units(units)] == list(alone.items())
+    pending = units[1::3]  # what a rerun leaves: the records of the units between are passed over
+    assert [(unit.unit_id, keys(records)) for unit, records in read_units(pending)] == [(unit.unit_id, alone[unit.unit_id]) for unit in pending]
+
+    path.write_bytes(data[: len(data) // 2])
+    read = list(read_units(units))
+    unreadable = [index for index, (_, records) in enumerate(read)
+                  if isinstance(records[-1], DocumentError) and records[-1].reason.startswith("unreadable file: ")]
+    damaged = unreadable[0]
+    assert unreadable == list(range(damaged, len(units)))
+    assert 0 < damaged < len(units) - 1 and all(len(records) == 1 for _, records in read[damaged + 1:])
