@@ -103,8 +103,9 @@ def short_texts(data_dir) -> list[str]:
     return texts
 
 
-def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Signal a process and every process below it (a job's driver and the local Ray it started), then wait."""
+def kill_process_tree(pid: int, sig: int = signal.SIGKILL, grace_s: float = 5) -> None:
+    """Signal a process and every process below it (a job's driver and the local Ray it started); what is still
+    alive `grace_s` later is killed."""
     import psutil
 
     try:
@@ -117,6 +118,6 @@ def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
             process.send_signal(sig)
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(processes, timeout=30)
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
     for process in alive:
         process.kill()

@@ -263,7 +263,7 @@ def test_bad_paths_fail_before_ray_with_clear_errors(tmp_path, iob_file, tiny_un
 def local_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 

@@ -38,11 +38,11 @@ def test_a_stale_latest_cluster_file_is_ignored_and_the_job_runs_on_its_own_ray(
     gone = f"127.0.0.1:{closed_port()}"
     Path(temp, "ray").mkdir()
     Path(temp, "ray", "ray_current_cluster").write_text(gone)
-    assert canonicalize_bootstrap_address(None) == gone  # where a plain ray.init() would go and wait
+    assert canonicalize_bootstrap_address(None).endswith(gone.split(":")[1])  # where a plain ray.init() would go and wait
     started = time.time()
     try:
         assert tag.main(tag_argv(tiny_uni_dir, tmp_path)) == 0
-        assert ray.get_runtime_context().gcs_address != gone
+        assert not ray.get_runtime_context().gcs_address.endswith(gone.split(":")[1])
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
