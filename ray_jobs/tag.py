@@ -147,7 +147,7 @@ class UnitTagger:
         self.config = TagConfig.model_validate(config)
         self.labels = labels
         self.threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
-        self.actor_id = ray.get_runtime_context().get_actor_id()
+        self.actor_id, self.node_id = ray.get_runtime_context().get_actor_id(), ray.get_runtime_context().get_node_id()
         self.model = self.load_model()
 
     def load_model(self):
@@ -172,7 +172,7 @@ class UnitTagger:
         started_at, started = time.time(), time.perf_counter()
         documents = unpack(row, "documents")
         predictions, failures = self.predict_each_if_needed(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), unit_of(row).path)
-        stats = {"actor": self.actor_id, "tag_started_at": started_at, "tag_seconds": round(time.perf_counter() - started, 3),
+        stats = {"actor": self.actor_id, "actor_node": self.node_id, "tag_started_at": started_at, "tag_seconds": round(time.perf_counter() - started, 3),
                  "actor_peak_rss_mb": peak_rss_mb()}
         return tagged_unit(row, documents, predictions, self.config, stats, failures)
 

@@ -26,6 +26,19 @@ def make_tiny_backbone(directory: Path, hidden_size: int = 32, seed: int = 0) ->
     return directory
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """An embedded Ray of 2 CPUs for a test module, as a job without an address starts one (never joining another)."""
+    import ray
+
+    from ray_jobs.ray_runtime import init_ray
+
+    ray.shutdown()
+    init_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     return make_tiny_backbone(tmp_path_factory.mktemp("tiny_backbone"))

@@ -11,7 +11,7 @@ import yaml
 from ray_jobs.convert import main
 from synth.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA, EXAMPLES_SCHEMA
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 
 DOCUMENTS = [
     {"doc_id": "d1", "text": "Anemia and IL-2 (alpha) deficiency; anemia recurs in İstanbul.", "source": "test", "title": None, "meta": "{}"},
@@ -52,15 +52,6 @@ EXPECTED_ERRORS = [
     ("d3", "failed", "annotation_error"),
     ("d9", "teacher", "missing_document"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

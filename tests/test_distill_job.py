@@ -34,15 +34,6 @@ VLLM_SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def ncbi(data_dir):
     return {split: read_pubtator(data_dir / f"ncbi-disease-pubtator/{split}.pubtator") for split in ("train", "devel", "test")}
 

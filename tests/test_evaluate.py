@@ -259,15 +259,6 @@ def test_bad_paths_fail_before_ray_with_clear_errors(tmp_path, iob_file, tiny_un
 
 
 # ----------------------------------------------------------------------------------------------- on a local Ray
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def _count_iob(path: Path, types: set[str], max_sentences: int) -> tuple[int, int]:
     """Sentences and B- tags of `types` in the first sentences, counted without gliner's reader."""
     sentences, mentions, in_sentence = 0, 0, False

@@ -28,18 +28,6 @@ DOCUMENTS = 20_000
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    from ray_jobs.ray_runtime import init_ray
-
-    ray.shutdown()
-    init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def decisive_model(trained_tiny_uni_dir) -> Path:
     return trained_tiny_uni_dir
 
