@@ -150,13 +150,12 @@ def _read_input(patterns: str | list[str], config: ConvertConfig, to_rows, colum
     """The input's rows (`to_rows` of each unit's records) as a Ray dataset, and the input's files."""
     from synth.work_units import plan_inputs
 
-    units = []
-    for pattern in [patterns] if isinstance(patterns, str) else patterns:
-        data_format = config.format if config.format != "auto" else _infer_format(pattern)
-        units += plan_inputs(pattern, data_format, config.units.sizes())
+    units = [unit for pattern in ([patterns] if isinstance(patterns, str) else patterns)
+             for unit in plan_inputs(pattern, config.format, config.units.sizes())]
     formats = {unit.format for unit in units}
-    if len(formats) != 1:
-        raise BadInput(f"{patterns}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
+    if not formats <= {"parquet", "jsonl"} or len(formats) != 1:
+        raise BadInput(f"{patterns}: input formats {sorted(formats)}; convert reads Parquet or JSON Lines, one of them: "
+                       "name the files *.parquet or *.jsonl, or pass format=parquet or format=jsonl")
     read = ReadStage(read_unit_rows, {"to_rows": to_rows, "columns": columns})
     return units_dataset(units, read), sorted({unit.path for unit in units})
 
@@ -180,24 +179,6 @@ def read_unit_rows(units: list, to_rows, columns: list[str] | None) -> Iterator[
 
 def _with_path(table: pa.Table, path: str) -> pa.Table:
     return table.append_column("path", pa.array([path] * table.num_rows, pa.string()))
-
-
-def _infer_format(pattern: str) -> str:
-    """Parquet or JSON Lines, from the pattern's (or its files') names."""
-    from synth.work_units import list_input_files
-
-    formats = set()
-    for path in list_input_files(pattern):
-        name = path.lower()
-        if name.endswith(".parquet"):
-            formats.add("parquet")
-        elif name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
-            formats.add("jsonl")
-        else:
-            raise BadInput(f"cannot tell the format of {path}; pass format=parquet or format=jsonl")
-    if len(formats) != 1:
-        raise BadInput(f"{pattern}: mixed input formats {sorted(formats)}; pass format=parquet or format=jsonl")
-    return formats.pop()
 
 
 def _default_partitions(files: list[str], bytes_per_partition: int = 32 << 20, most: int = 200) -> int:

@@ -5,9 +5,9 @@
 
 Stages, on Ray Data (every stage scales out; nothing is collected on the driver except what is said below):
 1. read: input files are cut into work units (`units`: row ranges of Parquet, byte ranges of JSONL, PubTator and
-   PubMed XML; `synth.work_units`); one task per unit reads its documents (`synth.documents`), splits them into
-   passages (`synth.passages`, ids `<doc_id>#p<k>`) and applies the quality filters (`synth.quality`, per-source
-   thresholds). Passing passages and rejected records go to staging Parquet files, one per unit.
+   PubMed XML; `synth.work_units`); a task per unit (per file for a gzipped one, read in one pass) reads its
+   documents, splits them into passages (`synth.passages`, ids `<doc_id>#p<k>`) and applies the quality filters
+   (`synth.quality`, per-source thresholds). Passages and rejected records go to staging Parquet files per unit.
 2. exact duplicates: rows are hash-partitioned by their normalised-text key (`groupby` on key mod P); each
    partition keeps the longest text of every key (ties: smaller id).
 3. MinHash signatures: `map_batches` over the remaining passages.
@@ -53,6 +53,7 @@ from synth.dedup_tables import (
     add_signatures, attach_first_signature, explode_band_keys, keep_rows_where_null, mark_exact_duplicates, pair_rows,
     pairs_in_buckets, signature_rows, verify_pairs, with_partition,
 )
+from synth.error_rows import error_row, reading_error
 from synth.quality import QualityConfig
 from synth.source_balance import balance_cutoffs, balance_scores, within_cutoffs
 
@@ -161,9 +162,9 @@ def curate_units(units: list, config: dict, staging: str, input_of: dict[str, in
 
     settings = CurateConfig.model_validate(config)
     spec = settings.inputs[input_of[units[0].unit_id]]  # a read group's units share their file
-    started = time.perf_counter()
+    staged, started = OutputRoot(staging), time.perf_counter()
     for unit, records in read_units(units, Columns(spec.id_column, spec.text_column, spec.title_column)):
-        summary = curate_unit(unit, records, settings, spec, OutputRoot(staging))
+        summary = curate_unit(unit, records, settings, spec, staged)
         yield pa.table({"summary": [json.dumps(dict(summary, seconds=round(time.perf_counter() - started, 3)))]})
         started = time.perf_counter()
 
@@ -201,7 +202,6 @@ def _document_problem(document, config: CurateConfig, seen: set) -> str | None:
 
 def _read_rejections(record, problem: str | None, source: str, path: str) -> list[dict]:
     from synth.documents import Deletion
-    from synth.error_rows import error_row, reading_error
 
     if problem:
         return [error_row("read", problem, doc_id=record.doc_id, source=source, input=path)]
@@ -221,8 +221,7 @@ def _add_passages(document, source: str, path: str, config: CurateConfig, thresh
         doc_id = passage_id(document.doc_id, passage.index)
         failure = first_failure(passage.text, thresholds) if config.quality.enabled else None
         if failure:
-            rejected.append({"doc_id": doc_id, "source": source, "input": path, "location": None, "stage": "quality",
-                             "reason": failure.reason, "detail": failure.detail})
+            rejected.append(error_row("quality", failure.reason, failure.detail, doc_id, source, path))
             continue
         meta = {"document_id": document.doc_id, "passage_index": passage.index, "char_start": passage.start,
                 "char_end": passage.end, "input": path, "document_meta": document.meta}

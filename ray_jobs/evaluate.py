@@ -43,7 +43,7 @@ from gliner.evaluation import (
     summary_table,
 )
 
-from .job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
+from .job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
@@ -122,7 +122,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EvaluateConfig, str | Non
             return {"name": args.name}
         dataset = {"path": args.dataset, "format": args.format or "auto", "name": args.name}
         if args.labels:
-            dataset["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
+            dataset["labels"] = comma_list(args.labels)
         if args.label_map:
             dataset["label_map"] = parse_label_map(args.label_map)
         return {"datasets": [dataset]}

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
+from synth.work_units import InputError
+
 from .job_config import load_config
 
 
-class BadInput(ValueError):
+class BadInput(InputError):
     """Input or settings the job cannot use; reported as one line, exit status 2."""
 
 
@@ -67,9 +69,14 @@ def parse_job_args(argv: list[str] | None, description: str, config_class, flags
     for name, flag in declared:
         value = getattr(args, name.lstrip("-").replace("-", "_"))
         if flag.key and value is not None:
-            values[flag.key] = [part.strip() for part in value.split(",") if part.strip()] if flag.split else value
+            values[flag.key] = comma_list(value) if flag.split else value
     values.update(combine(args) if combine else {})
     return load_config(config_class, args.config, args.overrides, values), args.address
+
+
+def comma_list(value: str) -> list[str]:
+    """"a, b,,c" -> ["a", "b", "c"]."""
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def job_main(argv: list[str] | None, parse_args: Callable, run: Callable, report: Callable[[dict], None]) -> int:
@@ -80,7 +87,7 @@ def job_main(argv: list[str] | None, parse_args: Callable, run: Callable, report
         return _error(error, 2)
     try:
         summary = run(config, address)
-    except (BadInput, FileNotFoundError) as error:
+    except (InputError, FileNotFoundError) as error:  # BadInput is one
         return _error(error, 2)
     except JobFailed as error:
         return _error(error, 1)

@@ -268,7 +268,7 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     tagging = time.time()
     this_run = [json.loads(row["summary"]) for row in stream_units(pending, read, stages)] if pending else []
     tagging_s = time.time() - tagging
-    markers = read_markers(output, {unit.unit_id for unit in units} | done_units(output))
+    markers = read_markers(output, done | {unit.unit_id for unit in units})  # every unit in OUTPUT, now all done
     fields = _counts(units, this_run, markers, tagging_s)
     if config.updates:
         fields["current"] = build_current(output, markers, config.commit_cpus)
@@ -343,23 +343,26 @@ def _superseded(output: OutputRoot, ranks: dict[str, int], versions: int) -> pa.
 
     from .table_steps import map_tables, per_partition
 
-    index_files = [output.url(f"index/{unit_id}.parquet") for unit_id in sorted(ranks)]
     if versions <= LOCAL_VERSION_ROWS:
         import pyarrow.parquet as pq
 
         tables = [pq.read_table(output.path(f"index/{unit_id}.parquet"), filesystem=output.filesystem) for unit_id in sorted(ranks)]
-        return superseded_versions(_with_rank(pa.concat_tables([INDEX_SCHEMA.append(pa.field("unit_id", pa.string())).empty_table(), *tables]), ranks, 1))
+        return superseded_versions(_with_rank(pa.concat_tables([INDEX_SCHEMA.append(pa.field("unit_id", pa.string())).empty_table(), *tables]), ranks))
     partitions = max(1, int(ray.cluster_resources().get("CPU", 1)), -(-versions // max(1, LOCAL_VERSION_ROWS)))
-    ranked = map_tables(ray.data.read_parquet(index_files), _with_rank, ranks=ranks, partitions=partitions)
+    index = ray.data.read_parquet([output.url(f"index/{unit_id}.parquet") for unit_id in sorted(ranks)])
+    ranked = map_tables(index, _with_rank_and_partition, ranks=ranks, partitions=partitions)
     found = per_partition(ranked, superseded_versions, partitions).iter_batches(batch_format="pyarrow", batch_size=None)
     return pa.concat_tables([SUPERSEDED_SCHEMA.empty_table(), *(batch.cast(SUPERSEDED_SCHEMA) for batch in found)])
 
 
-def _with_rank(table: pa.Table, ranks: dict[str, int], partitions: int) -> pa.Table:
+def _with_rank(table: pa.Table, ranks: dict[str, int]) -> pa.Table:
+    return table.append_column("rank", pa.array([ranks[unit_id] for unit_id in table["unit_id"].to_pylist()], pa.int64()))
+
+
+def _with_rank_and_partition(table: pa.Table, ranks: dict[str, int], partitions: int) -> pa.Table:
     from synth.dedup_tables import with_partition
 
-    table = table.append_column("rank", pa.array([ranks[unit_id] for unit_id in table["unit_id"].to_pylist()], pa.int64()))
-    return with_partition(table, "doc_id", partitions)
+    return with_partition(_with_rank(table, ranks), "doc_id", partitions)
 
 
 def write_current_unit(output_url: str, unit_id: str, superseded: list[str]) -> int:

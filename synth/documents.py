@@ -19,7 +19,7 @@ from gliner.pubtator import PubtatorFormatError, iter_pubtator_records
 
 from .byte_ranges import open_binary
 from .pubmed_xml import PubmedArticle, PubmedDeletion, parse_record
-from .unit_records import ReadFailure, parquet_batches, parquet_columns, records_by_unit
+from .unit_records import parquet_batches, parquet_columns, records_by_unit
 from .work_units import FORMATS, UnitSizes, WorkUnit, infer_format, plan_file  # noqa: F401 (infer_format: readers' callers)
 
 
@@ -92,7 +92,7 @@ def read_documents(path: str, data_format: str, columns: Columns = Columns()) ->
 def _parsed(unit: WorkUnit, offset: int | None, raw, columns: Columns) -> Iterator[Record]:
     """The records of one raw record of a byte-range format."""
     if offset is None:
-        yield DocumentError(unit.path, str(raw) if isinstance(raw, ReadFailure) else repr(raw), location=f"byte {unit.start}")
+        yield DocumentError(unit.path, str(raw), location=f"byte {unit.start}")  # raw: the ReadFailure
     elif unit.format == "pubmed-xml":
         yield _pubmed(unit.path, offset, *raw)
     elif unit.format == "jsonl":

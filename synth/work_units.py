@@ -24,6 +24,10 @@ SAMPLE_BYTES = 1 << 20
 _PUBTATOR_TITLE = re.compile(rb"(?m)^[^|\t\n]+\|t\|")
 
 
+class InputError(ValueError):
+    """An input the readers cannot take (a format that cannot be told or is unknown); jobs report it as bad input."""
+
+
 @dataclass(frozen=True)
 class UnitSizes:
     documents: int = 10_000
@@ -60,7 +64,7 @@ def infer_format(path: str) -> str:
         return "parquet"
     if name.endswith(".txt"):
         return "text"
-    raise ValueError(f"cannot tell the format of {path}; pass format= one of {FORMATS}")
+    raise InputError(f"cannot tell the format of {path}; pass format= one of {FORMATS}")
 
 
 def list_input_files(pattern: str) -> list[str]:
@@ -100,7 +104,7 @@ def plan_inputs(pattern: str, data_format: str, sizes: UnitSizes, key_prefix: st
 
 def plan_file(path: str, data_format: str, key: str, sizes: UnitSizes) -> list[WorkUnit]:
     if data_format not in FORMATS:
-        raise ValueError(f"unknown format {data_format!r}; expected one of {FORMATS}")
+        raise InputError(f"unknown format {data_format!r}; expected one of {FORMATS}")
     if data_format == "parquet":
         kind, ranges = "rows", row_ranges(path, sizes)
     elif data_format == "text":

@@ -32,6 +32,15 @@ def test_missing_input_is_exit_2_before_ray_starts(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: no input files at {tmp_path / 'none.jsonl'}\n" and not ray.is_initialized()
 
 
+def test_an_input_of_unknown_format_is_exit_2_before_ray_starts(tmp_path, capsys):
+    import ray
+
+    (tmp_path / "table.csv").write_text("doc_id,text\n")
+    assert tag.main(["--model", "m", "--labels", "x", "--input", str(tmp_path / "table.csv"), "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot tell the format of {tmp_path / 'table.csv'}; pass format=")
+    assert not ray.is_initialized()
+
+
 def parse_args(argv):
     return {"steps": int(argv[0])}, None
 
