@@ -1,8 +1,8 @@
 """Jobs on a real Ray cluster: `ray start --head` on 127.0.0.1, then `ray job submit --working-dir .` as a user runs
 it. The tag job is stopped part way through a single file (`ray job stop`) and resubmitted: it completes, keeps the
 work units finished before the stop, and writes no row twice. The pipeline's tiny CPU config runs every stage;
-resubmitted, it skips them all. The cluster is stopped by signalling the processes this test started, not with
-`ray stop` (which stops every Ray on the machine)."""
+resubmitted, it skips them all. The cluster is stopped by signalling the processes this test started, and nothing
+else: other Rays on the machine are left alone."""
 from __future__ import annotations
 
 import json
