@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 
-from .batch import build_prompt, encode_labels_for_bi_encoder, encode_words
+from .batch import build_prompt, encode_labels_for_bi_encoder, encode_words, to_device
 from .checkpoint import (
     CONFIG_FILE,
     LABELS_TOKENIZER_DIR,
@@ -302,7 +302,7 @@ class GLiNER(nn.Module):
 
     def _logits(self, word_lists: list[list[str]], labels: list[str], label_inputs: dict) -> torch.Tensor:
         inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self._prompt(labels))
-        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        inputs = to_device(inputs, self.device)
         with self._autocast():
             logits, _ = self.model(**inputs, **label_inputs, reference=self.reference_mode)
         return logits.float()

@@ -63,3 +63,21 @@ def enumerate_spans(text_lengths: torch.Tensor, max_width: int) -> tuple[torch.T
 def encode_labels_for_bi_encoder(labels_tokenizer, labels: Sequence[str]) -> dict[str, torch.Tensor]:
     encoded = labels_tokenizer(list(labels), truncation=True, padding="longest", return_tensors="pt")
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+# The LSTM's packing reads lengths on the host; kept there, they cost no device-to-host sync per forward.
+HOST_SIDE_INPUTS = ("text_lengths",)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch's tensors on `device`, except the host-side ones. To a GPU, from pinned memory without blocking the host."""
+    to_gpu = device.type == "cuda"
+    moved = {}
+    for key, tensor in batch.items():
+        if key in HOST_SIDE_INPUTS or tensor.device == device:
+            moved[key] = tensor
+        elif to_gpu:
+            moved[key] = (tensor if tensor.is_pinned() else tensor.pin_memory()).to(device, non_blocking=True)
+        else:
+            moved[key] = tensor.to(device)
+    return moved

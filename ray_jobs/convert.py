@@ -132,7 +132,8 @@ def run(config: ConvertConfig, address: str | None = None) -> dict:
     if previous is not None:
         return previous
     output.remove("_SUMMARY.json", "examples", "errors")  # what an earlier (complete or interrupted) run left
-    init_ray(address)
+    annotation_inputs = [config.annotations] if isinstance(config.annotations, str) else config.annotations
+    init_ray(address, outputs=[config.output], inputs=[*annotation_inputs, config.documents])
     annotations, annotation_files = _read_input(config.annotations, config, annotation_rows)
     documents, document_files = _read_input(config.documents, config, document_rows, columns=["doc_id", "text"])
     partitions = config.num_partitions or _default_partitions(annotation_files + document_files)

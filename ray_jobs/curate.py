@@ -299,7 +299,7 @@ def run(config: CurateConfig, address: str | None = None) -> dict:
     previous = previous_run(output, config.overwrite)
     if previous is not None:
         return previous
-    resources = init_ray(address)
+    resources = init_ray(address, outputs=[config.output], inputs=[source.path for source in config.inputs])
     for leftover in output.filesystem.glob(output.path(".staging-*")):
         output.filesystem.rm(leftover, recursive=True)
     staging = OutputRoot(output.url(f".staging-{uuid.uuid4().hex[:12]}"))

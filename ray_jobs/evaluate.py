@@ -188,7 +188,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
     local = not (address or os.environ.get("RAY_ADDRESS"))
     config = _checked_inputs(config, resolve_paths=local)
     output = OutputRoot(config.output if "://" in config.output else str(Path(config.output).resolve()))
-    init_ray(address)
+    init_ray(address, outputs=[output.url()], inputs=[config.model] + [dataset.path for dataset in config.datasets])
 
     model, few_shot, few_shot_s = config.model, None, 0.0
     if config.few_shot is not None:

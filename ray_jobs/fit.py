@@ -1,27 +1,42 @@
-"""A fit on Ray Train with DeepSpeed, shared by the train and distill jobs: the config fields both have, the
-TorchTrainer that runs a per-worker loop, and the step bookkeeping of those loops."""
+"""A fit on Ray Train with DeepSpeed, shared by the train and distill jobs: the config fields both have and the
+TorchTrainer that runs the fit loop (fit_loop.py) on each worker."""
 from __future__ import annotations
 
 from typing import Callable, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from .job_config import Section
-
-STATE_FILE = "trainer_state.json"
-DEEPSPEED_DIR = "deepspeed"
-DEEPSPEED_TAG = "state"
 
 
 class ScaleSection(Section):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
+    accelerator_type: str | None = None  # GPU workers only on nodes of this type (Ray's names: H100, A100-80G, L4, ...)
     cpus_per_worker: float = Field(0.5, gt=0)  # fractional by default so Ray Data keeps CPU for reading
-    torch_threads: int | None = Field(None, ge=1)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    zero_stage: int = Field(2, ge=0, le=3)
+    torch_threads: int | None = Field(None, ge=1)  # default: the CPUs Ray assigns each worker (at least 1)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward over fp32 weights (CPU autocast too)
+    zero_stage: int = Field(2, ge=0, le=2)
     micro_batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
+    collective_timeout_s: int = Field(1800, ge=10)  # a rank stuck this long in a collective fails the run (retried)
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _no_fp16(cls, value):
+        if value == "fp16":
+            raise ValueError("fp16 is not supported (it needs loss scaling); use bf16 (GPUs since Ampere, and CPUs) or fp32")
+        return value
+
+    @field_validator("zero_stage", mode="before")
+    @classmethod
+    def _no_zero3(cls, value):
+        if value == 3:
+            raise ValueError(
+                "ZeRO stage 3 is not supported: it partitions the weights themselves, and the span scorer reads "
+                "out_project's weights directly (empty under stage 3); use zero_stage 2 (gradients and optimizer state "
+                "partitioned), which holds every model this project trains")
+        return value
 
 
 class FitConfig(Section):
@@ -38,16 +53,11 @@ class FitConfig(Section):
     seed: int = 42
     fail_at_step: int | None = None  # for tests: raise once at this step in a run that did not resume
 
-    @model_validator(mode="after")
-    def _precision_needs_gpu(self) -> "FitConfig":
-        if self.scale.precision != "fp32" and not self.scale.use_gpu:
-            raise ValueError("bf16/fp16 training needs use_gpu=true; CPU training runs in fp32")
-        return self
-
 
 def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], dataset, storage_path: str):
     """Runs the loop on `scale.num_workers` Ray Train workers (gloo on CPU, nccl on GPU) over the dataset's shards,
-    with the validated config as a dict; returns the Ray Train result."""
+    with the validated config as a dict; returns the Ray Train result. `storage_path` must be storage every node
+    sees (Ray Train's workers write their checkpoint shards there, and a restarted run reads them back)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -58,6 +68,7 @@ def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], datase
         scaling_config=ray.train.ScalingConfig(
             num_workers=scale.num_workers,
             use_gpu=scale.use_gpu,
+            accelerator_type=scale.accelerator_type if scale.use_gpu else None,
             resources_per_worker={"CPU": scale.cpus_per_worker, **({"GPU": 1} if scale.use_gpu else {})},
         ),
         run_config=ray.train.RunConfig(
@@ -66,23 +77,7 @@ def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], datase
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
         ),
-        torch_config=TorchConfig(backend="nccl" if scale.use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if scale.use_gpu else "gloo", timeout_s=scale.collective_timeout_s),
         datasets={"train": dataset},
     )
     return trainer.fit()
-
-
-def step_event(engine, state: dict, config: FitConfig, resumed: bool) -> str | None:
-    """Called after each engine.step(). None while gradients accumulate; at a new optimizer step, records it in
-    state["step"] and returns what the step calls for: "checkpoint" (every `checkpoint_every` steps, and the last),
-    "log" (every `log_every`) or "step"."""
-    if engine.global_steps == state["step"]:
-        return None
-    state["step"] = engine.global_steps
-    if config.fail_at_step is not None and state["step"] == config.fail_at_step and not resumed:
-        raise RuntimeError(f"injected failure at step {state['step']} (fail_at_step)")
-    if state["step"] % config.checkpoint_every == 0 or state["step"] >= config.max_steps:
-        return "checkpoint"
-    if state["step"] % config.log_every == 0:
-        return "log"
-    return "step"

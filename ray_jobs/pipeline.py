@@ -1,5 +1,5 @@
 """The whole recipe end to end: curate -> annotate -> distill -> synthesize -> convert -> pretrain -> posttrain ->
-evaluate -> tag, each stage one of the jobs in this package, run in one driver on one Ray cluster.
+evaluate -> tag, each stage one of the jobs in this package, on one Ray cluster.
 
     python -m ray_jobs.pipeline --config configs/pipeline/<name>.yaml [key=value ...]
     ray job submit --working-dir . -- python -m ray_jobs.pipeline --config configs/pipeline/<name>.yaml root=s3://...
@@ -12,25 +12,34 @@ stopped; a stage cut off part way resumes by its own means (annotate by doc_id, 
 last checkpoint). Delete a stage's folder to redo
 it. On a cluster ROOT must be storage every node sees (a shared file system for the training stages' checkpoints).
 ROOT/_PIPELINE.json records each stage's status and seconds.
+
+Each stage runs as its own driver (`python -m ray_jobs.<job> --config <its resolved config> --address <cluster>`):
+when it exits, Ray releases everything it held (the teacher's 8-GPU placement groups, engine and training actors),
+so later stages can use those nodes and the autoscaler can remove them.
 """
 from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Literal
+
+import yaml
 
 from pydantic import Field
 
-from .job_command import Flag, job_main, parse_job_args
+from .job_command import Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section, load_config
 from .job_summary import SUMMARY_FILE, read_summary
 from .output_root import OutputRoot
 
 StageName = Literal["curate", "annotate", "distill", "synthesize", "convert", "pretrain", "posttrain", "evaluate", "tag"]
 STAGES: tuple[str, ...] = StageName.__args__
-JOBS = {  # stage: (module in ray_jobs, its config class); the module's run(config, address) writes OUTPUT/_SUMMARY.json
+JOBS = {  # stage: (module in ray_jobs, its config class); `python -m` the module writes OUTPUT/_SUMMARY.json
     "curate": ("curate", "CurateConfig"), "annotate": ("annotate", "AnnotateConfig"), "distill": ("distill", "DistillConfig"),
     "synthesize": ("synthesize", "AnnotateConfig"), "convert": ("convert", "ConvertConfig"), "pretrain": ("train", "TrainConfig"),
     "posttrain": ("train", "TrainConfig"), "evaluate": ("evaluate", "EvaluateConfig"), "tag": ("tag", "TagConfig"),
@@ -106,13 +115,31 @@ def is_complete(stage: str, config: PipelineConfig) -> bool:
     return read_summary(f"{config.root.rstrip('/')}/{stage}") is not None
 
 
+def stage_command(module, job_config, config_file: Path, cluster: str) -> list[str]:
+    """The stage's own driver: its job module, with its resolved config written to `config_file`."""
+    config_file.write_text(yaml.safe_dump(job_config.model_dump(mode="json"), sort_keys=False))
+    return [sys.executable, "-m", module.__name__, "--config", str(config_file), "--address", cluster]
+
+
+def run_stage(stage: str, module, job_config, cluster: str) -> None:
+    """Run the stage as a driver of its own on the cluster; its output streams through this one's."""
+    with tempfile.TemporaryDirectory(prefix=f"pipeline-{stage}-") as directory:
+        command = stage_command(module, job_config, Path(directory) / f"{stage}.yaml", cluster)
+        status = subprocess.run(command, check=False).returncode
+    if status != 0:
+        raise JobFailed(f"stage {stage} failed (exit status {status}; its error is above)")
+
+
 def run(config: PipelineConfig, address: str | None = None) -> dict:
     """Run every enabled stage not yet complete, in order; returns {stage: {status, seconds}}."""
+    import ray
+
     from .ray_runtime import init_ray
 
     stages = config.enabled()
     jobs = {stage: stage_config(stage, config) for stage in stages}  # every stage's config is checked before any runs
-    init_ray(address, num_cpus=config.local_cpus, num_gpus=config.local_gpus)
+    init_ray(address, num_cpus=config.local_cpus, num_gpus=config.local_gpus, outputs=[config.root])
+    cluster = ray.get_runtime_context().gcs_address
     record: dict[str, dict] = {}
     for stage in stages:
         if is_complete(stage, config):
@@ -123,7 +150,7 @@ def run(config: PipelineConfig, address: str | None = None) -> dict:
         started = time.time()
         module, job_config = jobs[stage]
         try:
-            module.run(job_config, address)
+            run_stage(stage, module, job_config, cluster)
         except BaseException:
             record[stage] = {"status": "failed", "seconds": round(time.time() - started, 1)}
             _write_record(config, record)

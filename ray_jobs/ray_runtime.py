@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 
 from .job_command import BadInput
 
 CONNECT_TIMEOUT_S = 5.0
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> dict:
-    """Join or start Ray (a process that already runs Ray keeps it); returns the cluster's resources."""
+def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+             outputs: Sequence[str] = (), inputs: Sequence[str] = ()) -> dict:
+    """Join or start Ray (a process that already runs Ray keeps it); returns the cluster's resources. The job's
+    local outputs and inputs must be visible on every node (shared_storage.py)."""
     import ray
 
-    if ray.is_initialized():
-        return ray.cluster_resources()
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        check_reachable(address)
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=True)
+    from .shared_storage import require_shared_storage
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            check_reachable(address)
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=True)
+    require_shared_storage(outputs, inputs)
     return ray.cluster_resources()
 
 

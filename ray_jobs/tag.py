@@ -257,7 +257,7 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     check_same_cuts(done, units, output)
     output.remove_temporaries()
     pending = [unit for unit in units if unit.unit_id not in done]
-    init_ray(address)
+    init_ray(address, outputs=[config.output], inputs=[config.model, config.input])
     settings = config.model_dump()
     read = ReadStage(read_documents, {"config": settings}, num_cpus=config.read_cpus)
     stages = [

@@ -128,8 +128,10 @@ def test_config_flags_overrides_and_errors(tmp_path, pytestconfig):
     assert (config.data.documents, config.data.annotations, config.model.base, config.max_steps) == ("d", "a", "m", 7)
     assert (config.scale.num_workers, config.lora.r, config.scale.zero_stage, address) == (1, 4, 0, "ray://head:10001")
     assert config.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    with pytest.raises(ValueError, match="use_gpu"):
-        parse_args(argv + ["scale.precision=bf16"])
+    with pytest.raises(ValueError, match="fp16 is not supported"):
+        parse_args(argv + ["scale.precision=fp16"])
+    with pytest.raises(ValueError, match="ZeRO stage 3 is not supported"):
+        parse_args(argv + ["scale.zero_stage=3"])
     with pytest.raises(ValueError, match="file-system path"):
         parse_args(argv + ["output=s3://bucket/distill"])
     with pytest.raises(ValueError, match="rank"):

@@ -1,20 +1,33 @@
-"""The pipeline's stage table names real jobs: each module has its config class and the function the pipeline calls."""
+"""The pipeline's stage table names real jobs, and each stage runs as its own driver: the command the pipeline
+starts for a stage reads back, through that job's own command line, exactly the config the pipeline resolved."""
 import importlib
-import inspect
 
 import pytest
 
-from ray_jobs.job_config import Section
-from ray_jobs.pipeline import JOBS, STAGES
+from ray_jobs.job_config import Section, load_config
+from ray_jobs.pipeline import JOBS, STAGES, PipelineConfig, stage_command, stage_config
 
 
 def test_every_stage_has_a_job():
     assert set(JOBS) == set(STAGES)
 
 
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory) -> PipelineConfig:
+    root = tmp_path_factory.mktemp("pipeline")
+    overrides = [f"root={root}", "models.teacher=teacher_dir", "models.student=student_dir", "models.backbone=backbone_dir"]
+    return load_config(PipelineConfig, "configs/pipeline/tiny_cpu.yaml", overrides)
+
+
 @pytest.mark.parametrize("stage", STAGES)
-def test_stage_resolves_to_a_config_class_and_a_run_function(stage):
+def test_stage_driver_reads_back_the_resolved_config(stage, tiny_pipeline, tmp_path):
     module_name, config_class = JOBS[stage]
     module = importlib.import_module(f"ray_jobs.{module_name}")
-    assert issubclass(getattr(module, config_class), Section)
-    assert list(inspect.signature(module.run).parameters)[:2] == ["config", "address"]
+    assert issubclass(getattr(module, config_class), Section) and callable(module.main)
+    module, job_config = stage_config(stage, tiny_pipeline)
+    command = stage_command(module, job_config, tmp_path / f"{stage}.yaml", "127.0.0.1:6379")
+    assert command[1:3] == ["-m", f"ray_jobs.{module_name}"] and command[-2:] == ["--address", "127.0.0.1:6379"]
+    parse = getattr(module, "parse_synthesize_args", None) or module.parse_args
+    read_back, address = parse(command[3:])
+    assert read_back == job_config and address == "127.0.0.1:6379"
+    assert read_back.output == f"{tiny_pipeline.root}/{stage}"

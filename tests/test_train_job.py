@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from safetensors import safe_open
 
 from gliner import GLiNER
 from gliner.iob import read_iob
@@ -33,7 +34,7 @@ def config(tmp_path, backbone, train_file, **changes) -> TrainConfig:
         "model": {"backbone": str(backbone), "hidden_size": 32, "max_width": 8, "max_len": 64},
         "data": {"train": str(train_file), "shuffle": False},
         "optim": {"lr_encoder": 5e-4, "lr_others": 5e-3, "warmup_ratio": 0.0, "schedule": "constant"},
-        "scale": {"num_workers": 2, "micro_batch_size": 4, "zero_stage": 2, "torch_threads": 1},
+        "scale": {"num_workers": 2, "micro_batch_size": 4, "zero_stage": 2},
     }
     for key, value in changes.items():
         section, _, field = key.rpartition(".")
@@ -48,7 +49,9 @@ def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path
     assert [step for step, _ in history] == [5, 10, 15, 20]
     first, last = history[0][1], history[-1][1]
     assert last["loss"] < 0.7 * first["loss"], (first["loss"], last["loss"])
-    assert last["examples_seen"] >= 20 * 2 * 4 - 8
+    # 99 rows split equally: 49 per worker, an epoch of 12 micro-batches of 4 and one of 1. 20 steps: 13 + 7
+    # micro-batches, 49 + 28 rows per worker; every row counted once, as an example or as skipped.
+    assert last["examples_seen"] + sum(last["skipped"].values()) == 2 * (49 + 7 * 4)
     # counted (once per epoch the workers went through), never fatal
     assert set(last["skipped"]) == {"empty_tokenized_text", "span_out_of_range", "span_too_wide"}
     final = export_final_model(result, tmp_path / "out")
@@ -58,14 +61,35 @@ def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path
     assert (final / "gliner_config.json").exists() and not (final / "deepspeed").exists()
 
 
-def test_resume_after_injected_failure_continues_from_last_checkpoint(local_ray, tmp_path, tiny_backbone, train_file):
-    run_config = config(tmp_path, tiny_backbone, train_file, max_steps=6, checkpoint_every=2, fail_at_step=5, max_failures=1)
+@pytest.fixture(scope="module")
+def half_malformed_file(tmp_path_factory, data_dir):
+    """16 malformed rows, then 16 good ones: a worker's shard holds micro-batches with nothing valid in them."""
+    good = read_iob(data_dir / "bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})[:16]
+    bad = [{"tokenized_text": ["a", "b"], "ner": [[0, 5, "disease"]]}] * 16
+    path = tmp_path_factory.mktemp("half_malformed") / "train.json"
+    path.write_text(json.dumps(bad + good))
+    return path
+
+
+def test_bf16_run_with_all_malformed_micro_batches_fails_once_resumes_and_keeps_ranks_in_step(local_ray, tmp_path, tiny_backbone, half_malformed_file):
+    """A worker whose micro-batch has no valid example still steps (a placeholder weighted 0): without that it
+    would skip collectives the other worker waits in (a hang, here bounded by a 120 s collective timeout). The
+    run also crosses epoch boundaries (4 micro-batches per worker per epoch, 7 steps), fails at step 5 and resumes
+    from step 4, in bf16 autocast, and exports fp32 weights."""
+    run_config = config(tmp_path, tiny_backbone, half_malformed_file, max_steps=7, checkpoint_every=2, fail_at_step=5, max_failures=1,
+                        **{"scale.precision": "bf16", "scale.collective_timeout_s": 120})
     result = fit_model(run_config)
     assert result.error is None
-    assert result.metrics["step"] == 6
-    assert result.metrics["resumed_from_step"] == 4  # not 0: the restarted workers loaded the step-4 checkpoint
-    steps = sorted(metrics["step"] for _, metrics in result.best_checkpoints)
-    assert steps == [2, 4, 6]
+    metrics = result.metrics
+    assert metrics["step"] == 7 and metrics["resumed_from_step"] == 4  # not 0: the restarted workers loaded step 4
+    assert sorted(metrics["step"] for _, metrics in result.best_checkpoints) == [2, 4, 6, 7]
+    assert metrics["placeholder_micro_batches"] >= 1  # some micro-batch was all malformed, and its rank stepped
+    # Every micro-batch of 4 rows was counted once: 4 steps before the failure, 3 after, 2 workers.
+    assert metrics["examples_seen"] + metrics["skipped"]["span_out_of_range"] == 7 * 2 * 4
+    final = export_final_model(result, tmp_path / "out")
+    with safe_open(final / "model.safetensors", "pt") as weights:
+        assert {str(weights.get_slice(key).get_dtype()) for key in weights.keys()} == {"F32"}
+    assert GLiNER.from_pretrained(final).predict_entities("Cisplatin caused nephrotoxicity .", ["chemical", "disease"], threshold=0.0)
 
 
 def test_config_flags_overrides_and_errors(tmp_path, tiny_backbone, train_file):
@@ -80,8 +104,9 @@ def test_config_flags_overrides_and_errors(tmp_path, tiny_backbone, train_file):
         parse_args(["--config", str(path), "scale.zero_stage=5"])
     with pytest.raises(ValueError, match="not of the form"):
         parse_args(["--config", str(path), "max_steps"])
-    with pytest.raises(ValueError, match="use_gpu"):
-        parse_args(["--config", str(path), "scale.precision=bf16"])
+    with pytest.raises(ValueError, match="fp16 is not supported"):
+        parse_args(["--config", str(path), "scale.precision=fp16"])
+    assert parse_args(["--config", str(path), "scale.precision=bf16"])[0].scale.precision == "bf16"
 
 
 def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, tiny_bi_dir, train_file):
@@ -94,6 +119,7 @@ def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, 
     })
     result = fit_model(run_config)
     assert result.error is None and result.metrics["step"] == 3
+    assert result.metrics["torch_threads"] == 1  # the 0.5 CPU Ray assigned, not os.cpu_count() // workers (2 here)
     after = GLiNER.from_pretrained(export_final_model(result, tmp_path / "out"))
     assert after.config.is_bi_encoder and after.labels_tokenizer is not None
     changed = [name for name, tensor in after.model.state_dict().items() if not (tensor == before.model.state_dict()[name]).all()]

@@ -1,0 +1,270 @@
+"""The per-worker loop Ray Train runs for the train and distill jobs: one DeepSpeed engine, stepped in lockstep by
+every rank, over whatever a `FitTask` trains.
+
+What the loop guarantees on a GPU cluster, whatever the task:
+- fp32 master weights, gradients and optimizer state; `precision: bf16` autocasts the forward only, and the task
+  computes its loss in fp32; checkpoints hold fp32 tensors.
+- Every tensor handed to a collective lives on the worker's device (NCCL serves no CPU tensors).
+- Every rank runs the same number of forward/backward/step calls: a micro-batch with nothing valid in it becomes
+  the task's placeholder, weighted 0, rather than being skipped (a skipping rank would leave the others waiting in
+  a collective until the NCCL timeout).
+- The host never waits for the device between log steps: losses are summed on the device, and micro-batches are
+  built (tokenised, targets, pinned and copied) one ahead on a background thread.
+- Torch threads follow the CPUs Ray assigned to the worker, not the host's core count.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+
+from gliner.batch import to_device
+
+from .deepspeed_engine import initialize_engine
+
+STATE_FILE = "trainer_state.json"
+DEEPSPEED_DIR = "deepspeed"
+DEEPSPEED_TAG = "state"
+PREFETCH_MICRO_BATCHES = 2
+
+
+@dataclass
+class MicroBatch:
+    """Tensors for the task's loss (on the host until the loop moves them), the counts it adds, and its weight in
+    the loss: 1, or 0 for a placeholder that only keeps this rank stepping with the others."""
+
+    tensors: dict[str, torch.Tensor]
+    counts: dict[str, float] = field(default_factory=dict)
+    weight: float = 1.0
+
+
+class FitTask(Protocol):
+    """What a job trains. The loop calls these; nothing else differs between the jobs."""
+
+    config: object  # a FitConfig
+    count_keys: tuple[str, ...]  # the counts a MicroBatch may carry, summed over the workers at each report
+    rate_keys: tuple[str, ...]  # of those, the ones reported as KEY_per_s and KEY_seen (the first also steady_KEY_per_s)
+
+    def build_model(self, checkpoint_dir: Path | None) -> torch.nn.Module: ...  # fp32 weights, on the host
+    def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer: ...
+    def start(self, rank: int, step: int) -> None: ...  # seeds what differs per rank and after a resume
+    def micro_batch(self, rows: list[dict]) -> MicroBatch: ...  # never empty: a placeholder with weight 0 at worst
+    def loss(self, module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> torch.Tensor: ...  # fp32 scalar
+    def save_model(self, engine, directory: Path) -> None: ...  # rank 0: the model files a checkpoint holds
+    def metrics(self, window: dict[str, float], totals: dict[str, float]) -> dict: ...  # extra, from summed counts
+    def finish(self, engine, rank: int) -> None: ...  # after the last step
+
+
+def run_fit_loop(task: FitTask) -> None:
+    import deepspeed
+    import ray.train
+    import ray.train.torch
+
+    config = task.config
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    threads = worker_threads(config.scale.torch_threads)
+    torch.set_num_threads(threads)
+    device = ray.train.torch.get_device()
+    checkpoint = ray.train.get_checkpoint()
+    state = {"step": 0, "totals": {}, "loss_history": []}
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as checkpoint_dir:
+        checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        model = task.build_model(checkpoint_dir).to(device)
+        engine = initialize_engine(deepspeed, model, task.optimizer(model), config, world_size)
+        if checkpoint_dir:
+            # Only trainable weights may have been saved (distill's frozen base comes from the base model).
+            engine.load_checkpoint(str(checkpoint_dir / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, load_module_strict=False)
+            state = json.loads((checkpoint_dir / STATE_FILE).read_text())
+            if rank != 0:
+                state["totals"] = {}  # the saved totals are all workers'; rank 0 carries them on
+    state["resumed_from_step"] = state["step"] if checkpoint else None
+    task.start(rank, state["step"])
+    window = Window(task.count_keys, task.rate_keys, device)
+    static = {"torch_threads": threads, "resumed_from_step": state["resumed_from_step"]}
+    shard = ray.train.get_dataset_shard("train")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.scale.precision == "bf16")
+    while state["step"] < config.max_steps:
+        micro_batches = 0
+        for micro in prefetched(micro_batches_of(task, shard, config.scale.micro_batch_size, device)):
+            micro_batches += 1
+            with autocast:
+                loss = task.loss(engine, micro.tensors) * micro.weight
+            engine.backward(loss)
+            engine.step()
+            window.add(loss.detach(), micro)
+            event = step_event(engine, state, config, resumed=checkpoint is not None)
+            if event in ("checkpoint", "log"):
+                metrics = {**window.report(state, engine, task, world_size), **static}
+                if event == "checkpoint":
+                    save_checkpoint(engine, task, state, metrics, rank)
+                else:
+                    ray.train.report(metrics)
+                if rank == 0:
+                    print(f"[fit] step {metrics['step']} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}", flush=True)
+            if state["step"] >= config.max_steps:
+                break
+        if micro_batches == 0:
+            raise RuntimeError(f"worker {rank} got no training rows: fewer rows than workers?")
+    task.finish(engine, rank)
+
+
+def worker_threads(configured: int | None) -> int:
+    """Torch threads: as configured, else the CPUs Ray assigned to this worker (at least 1), never the host's cores
+    (a Ray Train worker on a 192-core GPU node that asked for 8 CPUs gets 8)."""
+    if configured:
+        return configured
+    import ray
+
+    assigned = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return max(1, math.floor(assigned))
+
+
+def micro_batches_of(task: FitTask, shard, micro_batch_size: int, device: torch.device) -> Iterator[MicroBatch]:
+    """One epoch of the worker's shard as micro-batches, their tensors already on the device."""
+    for rows in shard.iter_batches(batch_size=micro_batch_size, batch_format="pyarrow", drop_last=False):
+        micro = task.micro_batch(rows.to_pylist())
+        micro.tensors = to_device(micro.tensors, device)
+        yield micro
+
+
+def prefetched(items: Iterable, depth: int = PREFETCH_MICRO_BATCHES) -> Iterator:
+    """`items` produced on a background thread, up to `depth` ahead, in order; its errors are raised here. Closing
+    the generator early (a `break`) stops the thread."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not _put(buffer, (item, None), stop):
+                    return
+            _put(buffer, (done, None), stop)
+        except BaseException as error:  # handed to the consumer, which raises it
+            _put(buffer, (done, error), stop)
+
+    thread = threading.Thread(target=produce, name="fit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def _put(buffer: queue.Queue, entry, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            buffer.put(entry, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def sum_over_workers(values: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Element-wise sum over the ranks of a tensor that lives on the worker's device (NCCL needs it there)."""
+    if world_size > 1:
+        dist.all_reduce(values)
+    return values
+
+
+class Window:
+    """Loss and counts since the last report: the loss summed on the device (no host sync per micro-batch), the
+    counts on the host; both summed over the workers in one collective at report time."""
+
+    def __init__(self, count_keys: tuple[str, ...], rate_keys: tuple[str, ...], device: torch.device):
+        self.keys = ("micro_batches", "placeholders") + tuple(count_keys)
+        self.rate_keys = rate_keys
+        self.steady: tuple[float, float] | None = None  # (time, first rate key's total) at the first report
+        self.device = device
+        self.loss = torch.zeros((), dtype=torch.float32, device=device)
+        self.counts = dict.fromkeys(self.keys, 0.0)
+        self.started = time.perf_counter()
+
+    def add(self, weighted_loss: torch.Tensor, micro: MicroBatch) -> None:
+        self.loss += weighted_loss.float()
+        self.counts["micro_batches"] += micro.weight
+        self.counts["placeholders"] += 1.0 - micro.weight
+        for key, value in micro.counts.items():
+            self.counts[key] += value
+
+    def report(self, state: dict, engine, task: FitTask, world_size: int) -> dict:
+        """Mean loss and rates since the last report and totals since the start, over all workers; the step's loss
+        is also appended to state["loss_history"]."""
+        totals = state["totals"]
+        for key in self.keys:
+            totals[key] = totals.get(key, 0.0) + self.counts[key]
+        host_values = [self.counts[key] for key in self.keys] + [totals[key] for key in self.keys]
+        values = torch.cat([self.loss.reshape(1).double(), torch.tensor(host_values, dtype=torch.float64).to(self.device)])
+        summed = sum_over_workers(values, world_size).tolist()
+        loss, window, all_totals = summed[0], dict(zip(self.keys, summed[1:])), dict(zip(self.keys, summed[1 + len(self.keys):]))
+        now = time.perf_counter()
+        seconds = max(now - self.started, 1e-9)
+        metrics = {"step": state["step"], "loss": loss / max(1.0, window["micro_batches"]), "lr": max(engine.get_lr()),
+                   "placeholder_micro_batches": int(all_totals["placeholders"])}
+        for key in self.rate_keys:
+            metrics[f"{key}_per_s"] = window[key] / seconds
+            metrics[f"{key}_seen"] = int(all_totals[key])
+        # Since the first report: start-up (model load, kernel compilation, first batches) left out.
+        first = self.rate_keys[0]
+        if self.steady is None:
+            self.steady = (now, all_totals[first])
+        elif now > self.steady[0]:
+            metrics[f"steady_{first}_per_s"] = (all_totals[first] - self.steady[1]) / (now - self.steady[0])
+        metrics.update(task.metrics(window, all_totals))
+        state["all_totals"] = all_totals
+        state["loss_history"].append([state["step"], metrics["loss"]])
+        self.loss.zero_()
+        self.counts = dict.fromkeys(self.keys, 0.0)
+        self.started = now
+        return metrics
+
+
+def step_event(engine, state: dict, config, resumed: bool) -> str | None:
+    """Called after each engine.step(). None while gradients accumulate; at a new optimizer step, records it in
+    state["step"] and returns what the step calls for: "checkpoint" (every `checkpoint_every` steps, and the last),
+    "log" (every `log_every`) or "step"."""
+    if engine.global_steps == state["step"]:
+        return None
+    state["step"] = engine.global_steps
+    if config.fail_at_step is not None and state["step"] == config.fail_at_step and not resumed:
+        raise RuntimeError(f"injected failure at step {state['step']} (fail_at_step)")
+    if state["step"] % config.checkpoint_every == 0 or state["step"] >= config.max_steps:
+        return "checkpoint"
+    if state["step"] % config.log_every == 0:
+        return "log"
+    return "step"
+
+
+def save_checkpoint(engine, task: FitTask, state: dict, metrics: dict, rank: int) -> None:
+    """Every rank writes its DeepSpeed shard (trainable weights and optimizer state); rank 0 adds the task's model
+    files and the loop state; the directory is reported to Ray Train, which keeps it on the run's storage."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as directory:
+        engine.save_checkpoint(str(Path(directory) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
+        if rank == 0:
+            task.save_model(engine, Path(directory))
+            saved = {"step": state["step"], "totals": state["all_totals"], "loss_history": state["loss_history"]}
+            (Path(directory) / STATE_FILE).write_text(json.dumps(saved))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
