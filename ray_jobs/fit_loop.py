@@ -168,7 +168,7 @@ def prefetched(items: Iterable, depth: int = PREFETCH_MICRO_BATCHES) -> Iterator
             yield item
     finally:
         stop.set()
-        thread.join(timeout=60)
+        thread.join(timeout=5)  # a daemon: one blocked in the data iterator is left to end with the worker
 
 
 def _put(buffer: queue.Queue, entry, stop: threading.Event) -> bool:

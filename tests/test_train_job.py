@@ -62,30 +62,31 @@ def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path
 
 
 @pytest.fixture(scope="module")
-def half_malformed_file(tmp_path_factory, data_dir):
-    """16 malformed rows, then 16 good ones: a worker's shard holds micro-batches with nothing valid in them."""
-    good = read_iob(data_dir / "bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})[:16]
-    bad = [{"tokenized_text": ["a", "b"], "ner": [[0, 5, "disease"]]}] * 16
-    path = tmp_path_factory.mktemp("half_malformed") / "train.json"
-    path.write_text(json.dumps(bad + good))
+def nearly_all_malformed_file(tmp_path_factory, data_dir):
+    """One good row among 31 malformed ones: of the 2 workers' equal shards, at least one holds nothing valid."""
+    good = read_iob(data_dir / "bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})[:1]
+    bad = [{"tokenized_text": ["a", "b"], "ner": [[0, 5, "disease"]]}] * 31
+    path = tmp_path_factory.mktemp("nearly_all_malformed") / "train.json"
+    path.write_text(json.dumps(good + bad))
     return path
 
 
-def test_bf16_run_with_all_malformed_micro_batches_fails_once_resumes_and_keeps_ranks_in_step(local_ray, tmp_path, tiny_backbone, half_malformed_file):
-    """A worker whose micro-batch has no valid example still steps (a placeholder weighted 0): without that it
-    would skip collectives the other worker waits in (a hang, here bounded by a 120 s collective timeout). The
-    run also crosses epoch boundaries (4 micro-batches per worker per epoch, 7 steps), fails at step 5 and resumes
-    from step 4, in bf16 autocast, and exports fp32 weights."""
-    run_config = config(tmp_path, tiny_backbone, half_malformed_file, max_steps=7, checkpoint_every=2, fail_at_step=5, max_failures=1,
-                        **{"scale.precision": "bf16", "scale.collective_timeout_s": 120})
+def test_bf16_run_with_all_malformed_micro_batches_fails_once_resumes_and_keeps_ranks_in_step(local_ray, tmp_path, tiny_backbone, nearly_all_malformed_file):
+    """A worker whose micro-batch has no valid example still steps (a placeholder weighted 0). Skipping it instead,
+    a worker whose whole shard is malformed would loop over its epochs without ever entering a collective, while
+    the other waits in one (until the collective timeout, 120 s here; then again after the restart). The run also
+    accumulates 2 micro-batches per step, crosses epoch boundaries (4 micro-batches per worker per epoch, 7 steps),
+    fails at step 5 and resumes from step 4, in bf16 autocast, and exports fp32 weights."""
+    run_config = config(tmp_path, tiny_backbone, nearly_all_malformed_file, max_steps=7, checkpoint_every=2, fail_at_step=5, max_failures=1,
+                        **{"scale.precision": "bf16", "scale.grad_accum": 2, "scale.collective_timeout_s": 120})
     result = fit_model(run_config)
     assert result.error is None
     metrics = result.metrics
     assert metrics["step"] == 7 and metrics["resumed_from_step"] == 4  # not 0: the restarted workers loaded step 4
     assert sorted(metrics["step"] for _, metrics in result.best_checkpoints) == [2, 4, 6, 7]
-    assert metrics["placeholder_micro_batches"] >= 1  # some micro-batch was all malformed, and its rank stepped
-    # Every micro-batch of 4 rows was counted once: 4 steps before the failure, 3 after, 2 workers.
-    assert metrics["examples_seen"] + metrics["skipped"]["span_out_of_range"] == 7 * 2 * 4
+    assert metrics["placeholder_micro_batches"] >= 4 * 2  # a whole shard malformed, and its rank stepped throughout
+    # Every micro-batch of 4 rows was counted once: 4 steps before the failure, 3 after, 2 micro-batches each, 2 workers.
+    assert metrics["examples_seen"] + metrics["skipped"]["span_out_of_range"] == 7 * 2 * 2 * 4
     final = export_final_model(result, tmp_path / "out")
     with safe_open(final / "model.safetensors", "pt") as weights:
         assert {str(weights.get_slice(key).get_dtype()) for key in weights.keys()} == {"F32"}
