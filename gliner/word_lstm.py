@@ -15,12 +15,13 @@ class WordLSTM(nn.Module):
         """(B, W, D) -> (B, W, D) in the input's dtype, packed by each row's true length: padding never reaches
         either direction and the backward pass starts at each row's last word; padded outputs are 0.
 
-        Always runs in fp32 with autocast off: cuDNN's LSTM under autocast takes the weights' dtype rules, and a
-        recurrence over hundreds of words accumulates bf16 rounding. `lengths` best stays on the host (packing
-        reads it there; one on a GPU costs a sync)."""
+        Runs in its weights' dtype (fp32 unless the whole model was cast) with autocast off: cuDNN's LSTM under
+        autocast runs in fp16 whatever dtype autocast was given, and a recurrence over hundreds of words accumulates
+        half-precision rounding. `lengths` best stays on the host (packing reads it there; on a GPU it costs a sync)."""
         if words.is_cuda:
             self.lstm.flatten_parameters()  # weights re-pointed by an optimizer wrapper are no longer one cuDNN buffer
-        packed = pack_padded_sequence(words.float(), lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+        weights_dtype = self.lstm.weight_ih_l0.dtype
+        packed = pack_padded_sequence(words.to(weights_dtype), lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
         with torch.autocast(device_type=words.device.type, enabled=False):
             output, _ = self.lstm(packed)
         output, _ = pad_packed_sequence(output, batch_first=True, total_length=words.size(1))
