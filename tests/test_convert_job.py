@@ -11,7 +11,7 @@ import yaml
 from ray_jobs.convert import main
 from synth.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA, EXAMPLES_SCHEMA
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]
 
 DOCUMENTS = [
     {"doc_id": "d1", "text": "Anemia and IL-2 (alpha) deficiency; anemia recurs in İstanbul.", "source": "test", "title": None, "meta": "{}"},

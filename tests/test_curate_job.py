@@ -88,7 +88,7 @@ def curated(corpus, tmp_path_factory):
     ray.shutdown()
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_every_passage_is_kept_or_rejected_once_with_a_reason(curated):
     output, _ = curated
     documents, rejected = read_rows(output / "documents"), read_rows(output / "rejected")
@@ -99,7 +99,7 @@ def test_every_passage_is_kept_or_rejected_once_with_a_reason(curated):
     assert all(row["reason"] for row in rejected)
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_read_errors_and_quality_failures_are_rejected_with_reasons(curated):
     output, _ = curated
     rows = read_rows(output / "rejected")
@@ -112,7 +112,7 @@ def test_read_errors_and_quality_failures_are_rejected_with_reasons(curated):
     assert rejected[("quality", "t97#p0")]["reason"] == "capitalisation_ratio > 0.2"
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_exact_and_near_duplicates_inside_and_across_sources(curated):
     output, summary = curated
     rejected = read_rows(output / "rejected")
@@ -127,7 +127,7 @@ def test_exact_and_near_duplicates_inside_and_across_sources(curated):
     assert summary["dedup"]["verified_pairs"] >= 2 and summary["dedup"]["candidate_pairs"] >= 2
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_sources_are_balanced_to_the_smallest(curated):
     output, summary = curated
     documents = read_rows(output / "documents")
@@ -142,7 +142,7 @@ def test_sources_are_balanced_to_the_smallest(curated):
     assert summary["balance"]["target_per_source"] == 21
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_summary_counts_per_stage_and_source(curated):
     output, summary = curated
     assert json.loads((output / "_SUMMARY.json").read_text()) == summary
@@ -159,7 +159,7 @@ def test_summary_counts_per_stage_and_source(curated):
     assert not list(output.glob(".staging-*"))
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_rerun_on_a_complete_output_skips(corpus, curated):
     folder, _, _ = corpus
     output, summary = curated

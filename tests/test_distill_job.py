@@ -58,7 +58,8 @@ def teacher_files(tmp_path_factory, ncbi):
     return directory
 
 
-@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.vllm
 def test_two_workers_zero2_loss_falls_resumes_and_merged_model_loads_in_vllm(local_ray, tmp_path, student_dir, teacher_files, ncbi, pytestconfig):
     output = tmp_path / "out"
     argv = ["--config", str(pytestconfig.rootpath / "configs/distill/tiny_cpu.yaml"),

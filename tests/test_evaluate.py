@@ -286,6 +286,7 @@ def _count_pubtator(path: Path, types: set[str], max_documents: int) -> tuple[in
     return min(len(pmids), max_documents), len(spans)
 
 
+@pytest.mark.ray
 def test_flags_only_iob_end_to_end(local_ray, tmp_path, data_dir, tiny_uni_dir, capsys):
     dataset = data_dir / "bioner-iob/BC5CDR/test.tsv"
     out = tmp_path / "iob"
@@ -319,6 +320,7 @@ def test_flags_only_iob_end_to_end(local_ray, tmp_path, data_dir, tiny_uni_dir, 
     assert summary["config"]["datasets"][0]["path"] == str(dataset)
 
 
+@pytest.mark.ray
 def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, data_dir, tiny_bi_dir):
     pubtator = data_dir / "ncbi-disease-pubtator/test.pubtator"
     out = tmp_path / "pub"
@@ -351,7 +353,7 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
     assert (tmp_path / "two" / "results.md").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_few_shot_fine_tunes_then_evaluates(local_ray, tmp_path, data_dir, tiny_uni_dir):
     out = tmp_path / "fs"
     code = main(["--model", str(tiny_uni_dir), "--dataset", str(data_dir / "bioner-iob/BC5CDR/test.tsv"),

@@ -57,7 +57,7 @@ def test_every_job_writes_its_summary_through_write_summary_and_nothing_else_wri
             assert not (writes and "SUMMARY" in line), f"{path.name}:{number} writes a summary itself: {line.strip()}"
 
 
-@pytest.mark.slow
+@pytest.mark.ray
 def test_the_pipeline_reruns_a_stage_whose_summary_is_cut_off_and_skips_a_complete_one(tmp_path):
     import ray
 

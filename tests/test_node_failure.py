@@ -21,7 +21,7 @@ from synth.contracts import DOCUMENTS_SCHEMA
 from synth.documents import read_documents
 from ray_jobs.train import TrainConfig, export_final_model, fit_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.cluster]
 REGISTRATION_WAIT_S = 4.0
 ENGINE_WORK_S = 3.0
 

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 from ray_jobs.job_config import Section, load_config
-from ray_jobs.pipeline import JOBS, STAGES, PipelineConfig, stage_command, stage_config
+from ray_jobs.pipeline import JOBS, STAGES, PipelineConfig, stage_command, stage_config, wired_values
 
 
 def test_every_stage_has_a_job():
@@ -31,3 +31,23 @@ def test_stage_driver_reads_back_the_resolved_config(stage, tiny_pipeline, tmp_p
     read_back, address = parse(command[3:])
     assert read_back == job_config and address == "127.0.0.1:6379"
     assert read_back.output == f"{tiny_pipeline.root}/{stage}"
+
+
+def test_wiring_feeds_each_stage_the_outputs_before_it_and_falls_back_when_a_producer_is_disabled(tiny_pipeline):
+    root = tiny_pipeline.root
+    wired = {stage: wired_values(stage, tiny_pipeline) for stage in STAGES}
+    assert wired["annotate"] == {"documents": f"{root}/curate/documents", "model": "teacher_dir", "output": f"{root}/annotate"}
+    assert wired["distill"]["data.annotations"] == f"{root}/annotate/annotations" and wired["distill"]["model.base"] == "student_dir"
+    assert wired["synthesize"]["model"] == f"{root}/distill/merged" and wired["synthesize"]["exclude_annotated"] == [f"{root}/annotate"]
+    assert wired["convert"]["annotations"] == [f"{root}/annotate/annotations", f"{root}/synthesize/annotations"]
+    assert wired["pretrain"]["data.train"] == f"{root}/convert/examples" and wired["pretrain"]["model.backbone"] == "backbone_dir"
+    assert wired["posttrain"]["model.init_from"] == f"{root}/pretrain/final_model"
+    assert wired["evaluate"]["model"] == wired["tag"]["model"] == f"{root}/posttrain/final_model"
+
+    without = tiny_pipeline.model_copy(deep=True)
+    without.stages["synthesize"].enabled = False
+    without.stages["posttrain"].enabled = False
+    assert wired_values("convert", without)["annotations"] == [f"{root}/annotate/annotations"]
+    assert wired_values("tag", without)["model"] == f"{root}/pretrain/final_model"
+    without.stages["curate"].enabled = False
+    assert "documents" not in wired_values("annotate", without)  # left to the stage's own config

@@ -11,7 +11,7 @@ import pytest
 
 from ray_jobs import tag
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.ray
 
 
 def closed_port() -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from ray_jobs.tag import TagConfig, UnitTagger, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 
 class LogicalGpuTagger(UnitTagger):

@@ -20,7 +20,7 @@ from near_ties import assert_same_predictions  # noqa: E402
 from synth.documents import Document, read_documents
 from synth.work_units import infer_format
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["disease", "chemical"]
 THRESHOLD = 0.15

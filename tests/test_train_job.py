@@ -8,7 +8,7 @@ from gliner import GLiNER
 from gliner.iob import read_iob
 from ray_jobs.train import TrainConfig, export_final_model, fit_model, parse_args
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ and unknown fields. The API server prunes fields a structural schema does not de
 """
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -19,14 +20,21 @@ CRD_FILES = {"RayCluster": HERE / "crds" / "ray.io_rayclusters.yaml", "RayJob": 
 OBJECT_META_FIELDS = {"name", "namespace", "labels", "annotations", "generateName"}
 
 
+@functools.cache
+def crd(kind: str) -> dict:
+    """The CRD, parsed once per process: each is thousands of lines (libyaml's parser when PyYAML has it)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(CRD_FILES[kind].read_text(encoding="utf-8"), Loader=loader)
+
+
 def crd_schema(kind: str, api_version: str) -> dict:
     if kind not in CRD_FILES:
         raise ValueError(f"no CRD for kind {kind!r} (known: {sorted(CRD_FILES)})")
     group, _, version = api_version.partition("/")
-    crd = yaml.safe_load(CRD_FILES[kind].read_text(encoding="utf-8"))
-    if group != crd["spec"]["group"]:
-        raise ValueError(f"{kind}: apiVersion group {group!r} is not {crd['spec']['group']!r}")
-    for served in crd["spec"]["versions"]:
+    crd_document = crd(kind)
+    if group != crd_document["spec"]["group"]:
+        raise ValueError(f"{kind}: apiVersion group {group!r} is not {crd_document['spec']['group']!r}")
+    for served in crd_document["spec"]["versions"]:
         if served["name"] == version and served.get("served", False):
             return served["schema"]["openAPIV3Schema"]
     raise ValueError(f"{kind}: version {version!r} is not served by the CRD")

@@ -1,0 +1,38 @@
+"""Every shipped YAML in configs/ loads into its job's config (validated: unknown keys, types, bounds, the GPU-cluster
+rules such as ZeRO-3 and fp16 refusals and annotate's feeding rule), and every pipeline wires all its stages."""
+from pathlib import Path
+
+import pytest
+
+from ray_jobs import annotate, convert, curate, distill, evaluate, pipeline, tag, train
+from ray_jobs.job_config import load_config
+from synth.prompts import load_prompt
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_CLASSES = {
+    "annotate": annotate.AnnotateConfig, "synthesize": annotate.AnnotateConfig, "convert": convert.ConvertConfig,
+    "curate": curate.CurateConfig, "distill": distill.DistillConfig, "evaluate": evaluate.EvaluateConfig,
+    "pipeline": pipeline.PipelineConfig, "tag": tag.TagConfig, "train": train.TrainConfig,
+}
+YAML_FILES = sorted(CONFIGS.glob("*/*.yaml"))
+
+
+def test_every_config_folder_is_known_and_no_yaml_is_left_out():
+    assert {path.parent.name for path in YAML_FILES} == set(CONFIG_CLASSES)
+    assert len(YAML_FILES) >= 29
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_config_loads_into_its_jobs_config(path):
+    if path.name.startswith("prompt_"):
+        assert load_prompt(path).messages("Cisplatin causes nephrotoxicity.")
+        return
+    config = load_config(CONFIG_CLASSES[path.parent.name], path)
+    if path.parent.name == "pipeline":
+        models = ["models.teacher=teacher", "models.student=student", "models.backbone=backbone"]
+        config = load_config(pipeline.PipelineConfig, path, models)
+        stages = {stage: pipeline.stage_config(stage, config)[1] for stage in config.enabled()}
+        assert list(stages) == list(pipeline.STAGES)
+        outputs = {stage: job.output if "://" in job.output else str(Path(job.output).resolve()) for stage, job in stages.items()}
+        root = config.root.rstrip("/") if "://" in config.root else str(Path(config.root).resolve())
+        assert outputs == {stage: f"{root}/{stage}" for stage in stages}
