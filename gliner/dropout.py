@@ -3,7 +3,8 @@
 On CPU torch draws one Bernoulli sample per element from a sequential generator. For the span layer's activations
 (one row per span, 4x the hidden size) that draw is the most expensive operation of a training step. Here each 64-bit
 draw gives four 16-bit uniforms, so the drop probability is p rounded to a multiple of 2^-16 (0.1 becomes 0.100006).
-Other devices use torch's kernel, whose generator is already parallel.
+Other devices use torch's kernel, whose generator is already parallel. A training loop opts in with
+`use_fast_dropout(model)`; a loaded model keeps torch's own dropout (inference never draws a mask anyway).
 """
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     return (uniforms >= -(_LEVELS // 2) + round(p * _LEVELS)).view(shape)
 
 
-def use_fast_dropout(module: nn.Module) -> None:
-    """Swap every plain `nn.Dropout` inside `module` (e.g. a Hugging Face backbone) for `Dropout`, keeping p."""
+def use_fast_dropout(module: nn.Module) -> nn.Module:
+    """Swap every plain `nn.Dropout` inside `module` (the span layers and the Hugging Face backbones) for `Dropout`,
+    keeping p; returns the module."""
     for parent in list(module.modules()):
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
                 setattr(parent, name, Dropout(child.p, child.inplace))
+    return module

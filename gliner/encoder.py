@@ -5,7 +5,6 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
-from .dropout import use_fast_dropout
 
 
 def build_hf_config(embedded: dict | None, source: str, vocab_size: int = -1) -> PretrainedConfig:
@@ -31,7 +30,6 @@ class Backbone(nn.Module):
             self.model = AutoModel.from_pretrained(pretrained_path, config=hf_config)
         else:
             self.model = AutoModel.from_config(hf_config)
-        use_fast_dropout(self.model)
 
     @property
     def hidden_size(self) -> int:

@@ -4,13 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .dropout import Dropout
 
 
 def projection_mlp(in_size: int, out_size: int, dropout: float, expansion: int = 4) -> nn.Sequential:
     """Linear -> ReLU -> Dropout -> Linear, the two-layer block upstream uses everywhere (keys `.0` and `.3`)."""
     inner = out_size * expansion
-    return nn.Sequential(nn.Linear(in_size, inner), nn.ReLU(), Dropout(dropout), nn.Linear(inner, out_size))
+    return nn.Sequential(nn.Linear(in_size, inner), nn.ReLU(), nn.Dropout(dropout), nn.Linear(inner, out_size))
 
 
 class SpanMarker(nn.Module):

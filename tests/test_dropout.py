@@ -1,4 +1,5 @@
-"""The CPU dropout: right drop rate, independent elements, unbiased scale, exact gradients, seeded, swapped in."""
+"""The CPU dropout: right drop rate, independent elements, unbiased scale, exact gradients, seeded; swapped in by the
+training job only (a loaded model keeps torch's dropout)."""
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -6,6 +7,7 @@ from torch import nn
 
 from gliner import GLiNER
 from gliner.dropout import Dropout, keep_mask
+from ray_jobs.train import GlinerTask, TrainConfig
 
 
 @pytest.mark.parametrize("p", [0.1, 0.4, 0.5])
@@ -62,9 +64,12 @@ def test_same_seed_same_mask_other_seed_other_mask():
     assert not torch.equal(first, other)
 
 
-def test_models_use_it_everywhere_without_changing_checkpoint_keys(tiny_uni_dir, tiny_bi_dir):
+def test_training_opts_in_everywhere_loading_does_not_and_checkpoint_keys_stay(tiny_uni_dir, tiny_bi_dir):
     for directory in (tiny_uni_dir, tiny_bi_dir):
-        model = GLiNER.from_pretrained(directory)
-        dropouts = [module for module in model.modules() if isinstance(module, nn.Dropout)]
+        loaded = GLiNER.from_pretrained(directory)
+        assert {type(module) for module in loaded.modules() if isinstance(module, nn.Dropout)} == {nn.Dropout}
+        config = TrainConfig.model_validate({"output": "unused", "max_steps": 1, "model": {"init_from": str(directory)}, "data": {"train": "unused"}})
+        trained = GlinerTask(config).build_model(checkpoint_dir=None)
+        dropouts = [module for module in trained.modules() if isinstance(module, nn.Dropout)]
         assert dropouts and all(type(module) is Dropout for module in dropouts)
-        assert set(load_file(str(directory / "model.safetensors"))) <= set(model.model.state_dict())
+        assert set(load_file(str(directory / "model.safetensors"))) <= set(trained.state_dict())
