@@ -172,7 +172,8 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     started = time.time()
     config = resolved_config(config)
     embedded = not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized())  # init_ray then starts a local Ray
-    resources = init_ray(address, num_gpus=config.local_gpus)
+    resources = init_ray(address, num_gpus=config.local_gpus, outputs=[config.output],
+                         inputs=[config.documents, config.model, *config.exclude_annotated])
     if config.backend == "vllm":
         _require_engine_room(config.engine, resources if embedded else None)
     output = OutputRoot(config.output)
