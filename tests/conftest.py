@@ -1,4 +1,5 @@
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,13 @@ def short_texts(data_dir) -> list[str]:
         texts.append(" ".join(words[cursor:cursor + length]))
         cursor = (cursor + length) % (len(words) - 20)
     return texts
+
+
+def free_port() -> int:
+    """A TCP port nothing on 127.0.0.1 listens on now (for a Ray head's GCS or dashboard)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def kill_process_tree(pid: int, sig: int = signal.SIGKILL, grace_s: float = 5) -> None:

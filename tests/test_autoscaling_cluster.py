@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import kill_process_tree
+from conftest import free_port, kill_process_tree
 from synth.contracts import DOCUMENTS_SCHEMA
 from synth.documents import read_documents
 
@@ -39,12 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.cluster]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def autoscaling_config(gcs_address: str) -> dict:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import kill_process_tree
+from conftest import free_port, kill_process_tree
 from synth.work_units import UnitSizes, plan_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,12 +27,6 @@ RAY = str(VENV_BIN / "ray")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.cluster]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -52,10 +52,15 @@ def train_file(tmp_path_factory, data_dir) -> Path:
     return path
 
 
-def training_node_ids() -> set[str]:
+def alive_actor_nodes(class_name_part: str) -> set[str]:
+    """Ids of the nodes where an alive actor whose class name contains `class_name_part` runs."""
     from ray.util.state import list_actors
 
-    return {actor.node_id for actor in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])}
+    return {actor.node_id for actor in list_actors(filters=[("state", "=", "ALIVE")]) if class_name_part in actor.class_name}
+
+
+def training_node_ids() -> set[str]:
+    return alive_actor_nodes("RayTrainWorker")
 
 
 def kill_training_node_after_two_checkpoints(cluster, workers, run_dir: Path, killed: dict) -> None:
@@ -99,9 +104,7 @@ def test_train_job_survives_losing_a_node_and_resumes_from_shared_checkpoints(cl
 
 # ------------------------------------------------------------------------------------------------ annotate
 def engine_node_ids() -> set[str]:
-    from ray.util.state import list_actors
-
-    return {actor.node_id for actor in list_actors(filters=[("state", "=", "ALIVE")]) if "vLLM" in actor.class_name}
+    return alive_actor_nodes("vLLM")
 
 
 def replace_engine_node_once_it_runs(cluster) -> str:
