@@ -355,7 +355,7 @@ def check_training(name: str, gliner: GLiNER, examples: list[dict], settings: Se
 
 def training_batches(gliner: GLiNER, examples: list[dict], batch_size: int, device: torch.device) -> list[dict]:
     rng = random.Random(SEED)
-    parsed = [parse_example(raw, gliner.config.max_width, gliner.config.max_len) for raw in examples]
+    parsed = [parse_example(narrow_spans_only(raw, gliner.config.max_width), gliner.config.max_width, gliner.config.max_len) for raw in examples]
     batches = []
     for first in range(0, len(parsed) - batch_size + 1, batch_size):
         chunk = parsed[first : first + batch_size]
@@ -363,6 +363,11 @@ def training_batches(gliner: GLiNER, examples: list[dict], batch_size: int, devi
         batch = build_training_batch(gliner.config, gliner.tokenizer, chunk, label_sets)
         batches.append(to_device(batch, device))
     return batches
+
+
+def narrow_spans_only(raw: dict, max_width: int) -> dict:
+    """The example without entities wider than the model's spans (a few corpus mentions run past 12 words)."""
+    return {**raw, "ner": [span for span in raw.get("ner") or [] if span[1] - span[0] < max_width]}
 
 
 @torch.no_grad()
