@@ -51,13 +51,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gliner.api import GLiNER  # noqa: E402
-from gliner.batch import build_prompt, encode_words, to_device  # noqa: E402
+from gliner.inputs import build_prompt, encode_words, split_words, to_device  # noqa: E402
 from gliner.config import GLiNERConfig  # noqa: E402
-from gliner.model import build_model  # noqa: E402
+from gliner.model import MODEL_INPUTS, build_model  # noqa: E402
 from gliner.optim import parameter_groups  # noqa: E402
 from gliner.train_step import batch_loss  # noqa: E402
 from gliner.training_data import build_training_batch, choose_label_sets, parse_example  # noqa: E402
-from gliner.words import split_words  # noqa: E402
 
 DATA = REPO / "data"
 LABELS = ["disease", "chemical", "gene", "species", "cell type"]
@@ -278,13 +277,13 @@ def time_forward(gliner: GLiNER, batches: list[dict], dtype, settings: Settings,
     def step(index: int) -> int:
         batch = batches[index % len(batches)]
         with autocast(device, dtype):
-            gliner.model(**batch, reference=False)
+            gliner.model(**{key: batch[key] for key in MODEL_INPUTS})
         return batch["input_ids"].size(0)
 
     _, items, seconds = timed_loop(step, device, settings)
     first = batches[0]
     with autocast(device, dtype):
-        logits, _ = gliner.model(**first, reference=False)
+        logits, _ = gliner.model(**{key: first[key] for key in MODEL_INPUTS})
     valid = first["span_mask"].view(*logits.shape[:3]).unsqueeze(-1).expand_as(logits)
     return items / seconds, (logits.float().cpu(), valid.cpu())
 
@@ -412,7 +411,7 @@ def train_flops(batch: dict, gliner: GLiNER) -> float:
         side of the last output layer 4d^2). Element-wise ops, norms and the loss are not counted.
     Under bf16 autocast MFU divides all of these by the bf16 peak, though a few (e.g. an LSTM kept in fp32) are not bf16.
     """
-    encoder = gliner.model.token_rep_layer.bert_layer.model.config
+    encoder = gliner.model.backbone.config
     h, ff, layers, d = encoder.hidden_size, encoder.intermediate_size, encoder.num_hidden_layers, gliner.config.hidden_size
     tokens = batch["attention_mask"].sum(1).double()
     macs = layers * ((4 * h * h + 2 * h * ff) * tokens.sum() + 2 * h * (tokens**2).sum())
@@ -516,7 +515,7 @@ def main() -> None:
         encoder_config = encoder_configs(quick)[model_name]
         tokenizer, tokenizer_kind = make_tokenizer(docs + [" ".join(e["tokenized_text"]) for e in examples], args.local_tokenizer)
         gliner = build_gliner(encoder_config, tokenizer, device)
-        backbone = gliner.model.token_rep_layer.bert_layer.model.config
+        backbone = gliner.model.backbone.config
         models.append({"model": model_name, "parameters": sum(p.numel() for p in gliner.model.parameters()),
                        "vocab_size": backbone.vocab_size, "hidden_size": backbone.hidden_size,
                        "layers": backbone.num_hidden_layers, "attention": backbone._attn_implementation})

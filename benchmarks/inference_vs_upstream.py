@@ -31,7 +31,7 @@ from umls_semantic_types import UMLS_SEMANTIC_TYPES  # noqa: E402
 
 from gliner.iob import read_iob  # noqa: E402
 from gliner.pubtator import read_pubtator  # noqa: E402
-from gliner.words import split_words  # noqa: E402
+from gliner.inputs import split_words  # noqa: E402
 
 TWENTY_LABELS = [
     "disease", "chemical", "gene", "protein", "cell type", "cell line", "species", "anatomical structure", "drug",

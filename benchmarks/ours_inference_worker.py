@@ -10,7 +10,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "parity"))
+from reference import ReferenceGLiNER  # noqa: E402
+
 from gliner import GLiNER  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -36,12 +40,11 @@ def main(args) -> None:
     torch.set_num_threads(args.threads)
     texts = json.load(open(args.texts))
     labels = json.load(open(args.labels))
-    model = GLiNER.from_pretrained(args.checkpoint)
-    model.reference_mode = args.reference
+    model = (ReferenceGLiNER if args.reference else GLiNER).from_pretrained(args.checkpoint)
     model.inference(texts[:4], labels, threshold=args.threshold, batch_size=args.batch_size, long_text="truncate")  # warm-up
-    timers = [ForwardTimer(model.model.token_rep_layer.bert_layer)]
+    timers = [ForwardTimer(model.model.backbone)]
     if model.config.is_bi_encoder:
-        timers.append(ForwardTimer(model.model.token_rep_layer.labels_encoder))
+        timers.append(ForwardTimer(model.model.labels_backbone))
     times = []
     for _ in range(args.repeats):  # the best of several runs: this machine's timings are noisy
         start = time.perf_counter()
@@ -64,6 +67,6 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--long-text", default="truncate")
-    parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--reference", action="store_true", help="upstream's computation (tests/parity/reference.py)")
     parser.add_argument("--out", required=True)
     main(parser.parse_args())

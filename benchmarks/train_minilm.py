@@ -9,7 +9,7 @@
 3. Evaluate with `ray_jobs.evaluate` (configs/evaluate/biomed_zero_shot.yaml): supervised BC5CDR and NCBI-disease
    test, zero-shot BC2GM, linnaeus, JNLPBA, and NCBI-disease abstracts (PubTator, document level).
 4. Upstream check: the trained checkpoint loaded by upstream gliner==0.2.29 predicts on the 100 NCBI test
-   abstracts; the share of abstracts with identical entity lists against ours (reference mode) is reported.
+   abstracts; the share of abstracts with identical entity lists against ours (upstream's computation, tests/parity/reference.py) is reported.
 Writes benchmarks/results/train_minilm.json; benchmarks/train_minilm.md records a run's output.
 """
 from __future__ import annotations

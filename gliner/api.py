@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 
-from .batch import build_prompt, encode_labels_for_bi_encoder, encode_words, to_device
 from .checkpoint import (
     CONFIG_FILE,
     LABELS_TOKENIZER_DIR,
@@ -25,11 +24,19 @@ from .checkpoint import (
 )
 from .config import GLiNERConfig
 from .decoding import Span, find_candidates, greedy_select
-from .labels import normalize_labels
-from .model import SpanModel, build_model
-from .span_scorer import LabelSide
-from .windows import Window, count_tokens_per_word, plan_windows
-from .words import Words, split_words
+from .inputs import (
+    Window,
+    Words,
+    build_prompt,
+    count_tokens_per_word,
+    encode_labels_for_bi_encoder,
+    encode_words,
+    normalize_labels,
+    plan_windows,
+    split_words,
+    to_device,
+)
+from .model import MODEL_INPUTS, SpanModel, build_model
 
 LONG_TEXT_MODES = ("window", "truncate", "error")
 LEGACY_EXTRA_TOKEN = "[FLERT]"  # upstream adds it first when it adds prompt tokens, shifting <<ENT>> by one
@@ -49,10 +56,7 @@ class GLiNER(nn.Module):
         self.tokenizer = tokenizer
         self.labels_tokenizer = labels_tokenizer
         self.window_overlap = max(2 * config.max_width, 32)
-        # Reference mode runs upstream's computation step by step (fp32 parity tests); the default fast mode runs
-        # the exact factorised span scorer, a logit pre-filter before the sigmoid and length-bucketed batches.
-        self.reference_mode = False
-        self._label_cache: dict[tuple, tuple[torch.Tensor, LabelSide]] = {}
+        self._label_cache: dict[tuple, torch.Tensor] = {}  # bi-encoders: label vectors per label set
         # Mixed precision for inference (e.g. torch.bfloat16 on GPU); None runs in the weights' dtype.
         self.autocast_dtype: torch.dtype | None = None
         self.eval()
@@ -154,10 +158,9 @@ class GLiNER(nn.Module):
 
     def compile(self, **options) -> "GLiNER":
         """torch.compile the backbone(s) (dynamic shapes); the module tree and checkpoint keys stay unchanged."""
-        encoder = self.model.token_rep_layer
-        backbones = [encoder.bert_layer] + ([encoder.labels_encoder] if hasattr(encoder, "labels_encoder") else [])
+        backbones = [self.model.backbone] + ([self.model.labels_backbone] if self.config.is_bi_encoder else [])
         for backbone in backbones:
-            backbone.model.forward = torch.compile(backbone.model.forward, dynamic=True, **options)
+            backbone.forward = torch.compile(backbone.forward, dynamic=True, **options)
         return self
 
     def train(self, mode: bool = True) -> "GLiNER":
@@ -260,7 +263,7 @@ class GLiNER(nn.Module):
         """Subword tokens left for text once special tokens and the label prompt are in the encoder window."""
         limit = self.tokenizer.model_max_length
         if limit is None or limit > 1_000_000:
-            limit = getattr(self.model.token_rep_layer.bert_layer.model.config, "max_position_embeddings", None)
+            limit = getattr(self.model.backbone.config, "max_position_embeddings", None)
             if limit is None:
                 return None
         prompt = self._prompt(labels)
@@ -271,44 +274,40 @@ class GLiNER(nn.Module):
 
     def _predict_chunks(self, chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size) -> list[list[Span]]:
         word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in chunks]
-        label_inputs = self._label_inputs(labels) if self.config.is_bi_encoder else {}
-        order = list(range(len(chunks)))
-        if not self.reference_mode:
-            # Similar lengths share a batch, so little compute goes to padding; results return in input order.
-            order.sort(key=lambda index: -sum(len(word) for word in word_lists[index]))
+        label_inputs = self._label_inputs(labels)
+        # Similar lengths share a batch, so little compute goes to padding; results return in input order.
+        order = sorted(range(len(chunks)), key=lambda index: -sum(len(word) for word in word_lists[index]))
         results: list[list[Span]] = [[] for _ in chunks]
         for first in range(0, len(order), batch_size):
             batch_indices = order[first : first + batch_size]
             logits = self._logits([word_lists[i] for i in batch_indices], labels, label_inputs)
-            probs = torch.sigmoid(logits.float()) if self.reference_mode else None
             for row, index in enumerate(batch_indices):
-                row_probs = probs[row] if probs is not None else None
-                candidates = find_candidates(logits[row], len(word_lists[index]), labels, threshold, row_probs)
+                candidates = find_candidates(logits[row], len(word_lists[index]), labels, threshold)
                 results[index] = greedy_select(candidates, flat_ner, multi_label)
         return results
 
-    def _label_inputs(self, labels: list[str]) -> dict:
-        """Bi-encoders: label vectors and their span-side factors, computed once per label set and device."""
+    def _label_inputs(self, labels: list[str]) -> dict[str, torch.Tensor]:
+        """Bi-encoders: the (C, D) label vectors, encoded once per label set, device and dtype; none for uni-encoders."""
+        if not self.config.is_bi_encoder:
+            return {}
         key = (tuple(labels), self.device, next(self.model.parameters()).dtype)
         if key not in self._label_cache:
             if len(self._label_cache) >= 16:
                 self._label_cache.pop(next(iter(self._label_cache)))
             with torch.inference_mode(), self._autocast():
-                labels_embeds = self.encode_labels(labels)
-                side = self.model.label_side(labels_embeds.unsqueeze(0))
-            self._label_cache[key] = (labels_embeds, LabelSide(side.vectors[0], side.bias[0]))
-        labels_embeds, side = self._label_cache[key]
-        return {"labels_embeds": labels_embeds, "cached_label_side": side}
+                self._label_cache[key] = self.encode_labels(labels)
+        return {"labels_embeds": self._label_cache[key]}
 
     def _logits(self, word_lists: list[list[str]], labels: list[str], label_inputs: dict) -> torch.Tensor:
+        """(B, W, K, C) fp32 logits of one batch of word lists."""
         inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self._prompt(labels))
-        inputs = to_device(inputs, self.device)
+        inputs = to_device({key: inputs[key] for key in MODEL_INPUTS}, self.device)
         with self._autocast():
-            logits, _ = self.model(**inputs, **label_inputs, reference=self.reference_mode)
+            logits, _ = self.model(**inputs, **label_inputs)
         return logits.float()
 
     def _autocast(self):
-        if self.autocast_dtype is None or self.reference_mode:
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
@@ -327,7 +326,7 @@ def _ensure_prompt_tokens(config: GLiNERConfig, tokenizer) -> bool:
 
 
 def _resize_embeddings(model: SpanModel, config: GLiNERConfig, size: int) -> None:
-    backbone = model.token_rep_layer.bert_layer.model
+    backbone = model.backbone
     if backbone.get_input_embeddings().num_embeddings != size:
         backbone.resize_token_embeddings(size)
     config.vocab_size = size

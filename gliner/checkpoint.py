@@ -9,6 +9,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
 
+from .model import our_key, upstream_key
+
 CONFIG_FILE = "gliner_config.json"
 SAFETENSORS_FILE = "model.safetensors"
 PICKLE_FILE = "pytorch_model.bin"
@@ -59,22 +61,28 @@ def is_ignorable_key(key: str, is_bi_encoder: bool) -> bool:
     return is_bi_encoder and key.startswith("rnn.")  # bi-encoders hold a trained LSTM they never run
 
 
+def upstream_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors under the names upstream checkpoints give them."""
+    return {upstream_key(key): value for key, value in model.state_dict().items()}
+
+
 def load_weights_strictly(model: nn.Module, state_dict: dict[str, torch.Tensor], is_bi_encoder: bool) -> None:
-    expected = set(model.state_dict())
+    """Load checkpoint tensors (upstream's names) into `model`; any missing, unexpected or misshapen tensor is an error."""
+    expected = upstream_state_dict(model)
     state_dict = {key.replace("_orig_mod.", ""): value for key, value in state_dict.items()}
-    missing = sorted(key for key in expected - set(state_dict) if not is_ignorable_key(key, is_bi_encoder))
-    unexpected = sorted(key for key in set(state_dict) - expected if not is_ignorable_key(key, is_bi_encoder))
+    missing = sorted(key for key in expected.keys() - state_dict.keys() if not is_ignorable_key(key, is_bi_encoder))
+    unexpected = sorted(key for key in state_dict.keys() - expected.keys() if not is_ignorable_key(key, is_bi_encoder))
     if missing or unexpected:
         raise ValueError(f"checkpoint does not match the model: missing {_preview(missing)}, unexpected {_preview(unexpected)}")
     loadable = {key: value for key, value in state_dict.items() if key in expected}
-    mismatched = [f"{key} {tuple(value.shape)} vs {tuple(model.state_dict()[key].shape)}" for key, value in loadable.items() if value.shape != model.state_dict()[key].shape]
+    mismatched = [f"{key} {tuple(value.shape)} vs {tuple(expected[key].shape)}" for key, value in loadable.items() if value.shape != expected[key].shape]
     if mismatched:
         raise ValueError(f"checkpoint tensors have the wrong shape: {_preview(mismatched)}")
-    model.load_state_dict(loadable, strict=False)
+    model.load_state_dict({our_key(key): value for key, value in loadable.items()}, strict=False)
 
 
 def write_weights(model: nn.Module, model_dir: Path) -> None:
-    tensors = {key.replace("_orig_mod.", ""): value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+    tensors = {key: value.detach().contiguous().cpu() for key, value in upstream_state_dict(model).items()}
     save_file(_untie(tensors), str(model_dir / SAFETENSORS_FILE), metadata={"format": "pt"})
 
 

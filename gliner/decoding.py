@@ -18,16 +18,13 @@ class Span:
     score: float
 
 
-def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], threshold: float, probs: torch.Tensor | None = None) -> list[Span]:
+def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], threshold: float) -> list[Span]:
     """Spans with sigmoid(logit) > threshold (strict), in (start, width, label) row-major order.
 
     logits: (W, K, C) for one text. Spans that run past the text's last word are dropped. The probability is
     the fp32 sigmoid of the logit; a cheap pre-filter on the logit itself skips the sigmoid for spans that
-    cannot pass. `probs` (W, K, C), when given, are used as they are: upstream applies the sigmoid to the whole
-    batch tensor, and vectorised and scalar sigmoid can differ in the last bit, so bit parity needs the same.
+    cannot pass.
     """
-    if probs is not None:
-        return _candidates_from_probs(probs[:num_words], num_words, labels, threshold)
     logits = logits[:num_words].float()
     widths = torch.arange(logits.size(1), device=logits.device)
     inside = (torch.arange(logits.size(0), device=logits.device).unsqueeze(1) + widths) < num_words
@@ -40,14 +37,6 @@ def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], thr
     keep = probs > threshold
     starts, offsets, classes, probs = starts[keep].tolist(), offsets[keep].tolist(), classes[keep].tolist(), probs[keep].tolist()
     return [Span(s, s + k, labels[c], p) for s, k, c, p in zip(starts, offsets, classes, probs)]
-
-
-def _candidates_from_probs(probs: torch.Tensor, num_words: int, labels: list[str], threshold: float) -> list[Span]:
-    starts, offsets, classes = torch.where(probs > threshold)
-    keep = starts + offsets < num_words
-    starts, offsets, classes = starts[keep], offsets[keep], classes[keep]
-    scores = probs[starts, offsets, classes].tolist()
-    return [Span(s, s + k, labels[c], p) for s, k, c, p in zip(starts.tolist(), offsets.tolist(), classes.tolist(), scores)]
 
 
 def greedy_select(candidates: list[Span], flat_ner: bool = True, multi_label: bool = False) -> list[Span]:

@@ -29,7 +29,7 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 
-from gliner.batch import to_device
+from gliner.inputs import to_device
 
 from .deepspeed_engine import initialize_engine
 

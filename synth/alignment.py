@@ -1,7 +1,7 @@
 """Aligning entity strings (from an LLM annotation) to word spans of the text, and building GLiNER training examples.
 
 Every case-insensitive occurrence of an entity string that starts at a word start and ends at a word end (words from
-`gliner.words.split_words`, the splitter training uses) is labelled; so "ia" never matches inside "anemia", and one
+`gliner.inputs.split_words`, the splitter training uses) is labelled; so "ia" never matches inside "anemia", and one
 string gets every occurrence in the text. Matching is on the text itself: the text and the string are case-folded
 and whitespace runs count as one space, with offsets mapped back to the original text (case folding can change the
 length: 'İ' folds to 2 code points, 'ß' to 'ss'), and an occurrence must begin and end on whole original characters.
@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from gliner.words import Words, split_words
+from gliner.inputs import Words, split_words
 
 from .llm_output import ParsedAnnotation, parse_annotation
 

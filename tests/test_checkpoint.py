@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 
 import gliner.model
 from gliner import GLiNER
-from gliner.batch import build_prompt, encode_words
+from gliner.checkpoint import upstream_state_dict
+from gliner.inputs import build_prompt, encode_words
 
 TEXTS = [
     "Barack Obama was born in Honolulu , Hawaii on August 4 , 1961 .",
@@ -75,7 +76,8 @@ def replace_tokenizer(directory: Path, source: Path) -> None:
 
 
 def model_state(model: GLiNER) -> dict[str, torch.Tensor]:
-    return model.model.state_dict()
+    """The model's tensors under their checkpoint (upstream) names."""
+    return upstream_state_dict(model.model)
 
 
 def word_count(entity: dict) -> int:
@@ -159,7 +161,7 @@ def test_convention_1_from_backbone_adds_flert_ent_sep(tiny_uni_dir, uni_model):
     assert tokenizer.convert_tokens_to_ids("<<ENT>>") == uni_model.config.class_token_index
     assert tokenizer("<<ENT>> person <<SEP>>", add_special_tokens=False)["input_ids"][0] == 30523
     assert read_weights(tiny_uni_dir)[WORD_EMBEDDINGS].shape == (30525, 32)
-    assert uni_model.model.token_rep_layer.bert_layer.model.get_input_embeddings().num_embeddings == 30525
+    assert uni_model.model.backbone.get_input_embeddings().num_embeddings == 30525
 
 
 @pytest.mark.parametrize("encoder_config", ["absent", "embedded-base-vocab"])
@@ -179,7 +181,7 @@ def test_convention_2_legacy_checkpoint_adds_tokens_and_resizes(tiny_uni_dir, ti
     assert model.config.class_token_index == 30523
     assert model.config.vocab_size == 30525
     assert model.tokenizer.convert_tokens_to_ids(["[FLERT]", "<<ENT>>", "<<SEP>>"]) == [30522, 30523, 30524]
-    assert model.model.token_rep_layer.bert_layer.model.get_input_embeddings().num_embeddings == 30525
+    assert model.model.backbone.get_input_embeddings().num_embeddings == 30525
     assert all_predictions(model) == uni_predictions
 
 
@@ -236,7 +238,7 @@ def test_convention_3_train_py_checkpoint_uses_id_30522(tiny_uni_dir, tiny_backb
     assert len(model.tokenizer) == 30524
     assert model.tokenizer.convert_tokens_to_ids(["<<ENT>>", "<<SEP>>"]) == [30522, 30523]
     assert model.tokenizer.convert_tokens_to_ids("[FLERT]") == model.tokenizer.unk_token_id
-    assert model.model.token_rep_layer.bert_layer.model.get_input_embeddings().num_embeddings == 30524
+    assert model.model.backbone.get_input_embeddings().num_embeddings == 30524
 
     prompt = build_prompt(LABELS, model.config.ent_token, model.config.sep_token)
     input_ids = encode_words(model.tokenizer, [TEXTS[0].split()], model.config.max_width, prompt)["input_ids"][0].tolist()
@@ -624,7 +626,7 @@ def test_from_backbone_uses_the_pretrained_backbone_weights(tiny_backbone):
     backbone_weights = load_file(str(tiny_backbone / "model.safetensors"))
     torch.manual_seed(3)
     model = GLiNER.from_backbone(str(tiny_backbone), hidden_size=16, max_width=4)
-    state = model.model.token_rep_layer.bert_layer.model.state_dict()
+    state = model.model.backbone.state_dict()
     assert set(state) == set(backbone_weights)
     for key, value in backbone_weights.items():
         if key == "embeddings.word_embeddings.weight":
@@ -635,7 +637,7 @@ def test_from_backbone_uses_the_pretrained_backbone_weights(tiny_backbone):
     assert model.config.class_token_index == 30523 and model.config.vocab_size == 30525
     assert model.config.encoder_config["vocab_size"] == 30525
     assert model.config.model_name == str(tiny_backbone)
-    assert hasattr(model.model.token_rep_layer, "projection")
+    assert hasattr(model.model, "projection")
     assert not model.training
 
 
@@ -643,10 +645,10 @@ def test_from_backbone_bi_encoder_uses_both_pretrained_backbones(tiny_backbone):
     backbone_weights = load_file(str(tiny_backbone / "model.safetensors"))
     model = GLiNER.from_backbone(str(tiny_backbone), labels_encoder=str(tiny_backbone))
     assert model.config.hidden_size == 32  # defaults to the backbone width: no projections
-    assert not hasattr(model.model.token_rep_layer, "projection")
-    assert not hasattr(model.model.token_rep_layer, "labels_projection")
+    assert not hasattr(model.model, "projection")
+    assert not hasattr(model.model, "labels_projection")
     assert model.config.num_rnn_layers == 0
-    for backbone in (model.model.token_rep_layer.bert_layer.model, model.model.token_rep_layer.labels_encoder.model):
+    for backbone in (model.model.backbone, model.model.labels_backbone):
         state = backbone.state_dict()
         assert set(state) == set(backbone_weights)
         for key, value in backbone_weights.items():

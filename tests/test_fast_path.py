@@ -1,4 +1,4 @@
-"""The fast inference path computes the same thing as the reference path (upstream's computation)."""
+"""The library's fast path computes the same thing as upstream's computation (tests/parity/reference.py)."""
 import random
 import sys
 from pathlib import Path
@@ -8,15 +8,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from assemble import assemble_checkpoint, load_upstream_record  # noqa: E402
+from reference import as_reference, reference_logits, span_vectors  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
-from gliner.batch import enumerate_spans  # noqa: E402
 from gliner.decoding import Span, greedy_select  # noqa: E402
-from gliner.loss import span_loss  # noqa: E402
-from gliner.span_rep import SpanMarker  # noqa: E402
-from gliner.span_scorer import label_side, score_all_spans  # noqa: E402
-from gliner.word_lstm import WordLSTM  # noqa: E402
-from gliner.words import split_words  # noqa: E402
+from gliner.inputs import encode_words, enumerate_spans, split_words  # noqa: E402
+from gliner.model import SpanHead, WordLSTM  # noqa: E402
+from gliner.training import span_loss  # noqa: E402
 
 RECORD = load_upstream_record()
 
@@ -27,14 +25,12 @@ def parity_model(request, tmp_path_factory):
 
 
 def both_logits(model, word_lists, labels):
-    label_inputs = model._label_inputs(labels) if model.config.is_bi_encoder else {}
-    results = []
-    for reference in (True, False):
-        model.reference_mode = reference
-        with torch.inference_mode():
-            results.append(model._logits(word_lists, labels, label_inputs))
-    model.reference_mode = False
-    return results
+    """Upstream's logits and the library's, on the same batch."""
+    label_inputs = model._label_inputs(labels)
+    inputs = encode_words(model.tokenizer, word_lists, model.config.max_width, model._prompt(labels))
+    with torch.inference_mode():
+        reference, _ = reference_logits(model.model, inputs, label_inputs.get("labels_embeds"))
+        return reference.float(), model._logits(word_lists, labels, label_inputs)
 
 
 def test_fast_logits_equal_reference_logits_on_every_valid_span(parity_model):
@@ -67,7 +63,7 @@ def test_lstm_runs_each_row_over_its_true_length(num_layers):
 @pytest.mark.parametrize("span_mode", ["markerV0", "marker"])
 def test_factorised_training_loss_and_gradients_equal_reference(span_mode):
     torch.manual_seed(1)
-    marker = SpanMarker(span_mode, 32, 5, dropout=0.0)
+    marker = SpanHead(span_mode, 32, 5, dropout=0.0)
     prompt_layer = torch.nn.Linear(32, 32)
     words = torch.randn(3, 9, 32, requires_grad=True)
     prompts = torch.randn(3, 4, 32)
@@ -81,10 +77,10 @@ def test_factorised_training_loss_and_gradients_equal_reference(span_mode):
         words.grad = None
         projected = prompt_layer(prompts)
         if reference:
-            span_rep = marker(words, span_idx * span_mask.unsqueeze(-1))
+            span_rep = span_vectors(marker, words, span_idx * span_mask.unsqueeze(-1))
             logits = torch.einsum("BLKD,BCD->BLKC", span_rep, projected)
         else:
-            logits = score_all_spans(marker, words, label_side(marker, projected))
+            logits = marker(words, marker.label_side(projected))
         loss = span_loss(logits, labels, label_mask, span_mask, alpha=0.75, gamma=2.0)
         loss.backward()
         losses.append(loss.item())
@@ -135,19 +131,17 @@ def spread_scores(model, factor=400.0):
 
 
 @pytest.mark.parametrize("kind", ["uni", "bi"])
-def test_fast_mode_predicts_what_reference_mode_predicts(kind, request):
+def test_fast_path_predicts_what_upstreams_computation_predicts(kind, request):
     model = spread_scores(GLiNER.from_pretrained(request.getfixturevalue(f"tiny_{kind}_dir")))
+    reference_model = as_reference(spread_scores(GLiNER.from_pretrained(request.getfixturevalue(f"tiny_{kind}_dir"))))
     texts, labels = RECORD["texts"], ["disease", "chemical", "gene"]
     reference_logits, _ = both_logits(model, [split_words(t).tokens[:40] for t in texts[:8]], labels)
     finite = reference_logits[torch.isfinite(reference_logits)]
     assert finite.std() > 1.0  # spread, not every probability next to 0.5
     threshold = round(torch.sigmoid(torch.quantile(finite, 0.98)).item(), 4)
     for flat_ner, multi_label in ((True, False), (False, True)):
-        results = []
-        for reference in (True, False):
-            model.reference_mode = reference
-            results.append(model.inference(texts, labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label))
-        reference_results, fast_results = results
+        reference_results, fast_results = (
+            side.inference(texts, labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label) for side in (reference_model, model))
         assert sum(map(len, reference_results)) > 30
         for ours, theirs in zip(fast_results, reference_results):
             assert [(e["start"], e["end"], e["label"]) for e in ours] == [(e["start"], e["end"], e["label"]) for e in theirs]
@@ -186,9 +180,8 @@ def test_bf16_autocast_runs_and_stays_close(kind, request):
     words = [split_words(t).tokens[:40] for t in RECORD["texts"][:6]]
     _, fp32 = both_logits(model, words, ["disease", "chemical"])
     model.set_precision("bf16")
-    label_inputs = model._label_inputs(["disease", "chemical"]) if model.config.is_bi_encoder else {}
     with torch.inference_mode():
-        bf16 = model._logits(words, ["disease", "chemical"], label_inputs)
+        bf16 = model._logits(words, ["disease", "chemical"], model._label_inputs(["disease", "chemical"]))
     finite = torch.isfinite(fp32)
     assert bf16.dtype == torch.float32  # logits come back in fp32 for decoding
     assert (bf16[finite] - fp32[finite]).abs().max().item() < 0.05 * fp32[finite].abs().max().item()
@@ -199,8 +192,8 @@ def test_bf16_autocast_runs_and_stays_close(kind, request):
 def test_attention_implementation_override(tiny_uni_dir):
     eager = GLiNER.from_pretrained(tiny_uni_dir, attn_implementation="eager")
     sdpa = GLiNER.from_pretrained(tiny_uni_dir, attn_implementation="sdpa")
-    assert eager.model.token_rep_layer.bert_layer.model.config._attn_implementation == "eager"
-    assert sdpa.model.token_rep_layer.bert_layer.model.config._attn_implementation == "sdpa"
+    assert eager.model.backbone.config._attn_implementation == "eager"
+    assert sdpa.model.backbone.config._attn_implementation == "sdpa"
     text = RECORD["texts"][1]
     a = eager.predict_entities(text, ["disease"], threshold=0.0)
     b = sdpa.predict_entities(text, ["disease"], threshold=0.0)

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from gliner import GLiNER
-from gliner.batch import build_prompt, encode_words, enumerate_spans
+from gliner.inputs import build_prompt, encode_words, enumerate_spans, split_words
 from gliner.decoding import Span, greedy_select
-from gliner.words import split_words
 
 LABELS = ["person", "location"]
 SENTENCE = "Barack Obama visited Paris and Berlin in 2009 , meeting Angela Merkel at the Chancellery near the Spree river ."
@@ -140,14 +139,14 @@ def test_word_without_subwords_leaves_its_slot_empty(uni):
 
 
 def test_zero_subword_word_gets_zero_vector_and_model_still_scores_all_words(uni):
-    from gliner.model import extract_words
+    from gliner.model import MODEL_INPUTS, extract_words
 
     words = ["Obama", "\u200b", "visited"]
     batch = encode_words(uni.tokenizer, [words], 6, uni._prompt(LABELS))
     with torch.inference_mode():
-        token_embeds = uni.model.token_rep_layer(batch["input_ids"], batch["attention_mask"])
+        token_embeds = uni.model.encode_text(batch["input_ids"], batch["attention_mask"])
         vectors = extract_words(token_embeds, batch["words_mask"], 3)
-        logits, prompts_mask = uni.model(**batch)
+        logits, prompts_mask = uni.model(**{key: batch[key] for key in MODEL_INPUTS})
     assert torch.all(vectors[0, 1] == 0) and torch.all(vectors[0, 0] != 0) and torch.all(vectors[0, 2] != 0)
     assert logits.shape == (1, 3, 6, 2) and prompts_mask.tolist() == [[1, 1]]
     # and inference over such text returns valid offsets

@@ -14,19 +14,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from assemble import assemble_checkpoint, load_upstream_record  # noqa: E402
 from near_ties import assert_same_predictions  # noqa: E402
-
-from gliner import GLiNER  # noqa: E402
+from reference import ReferenceGLiNER  # noqa: E402
 
 RECORD = load_upstream_record()
 
 
 @pytest.fixture(scope="module", params=["uni", "bi", "deberta"])
 def parity_model(request, tmp_path_factory):
-    """Reference mode: upstream's computation step by step, for exact parity."""
+    """Upstream's computation step by step (tests/parity/reference.py), for exact parity."""
     directory = assemble_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
-    model = GLiNER.from_pretrained(directory)
-    model.reference_mode = True
-    return request.param, model
+    return request.param, ReferenceGLiNER.from_pretrained(directory)
 
 
 MAX_NEAR_TIE_SHARE = 0.01  # of all upstream entities, per model

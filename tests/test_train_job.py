@@ -125,4 +125,4 @@ def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, 
     assert after.config.is_bi_encoder and after.labels_tokenizer is not None
     changed = [name for name, tensor in after.model.state_dict().items() if not (tensor == before.model.state_dict()[name]).all()]
     assert "prompt_rep_layer.0.weight" in changed  # trained, starting from the given weights
-    assert any(name.startswith("token_rep_layer.labels_encoder") for name in changed)  # label encoder learns too
+    assert any(name.startswith("labels_backbone.") for name in changed)  # label encoder learns too

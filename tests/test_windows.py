@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from gliner.windows import Window, count_tokens_per_word, plan_windows
+from gliner.inputs import Window, count_tokens_per_word, plan_windows
 
 
 def check_plan(counts, max_words, max_tokens, overlap, windows):

@@ -1,7 +1,7 @@
 """Word splitting: upstream's `\\w+(?:[-_]\\w+)*|\\S` regex with Python code-point offsets (reference 1.2)."""
 import pytest
 
-from gliner.words import Words, split_words
+from gliner.inputs import Words, split_words
 
 
 def split(text: str) -> list[tuple[str, int, int]]:

@@ -13,6 +13,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import build_cases, predict_cases  # noqa: E402
+from reference import as_reference  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
 
@@ -29,7 +30,7 @@ def main(out_dir: Path) -> None:
         torch.manual_seed(seed)
         model = GLiNER.from_backbone(minilm, labels_encoder=labels_encoder, hidden_size=64, max_len=48)
         model.save_pretrained(out_dir / name)
-        model.reference_mode = True  # compare like for like: upstream's computation, bit for bit
+        model = as_reference(model)  # compare like for like: upstream's computation, bit for bit
         inference = our_inference(model)
         cases = predict_cases(inference, build_cases(inference))
         (out_dir / f"{name}_predictions.json").write_text(json.dumps(cases))
