@@ -1,7 +1,6 @@
 """Checkpoint files: locating a model directory, reading and writing weights strictly, tokenizers."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -10,13 +9,12 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from .model import our_key, upstream_key
+from .model_path import HUB_ID
 
 CONFIG_FILE = "gliner_config.json"
 SAFETENSORS_FILE = "model.safetensors"
 PICKLE_FILE = "pytorch_model.bin"
 LABELS_TOKENIZER_DIR = "labels_tokenizer"
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def resolve_model_dir(model_id: str | Path, *, revision=None, cache_dir=None, local_files_only=False, token=None) -> Path:
@@ -26,7 +24,7 @@ def resolve_model_dir(model_id: str | Path, *, revision=None, cache_dir=None, lo
         return path
     if path.exists():
         raise FileNotFoundError(f"{model_id} is a file, not a model directory")
-    if not _HUB_ID.match(str(model_id)):
+    if not HUB_ID.match(str(model_id)):
         raise FileNotFoundError(f"no model directory at {model_id}")
     from huggingface_hub import snapshot_download
 

@@ -76,7 +76,7 @@ def score_spans(
     tp = sum(tp_counts.values())
     n_pred = sum(pred_counts.values())
     n_gold = sum(gold_counts.values())
-    precision, recall, f1 = _precision_recall_f1(tp, n_pred, n_gold)
+    precision, recall, f1 = precision_recall_f1(tp, n_pred, n_gold)
     return NERScores(
         precision=precision,
         recall=recall,
@@ -85,9 +85,9 @@ def score_spans(
         fp=n_pred - tp,
         fn=n_gold - tp,
         per_type=per_type,
-        macro_precision=_mean([scores.precision for scores in per_type.values()]),
-        macro_recall=_mean([scores.recall for scores in per_type.values()]),
-        macro_f1=_mean([scores.f1 for scores in per_type.values()]),
+        macro_precision=mean([scores.precision for scores in per_type.values()]),
+        macro_recall=mean([scores.recall for scores in per_type.values()]),
+        macro_f1=mean([scores.f1 for scores in per_type.values()]),
     )
 
 
@@ -156,13 +156,13 @@ def _relaxed_matches(gold_spans: set[Span], pred_spans: set[Span]) -> list[Span]
 
 
 def _type_scores(tp: int, n_pred: int, n_gold: int) -> TypeScores:
-    precision, recall, f1 = _precision_recall_f1(tp, n_pred, n_gold)
+    precision, recall, f1 = precision_recall_f1(tp, n_pred, n_gold)
     return TypeScores(
         precision=precision, recall=recall, f1=f1, tp=tp, fp=n_pred - tp, fn=n_gold - tp, support=n_gold
     )
 
 
-def _precision_recall_f1(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+def precision_recall_f1(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
     precision = _safe_divide(tp, n_pred)
     recall = _safe_divide(tp, n_gold)
     f1 = _safe_divide(2 * precision * recall, precision + recall)
@@ -173,5 +173,6 @@ def _safe_divide(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def _mean(values: list[float]) -> float:
+def mean(values: list[float]) -> float:
+    """The arithmetic mean; 0.0 for no values."""
     return sum(values) / len(values) if values else 0.0

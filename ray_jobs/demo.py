@@ -80,7 +80,8 @@ def show_sentences(output: Path, count: int = 4) -> None:
 
 
 def score_against_gold(output: Path) -> dict:
-    from gliner.evaluation import load_gold, score_predictions
+    from gliner.evaluation import score_predictions
+    from gliner.gold import load_gold
 
     gold = load_gold(str(GOLD), "pubtator", DISEASE_TYPES)
     predicted: dict[str, list[tuple]] = {}

@@ -28,20 +28,11 @@ from typing import Literal
 import ray
 from pydantic import Field, model_validator
 
-from gliner.evaluation import (
-    check_dataset_path,
-    check_model_path,
-    default_dataset_name,
-    evaluate_predictions,
-    format_markdown,
-    infer_format,
-    load_gold,
-    parse_label_map,
-    pool_results,
-    predict,
-    sample_few_shot,
-    summary_table,
-)
+from gliner.evaluation import evaluate_predictions, pool_results, predict
+from gliner.few_shot import sample_few_shot
+from gliner.gold import check_dataset_path, default_dataset_name, infer_format, load_gold, parse_label_map
+from gliner.model_path import check_model_path
+from gliner.report import format_markdown, summary_table
 
 from .job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_job_args
 from .job_config import Section

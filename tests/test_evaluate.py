@@ -1,5 +1,6 @@
-"""The evaluation job: pure scoring logic (gliner/evaluation.py) on hand-made predictions with exact numbers, config
-and flag handling, and the job end to end on a local Ray with the tiny models (IOB and PubTator, few-shot)."""
+"""The evaluation job: pure logic (gliner/gold.py, evaluation.py, few_shot.py, report.py) on hand-made predictions
+with exact numbers, config and flag handling, and the job end to end on a local Ray with the tiny models (IOB and
+PubTator, few-shot)."""
 import json
 import re
 from pathlib import Path
@@ -7,21 +8,11 @@ from pathlib import Path
 import pytest
 
 from gliner.decoding import Span
-from gliner.evaluation import (
-    check_model_path,
-    entities_to_spans,
-    evaluate_predictions,
-    format_markdown,
-    infer_format,
-    load_gold,
-    map_gold_spans,
-    parse_label_map,
-    pool_results,
-    resolve_labels,
-    sample_few_shot,
-    score_predictions,
-    word_spans_to_exclusive,
-)
+from gliner.evaluation import entities_to_spans, evaluate_predictions, pool_results, score_predictions, word_spans_to_exclusive
+from gliner.few_shot import sample_few_shot
+from gliner.gold import infer_format, load_gold, map_gold_spans, parse_label_map, resolve_labels
+from gliner.model_path import check_model_path
+from gliner.report import format_markdown
 from ray_jobs.evaluate import EvaluateConfig, main, merged_label_map, parse_args, run
 
 IOB_TEXT = """-DOCSTART-\tO
@@ -380,5 +371,5 @@ def test_evaluation_library_never_imports_ray():
     import subprocess
     import sys
 
-    code = "import sys, gliner.evaluation; sys.exit(1 if 'ray' in sys.modules else 0)"
+    code = "import sys, gliner.gold, gliner.evaluation, gliner.few_shot, gliner.report; sys.exit(1 if 'ray' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
