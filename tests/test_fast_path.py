@@ -12,9 +12,9 @@ from assemble import assemble_checkpoint, load_upstream_record  # noqa: E402
 from gliner import GLiNER  # noqa: E402
 from gliner.batch import enumerate_spans  # noqa: E402
 from gliner.decoding import Span, greedy_select  # noqa: E402
-from gliner.loss import span_loss  # noqa: E402
 from gliner.span_rep import SpanMarker  # noqa: E402
 from gliner.span_scorer import label_side, score_all_spans  # noqa: E402
+from gliner.training import span_loss  # noqa: E402
 from gliner.word_lstm import WordLSTM  # noqa: E402
 from gliner.words import split_words  # noqa: E402
 
