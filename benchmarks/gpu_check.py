@@ -19,7 +19,7 @@ words of the texts; its ids are below both vocab sizes.
    deviation (all valid span-label logits of the first batch). Random heads score spans within about 0.01 of each
    other, so that F1 is a pessimistic bound on what a trained model would show.
 2. Training, fp32 vs bf16 autocast (fp32 master weights, loss in fp32): forward + backward + AdamW step with
-   `gliner.train_step.batch_loss` on batches from `gliner.training_data`: the loss of each on the same batch from
+   `gliner.training.batch_loss` on batches from its `build_training_batch`: the loss of each on the same batch from
    the same weights (dropout off), examples/s, achieved TFLOP/s and model FLOP utilisation against the GPU's peak.
 
 fp32 means fp32: TF32 is switched off for matmuls and cuDNN, so the fp32 peak in the table is the non-TF32 one.
@@ -54,9 +54,7 @@ from gliner.api import GLiNER  # noqa: E402
 from gliner.inputs import build_prompt, encode_words, split_words, to_device  # noqa: E402
 from gliner.config import GLiNERConfig  # noqa: E402
 from gliner.model import MODEL_INPUTS, build_model  # noqa: E402
-from gliner.optim import parameter_groups  # noqa: E402
-from gliner.train_step import batch_loss  # noqa: E402
-from gliner.training_data import build_training_batch, choose_label_sets, parse_example  # noqa: E402
+from gliner.training import batch_loss, build_training_batch, choose_label_sets, parameter_groups, parse_example  # noqa: E402
 
 DATA = REPO / "data"
 LABELS = ["disease", "chemical", "gene", "species", "cell type"]

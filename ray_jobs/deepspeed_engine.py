@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from gliner.optim import lr_multiplier
+from gliner.training import lr_multiplier
 
 
 def deepspeed_config(config, world_size: int) -> dict:

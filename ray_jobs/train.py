@@ -24,9 +24,7 @@ from pydantic import Field, model_validator
 
 from gliner import GLiNER
 from gliner.dropout import use_fast_dropout
-from gliner.optim import parameter_groups
-from gliner.train_step import batch_loss
-from gliner.training_data import ExampleError, build_training_batch, choose_label_sets, parse_example, shared_label_set
+from gliner.training import ExampleError, batch_loss, build_training_batch, choose_label_sets, parameter_groups, parse_example, shared_label_set
 
 from .fit import FitConfig, fit
 from .fit_loop import DEEPSPEED_DIR, STATE_FILE, MicroBatch, run_fit_loop

@@ -87,8 +87,7 @@ def trained_tiny_uni_dir(tmp_path_factory, tiny_uni_dir, data_dir) -> Path:
 
     from gliner import GLiNER
     from gliner.iob import read_iob
-    from gliner.train_step import batch_loss
-    from gliner.training_data import build_training_batch, parse_example
+    from gliner.training import batch_loss, build_training_batch, parse_example
 
     torch.manual_seed(0)
     model = GLiNER.from_pretrained(tiny_uni_dir)

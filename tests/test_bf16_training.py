@@ -6,8 +6,7 @@ from safetensors import safe_open
 
 from gliner import GLiNER
 from gliner.iob import read_iob
-from gliner.train_step import batch_loss
-from gliner.training_data import build_training_batch, parse_example
+from gliner.training import batch_loss, build_training_batch, parse_example
 
 # bf16 keeps 8 bits of mantissa (relative rounding 2**-8 = 0.4 %); the encoder's rounding errors partly cancel in a
 # loss summed over every span and label. Measured on this model: 0.1-0.3 %; 2 % leaves room for other CPUs' kernels.

@@ -17,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from assemble import FIXTURES, assemble_checkpoint  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
-from gliner.train_step import batch_loss  # noqa: E402
-from gliner.training_data import build_training_batch, parse_example  # noqa: E402
+from gliner.training import batch_loss, build_training_batch, parse_example  # noqa: E402
 
 RECORD = json.loads((FIXTURES / "upstream_losses.json").read_text(encoding="utf-8"))
 RTOL = 1e-4
