@@ -370,7 +370,7 @@ def narrow_spans_only(raw: dict, max_width: int) -> dict:
 @torch.no_grad()
 def same_batch_loss(model: torch.nn.Module, batch: dict, dtype) -> float:
     model.eval()  # no dropout, so both precisions see the same function
-    return batch_loss(AutocastForward(model, dtype), batch, reference=False).item()
+    return batch_loss(AutocastForward(model, dtype), batch).item()
 
 
 def time_training(model: torch.nn.Module, batches: list[dict], dtype, settings: Settings, device: torch.device) -> tuple[float, float, float | None]:
@@ -384,7 +384,7 @@ def time_training(model: torch.nn.Module, batches: list[dict], dtype, settings: 
     def step(index: int) -> int:
         batch = batches[index % len(batches)]
         optimizer.zero_grad(set_to_none=True)
-        batch_loss(wrapped, batch, reference=False).backward()
+        batch_loss(wrapped, batch).backward()
         optimizer.step()
         return batch["input_ids"].size(0)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .batch import build_prompt, encode_labels_for_bi_encoder, encode_words
 from .config import GLiNERConfig
-from .model import BiEncoderSpanModel, SpanModel
+from .inputs import build_prompt, encode_labels_for_bi_encoder, encode_words
+from .model import MODEL_INPUTS, BiEncoderSpanModel, SpanModel, is_encoder_parameter
 
 # -----------------------------------------------------------------------------
 # examples
@@ -229,21 +229,15 @@ def _negative_sampling_mask(labels: torch.Tensor, negatives: float, masking: str
 # -----------------------------------------------------------------------------
 # the step
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "words_mask", "text_lengths", "span_idx", "span_mask")
-
-
-def batch_loss(model: SpanModel, batch: dict[str, torch.Tensor], reference: bool = False, **loss_options) -> torch.Tensor:
-    """`batch` from build_training_batch (on the model's device). reference=False uses the exact factorised span
-    scorer, which gives the same loss and gradients without span vectors.
+def batch_loss(model: SpanModel, batch: dict[str, torch.Tensor], **loss_options) -> torch.Tensor:
+    """`batch` from build_training_batch (on the model's device) -> the scalar loss.
 
     Under autocast the encoder runs in half precision; the loss (a sigmoid, a log and a sum over every span and
     label) is always computed in fp32."""
     inputs = {key: batch[key] for key in MODEL_INPUTS}
     if isinstance(model, BiEncoderSpanModel):
-        labels_embeds = model.encode_labels(batch["labels_input_ids"], batch["labels_attention_mask"])
-        logits, _ = model(**inputs, labels_embeds=labels_embeds, reference=reference)
-    else:
-        logits, _ = model(**inputs, reference=reference)
+        inputs["labels_embeds"] = model.encode_labels(batch["labels_input_ids"], batch["labels_attention_mask"])
+    logits, _ = model(**inputs)
     num_labels = batch["labels"].size(-1)
     logits = logits[..., :num_labels].float()  # (B, W, K, C)
     with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -257,13 +251,13 @@ NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
 def parameter_groups(model: nn.Module, lr_encoder: float, lr_others: float, weight_decay_encoder: float, weight_decay_others: float) -> list[dict]:
-    """Backbone parameters (under `token_rep_layer`, as upstream decides it) and the GLiNER layers get their own
+    """Backbones with their projections (upstream's `token_rep_layer`) and the GLiNER layers get their own
     learning rate and weight decay; biases and norm weights never decay."""
     groups: dict[tuple[bool, bool], list] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        is_encoder = "token_rep_layer" in name
+        is_encoder = is_encoder_parameter(name)
         decays = not any(marker in name for marker in NO_DECAY)
         groups.setdefault((is_encoder, decays), []).append(parameter)
     result = []

@@ -142,7 +142,7 @@ class GlinerTask:
         return build_training_batch(gliner.config, gliner.tokenizer, examples, label_sets, gliner.labels_tokenizer)
 
     def loss(self, engine, tensors: dict) -> torch.Tensor:
-        return batch_loss(engine.module, tensors, reference=False, **self.config.loss.model_dump())
+        return batch_loss(engine.module, tensors, **self.config.loss.model_dump())
 
     def save_model(self, engine, directory: Path) -> None:
         was_training = self.gliner.training

@@ -31,10 +31,10 @@ def test_bf16_loss_matches_fp32_within_tolerance_and_everything_trained_stays_fp
     lstm_dtypes = []
     model.model.rnn.lstm.register_forward_hook(lambda module, inputs, output: lstm_dtypes.append((inputs[0].data.dtype, output[0].data.dtype)))
 
-    fp32_loss = batch_loss(model.model, batch, reference=False)
+    fp32_loss = batch_loss(model.model, batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16_loss = batch_loss(model.model, batch, reference=False)
-        encoder_output = model.model.token_rep_layer(batch["input_ids"], batch["attention_mask"])
+        bf16_loss = batch_loss(model.model, batch)
+        encoder_output = model.model.encode_text(batch["input_ids"], batch["attention_mask"])
     assert encoder_output.dtype == torch.bfloat16  # the autocast really ran the encoder in bf16
     assert fp32_loss.dtype == bf16_loss.dtype == torch.float32
     assert lstm_dtypes == [(torch.float32, torch.float32)] * 2  # fp32 even inside autocast

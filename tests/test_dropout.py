@@ -6,6 +6,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from gliner import GLiNER
+from gliner.checkpoint import upstream_state_dict
 from gliner.dropout import Dropout, keep_mask
 from ray_jobs.train import GlinerTask, TrainConfig
 
@@ -72,4 +73,4 @@ def test_training_opts_in_everywhere_loading_does_not_and_checkpoint_keys_stay(t
         trained = GlinerTask(config).build_model(checkpoint_dir=None)
         dropouts = [module for module in trained.modules() if isinstance(module, nn.Dropout)]
         assert dropouts and all(type(module) is Dropout for module in dropouts)
-        assert set(load_file(str(directory / "model.safetensors"))) <= set(trained.state_dict())
+        assert set(load_file(str(directory / "model.safetensors"))) <= set(upstream_state_dict(trained))

@@ -1,5 +1,6 @@
 """Our training loss equals upstream gliner 0.2.29's on the same batches (fixture made by
-tests/parity/make_loss_fixtures.py on the parity checkpoints, eval mode, fp32), in reference and fast mode.
+tests/parity/make_loss_fixtures.py on the parity checkpoints, eval mode, fp32), by upstream's computation
+(tests/parity/reference.py) and by the library's.
 
 Bi-encoders: upstream's BiEncoderSpanModel.loss passes label_smoothing positionally into `prob_margin` and drops
 `prob_margin` (see the fixture's note). Our loss must equal what upstream's keyword-correct uni-encoder loss gives
@@ -15,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from assemble import FIXTURES, assemble_checkpoint  # noqa: E402
+from reference import reference_batch_loss  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
 from gliner.training import batch_loss, build_training_batch, parse_example  # noqa: E402
@@ -70,6 +72,7 @@ def test_batches_match_upstream_shapes(loss_model):
 @pytest.mark.parametrize("reference", [True, False], ids=["reference", "fast"])
 def test_loss_equals_upstream(loss_model, reference):
     name, model = loss_model
+    loss_of = reference_batch_loss if reference else batch_loss
     is_bi = RECORD["models"][name]["bi_encoder"]
     assert is_bi == model.config.is_bi_encoder
     with torch.no_grad():
@@ -77,10 +80,10 @@ def test_loss_equals_upstream(loss_model, reference):
             batch = training_batch(model, recorded)
             for case in recorded["cases"]:
                 context = f"{name}/{recorded['name']}/{case['setting']} reference={reference}"
-                ours = batch_loss(model.model, batch, reference=reference, **case["options"])
+                ours = loss_of(model.model, batch, **case["options"])
                 if is_bi:
                     assert_close(ours, case["intended_loss"], context + " (upstream's keyword-correct loss)")
-                    quirky = batch_loss(model.model, batch, reference=reference, **case["quirk_options"])
+                    quirky = loss_of(model.model, batch, **case["quirk_options"])
                     assert_close(quirky, case["loss"], context + " (upstream bi-encoder quirk)")
                 else:
                     assert_close(ours, case["loss"], context)
@@ -98,12 +101,12 @@ def test_fast_path_gradients_flow_and_match_reference(loss_model):
     name, model = loss_model
     recorded = RECORD["models"][name]["batches"][0]
     batch = training_batch(model, recorded)
-    params = dict(model.model.span_rep_layer.named_parameters())
+    params = dict(model.model.span_head.named_parameters())
     assert params
     grads = {}
     for reference in (False, True):
         model.model.zero_grad(set_to_none=True)
-        loss = batch_loss(model.model, batch, reference=reference, alpha=0.75, gamma=2.0)
+        loss = (reference_batch_loss if reference else batch_loss)(model.model, batch, alpha=0.75, gamma=2.0)
         loss.backward()
         grads[reference] = {key: param.grad.detach().clone() for key, param in params.items() if param.grad is not None}
     model.model.zero_grad(set_to_none=True)
