@@ -405,7 +405,7 @@ def train_flops(batch: dict, gliner: GLiNER) -> float:
         embeddings with the key and query weights once per layer per batch, 2 * 2*span*h^2;
       GLiNER head, per word (d = model width): LSTM 6d^2 (2 directions x 4 gates x (d*d/2 + d/2*d/2)), start and
         end MLPs 16d^2 (2 x (d*4d + 4d*d)), the first output layer split into start and end terms 8d^2; per
-        span-label pair 4d (the factorised scorer, span_scorer.py); per label 12d^2 (prompt MLP 8d^2, the label
+        span-label pair 4d (the factorised SpanHead in gliner/model.py); per label 12d^2 (prompt MLP 8d^2, the label
         side of the last output layer 4d^2). Element-wise ops, norms and the loss are not counted.
     Under bf16 autocast MFU divides all of these by the bf16 peak, though a few (e.g. an LSTM kept in fp32) are not bf16.
     """

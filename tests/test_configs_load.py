@@ -36,3 +36,26 @@ def test_config_loads_into_its_jobs_config(path):
         outputs = {stage: job.output if "://" in job.output else str(Path(job.output).resolve()) for stage, job in stages.items()}
         root = config.root.rstrip("/") if "://" in config.root else str(Path(config.root).resolve())
         assert outputs == {stage: f"{root}/{stage}" for stage in stages}
+
+
+CLUSTER = CONFIGS.parent / "cluster"
+# Every YAML in cluster/ and the test that validates it (tests/test_cluster_configs.py).
+CLUSTER_YAML_CHECKS = {
+    "aws.yaml": "Ray's own ray-up schema", "gcp.yaml": "Ray's own ray-up schema",
+    "cuda_builds.yaml": "the image's CUDA against the pinned wheels",
+    "kuberay/*.yaml": "the KubeRay CRDs", "kuberay/crds/*.yaml": "the schemas themselves",
+    "runtime_env/*.yaml": "ray.runtime_env.RuntimeEnv",
+}
+
+
+def test_every_cluster_yaml_parses_and_has_a_validating_test():
+    import yaml
+
+    paths = sorted(CLUSTER.rglob("*.yaml"))
+    assert len(paths) >= 20
+    for path in paths:
+        documents = [document for document in yaml.safe_load_all(path.read_text()) if document is not None]
+        assert documents and all(isinstance(document, dict) for document in documents), path
+        relative = path.relative_to(CLUSTER)
+        assert any(relative.match(pattern) and len(relative.parts) == len(Path(pattern).parts) for pattern in CLUSTER_YAML_CHECKS), \
+            f"cluster/{relative} is validated by no test: add its check to tests/test_cluster_configs.py and CLUSTER_YAML_CHECKS"
