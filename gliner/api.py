@@ -77,7 +77,7 @@ class GLiNER(nn.Module):
         max_width: int | None = None,
         attn_implementation: str | None = None,
     ) -> "GLiNER":
-        """Load a checkpoint directory or hub id. Weights must match the model exactly (see README for the
+        """Load a checkpoint directory or hub id. Weights must match the model exactly (see docs/compatibility.md for the
         few keys that are deliberately skipped). attn_implementation: e.g. "sdpa" or "eager" for the backbone."""
         model_dir = resolve_model_dir(model_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         config = GLiNERConfig.from_json_file(model_dir / CONFIG_FILE)

@@ -53,7 +53,7 @@ def read_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def is_ignorable_key(key: str, is_bi_encoder: bool) -> bool:
-    """Keys a checkpoint may carry that this library deliberately does not load (documented in the README)."""
+    """Keys a checkpoint may carry that this library deliberately does not load (docs/compatibility.md)."""
     if key.endswith(".position_ids") or key.endswith(".token_type_ids"):
         return True  # index buffers that transformers rebuilds
     return is_bi_encoder and key.startswith("rnn.")  # bi-encoders hold a trained LSTM they never run

@@ -4,7 +4,7 @@ A Ray Data task or a Ray Train worker reads its input and writes its output on w
 that only the driver's machine has (the head's `outputs/`) would scatter output over the nodes' own disks, while the
 driver reads back, from its own disk, what was "done". URLs (s3://, gs://, ...) are shared by nature. A local path
 is checked for real: the driver leaves a probe file in it and a task on every alive node looks for it.
-Nodes an autoscaler adds later are not probed: give them the same shared mount (cluster/README.md).
+Nodes an autoscaler adds later are not probed: give them the same shared mount (docs/cluster.md).
 """
 from __future__ import annotations
 
