@@ -23,7 +23,7 @@ from .checkpoint import (
     write_weights,
 )
 from .config import GLiNERConfig
-from .decoding import Span, find_candidates, greedy_select
+from .decoding import Span, above_threshold, find_candidates, greedy_select
 from .inputs import (
     Window,
     Words,
@@ -191,10 +191,28 @@ class GLiNER(nn.Module):
         long_text: "window" (default) splits texts longer than the word or token budget into overlapping windows
         and merges their entities; "truncate" cuts them as upstream does (with a warning); "error" raises.
         """
+        return self.inference_at_thresholds(texts, labels, [threshold], flat_ner, multi_label, batch_size, long_text)[threshold]
+
+    @torch.inference_mode()
+    def inference_at_thresholds(
+        self,
+        texts: Sequence[str] | str,
+        labels: Sequence[str],
+        thresholds: Sequence[float],
+        flat_ner: bool = True,
+        multi_label: bool = False,
+        batch_size: int = 8,
+        long_text: str = "window",
+    ) -> dict[float, list[list[dict]]]:
+        """{threshold: entities per text} from one model pass; each is exactly what `inference` returns at that
+        threshold (a threshold sweep costs one prediction)."""
         texts = _check_texts(texts)
         words_per_text = [split_words(text) for text in texts]
-        spans_per_text = self._predict_words(words_per_text, labels, threshold, flat_ner, multi_label, batch_size, long_text)
-        return [_to_entities(text, words, spans) for text, words, spans in zip(texts, words_per_text, spans_per_text)]
+        spans_per_threshold = self._predict_words(words_per_text, labels, thresholds, flat_ner, multi_label, batch_size, long_text)
+        return {
+            threshold: [_to_entities(text, words, spans) for text, words, spans in zip(texts, words_per_text, spans_per_text)]
+            for threshold, spans_per_text in spans_per_threshold.items()
+        }
 
     @torch.inference_mode()
     def predict_word_spans(
@@ -208,19 +226,37 @@ class GLiNER(nn.Module):
         long_text: str = "window",
     ) -> list[list[Span]]:
         """Entities of pre-split texts (e.g. IOB sentences) as word spans (start, end inclusive, label, score)."""
+        return self.predict_word_spans_at_thresholds(word_lists, labels, [threshold], flat_ner, multi_label, batch_size, long_text)[threshold]
+
+    @torch.inference_mode()
+    def predict_word_spans_at_thresholds(
+        self,
+        word_lists: Sequence[Sequence[str]],
+        labels: Sequence[str],
+        thresholds: Sequence[float],
+        flat_ner: bool = True,
+        multi_label: bool = False,
+        batch_size: int = 8,
+        long_text: str = "window",
+    ) -> dict[float, list[list[Span]]]:
+        """{threshold: word spans per text} from one model pass; each is exactly what `predict_word_spans` returns
+        at that threshold."""
         words_per_text = []
         for index, words in enumerate(word_lists):
             if isinstance(words, str) or not all(isinstance(word, str) for word in words):
                 raise ValueError(f"word list {index} must be a list of strings")
             words_per_text.append(Words(list(words), [0] * len(words), [0] * len(words)))
-        return self._predict_words(words_per_text, labels, threshold, flat_ner, multi_label, batch_size, long_text)
+        return self._predict_words(words_per_text, labels, thresholds, flat_ner, multi_label, batch_size, long_text)
 
-    def _predict_words(self, words_per_text: list[Words], labels, threshold, flat_ner, multi_label, batch_size, long_text) -> list[list[Span]]:
+    def _predict_words(self, words_per_text: list[Words], labels, thresholds, flat_ner, multi_label, batch_size, long_text) -> dict[float, list[list[Span]]]:
         labels = normalize_labels(labels, reserved_tokens=(self.config.ent_token, self.config.sep_token))
-        _check_options(threshold, batch_size, long_text)
+        _check_options(thresholds, batch_size, long_text)
         chunks = self._plan_chunks(words_per_text, labels, long_text)
-        spans_per_chunk = self._predict_chunks(chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size)
-        return _merge_chunks(chunks, spans_per_chunk, len(words_per_text), flat_ner, multi_label)
+        spans_per_threshold = self._predict_chunks(chunks, words_per_text, labels, thresholds, flat_ner, multi_label, batch_size)
+        return {
+            threshold: _merge_chunks(chunks, spans_per_chunk, len(words_per_text), flat_ner, multi_label)
+            for threshold, spans_per_chunk in spans_per_threshold.items()
+        }
 
     def encode_labels(self, labels: Sequence[str]) -> torch.Tensor:
         """Bi-encoders only: (C, D) pooled label vectors, the tensor upstream's `encode_labels` returns."""
@@ -272,18 +308,22 @@ class GLiNER(nn.Module):
     def _prompt(self, labels: list[str]) -> list[str]:
         return [] if self.config.is_bi_encoder else build_prompt(labels, self.config.ent_token, self.config.sep_token)
 
-    def _predict_chunks(self, chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size) -> list[list[Span]]:
+    def _predict_chunks(self, chunks, words_per_text, labels, thresholds, flat_ner, multi_label, batch_size) -> dict[float, list[list[Span]]]:
+        """{threshold: spans per chunk}. One model pass finds the candidates above the lowest threshold; each
+        threshold then decodes those above it, which are exactly the candidates a pass at that threshold finds."""
         word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in chunks]
         label_inputs = self._label_inputs(labels)
+        lowest = min(thresholds)
         # Similar lengths share a batch, so little compute goes to padding; results return in input order.
         order = sorted(range(len(chunks)), key=lambda index: -sum(len(word) for word in word_lists[index]))
-        results: list[list[Span]] = [[] for _ in chunks]
+        results: dict[float, list[list[Span]]] = {threshold: [[] for _ in chunks] for threshold in thresholds}
         for first in range(0, len(order), batch_size):
             batch_indices = order[first : first + batch_size]
             logits = self._logits([word_lists[i] for i in batch_indices], labels, label_inputs)
             for row, index in enumerate(batch_indices):
-                candidates = find_candidates(logits[row], len(word_lists[index]), labels, threshold)
-                results[index] = greedy_select(candidates, flat_ner, multi_label)
+                candidates = find_candidates(logits[row], len(word_lists[index]), labels, lowest)
+                for threshold in thresholds:
+                    results[threshold][index] = greedy_select(above_threshold(candidates, threshold), flat_ner, multi_label)
         return results
 
     def _label_inputs(self, labels: list[str]) -> dict[str, torch.Tensor]:
@@ -355,9 +395,12 @@ def _caller_stacklevel() -> int:
     return level - 1
 
 
-def _check_options(threshold: float, batch_size: int, long_text: str) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+def _check_options(thresholds: Sequence[float], batch_size: int, long_text: str) -> None:
+    if isinstance(thresholds, str) or not isinstance(thresholds, Sequence) or not thresholds:
+        raise ValueError(f"thresholds must be a non-empty list of numbers, got {thresholds!r}")
+    for threshold in thresholds:
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if long_text not in LONG_TEXT_MODES:

@@ -1,13 +1,9 @@
 """From span logits to entities: threshold, then greedy overlap resolution in upstream's exact order."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-
-# Below this logit margin sigmoid(x) is certainly <= threshold in fp32, so those spans need no sigmoid at all.
-_LOGIT_MARGIN = 1e-3
 
 
 @dataclass(frozen=True)
@@ -22,21 +18,29 @@ def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], thr
     """Spans with sigmoid(logit) > threshold (strict), in (start, width, label) row-major order.
 
     logits: (W, K, C) for one text. Spans that run past the text's last word are dropped. The probability is
-    the fp32 sigmoid of the logit; a cheap pre-filter on the logit itself skips the sigmoid for spans that
-    cannot pass.
+    the fp32 sigmoid of the logit, taken over the text's whole logit tensor: torch's vectorised and scalar sigmoid
+    can differ in the last bit on CPU, so a sigmoid of only the spans near the threshold would give a span a
+    score that depends on the threshold.
     """
     logits = logits[:num_words].float()
+    probs = torch.sigmoid(logits)
     widths = torch.arange(logits.size(1), device=logits.device)
     inside = (torch.arange(logits.size(0), device=logits.device).unsqueeze(1) + widths) < num_words
-    maybe = inside.unsqueeze(-1).expand_as(logits)
-    if 0.0 < threshold < 1.0:
-        cutoff = math.log(threshold / (1.0 - threshold))
-        maybe = maybe & (logits > cutoff - _LOGIT_MARGIN * (1.0 + abs(cutoff)))
-    starts, offsets, classes = torch.where(maybe)
-    probs = torch.sigmoid(logits[starts, offsets, classes])
-    keep = probs > threshold
-    starts, offsets, classes, probs = starts[keep].tolist(), offsets[keep].tolist(), classes[keep].tolist(), probs[keep].tolist()
-    return [Span(s, s + k, labels[c], p) for s, k, c, p in zip(starts, offsets, classes, probs)]
+    starts, offsets, classes = torch.where(inside.unsqueeze(-1) & (probs > float32_threshold(threshold)))
+    scores = probs[starts, offsets, classes].tolist()
+    starts, offsets, classes = starts.tolist(), offsets.tolist(), classes.tolist()
+    return [Span(s, s + k, labels[c], p) for s, k, c, p in zip(starts, offsets, classes, scores)]
+
+
+def above_threshold(candidates: list[Span], threshold: float) -> list[Span]:
+    """The candidates `find_candidates` keeps at `threshold`, from those it found at a threshold at most that."""
+    cutoff = float32_threshold(threshold)
+    return [span for span in candidates if span.score > cutoff]
+
+
+def float32_threshold(threshold: float) -> float:
+    """The threshold as the float32 number that fp32 scores are compared with."""
+    return float(torch.tensor(threshold, dtype=torch.float32))
 
 
 def greedy_select(candidates: list[Span], flat_ner: bool = True, multi_label: bool = False) -> list[Span]:

@@ -29,11 +29,16 @@ def entities_to_spans(entities_per_doc: Sequence[Iterable[Mapping]]) -> list[lis
 
 def predict(model, gold: GoldSet, threshold: float = 0.5, flat_ner: bool = True, batch_size: int = 8, long_text: str = "window") -> list[list[Span]]:
     """Predictions of a loaded GLiNER on every document of `gold`, as end-exclusive spans."""
+    return predict_at_thresholds(model, gold, [threshold], flat_ner, batch_size, long_text)[threshold]
+
+
+def predict_at_thresholds(model, gold: GoldSet, thresholds: Sequence[float], flat_ner: bool = True, batch_size: int = 8, long_text: str = "window") -> dict[float, list[list[Span]]]:
+    """{threshold: `predict(model, gold, threshold)`} from one model pass."""
     if gold.format == "iob":
-        spans = model.predict_word_spans(gold.inputs, gold.labels, threshold=threshold, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
-        return word_spans_to_exclusive(spans)
-    entities = model.inference(gold.inputs, gold.labels, threshold=threshold, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
-    return entities_to_spans(entities)
+        spans = model.predict_word_spans_at_thresholds(gold.inputs, gold.labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
+        return {threshold: word_spans_to_exclusive(spans_per_doc) for threshold, spans_per_doc in spans.items()}
+    entities = model.inference_at_thresholds(gold.inputs, gold.labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
+    return {threshold: entities_to_spans(entities_per_doc) for threshold, entities_per_doc in entities.items()}
 
 
 def score_predictions(gold_spans: Sequence[Iterable[Span]], pred_spans: Sequence[Iterable[Span]]) -> dict[str, dict]:
@@ -66,27 +71,88 @@ def evaluate_predictions(gold: GoldSet, pred_spans: Sequence[Iterable[Span]], na
     }
 
 
+def report_documents(gold: GoldSet, pred_spans: Sequence[Iterable[Span]], count: int) -> list[dict]:
+    """The first `count` documents as {"id", "text", "gold", "predicted"}, entities as {"start", "end", "label"}
+    in characters of "text" (IOB sentences: the words joined by spaces), for the HTML report."""
+    documents = []
+    for index in range(min(count, len(gold.inputs))):
+        if gold.format == "iob":
+            text, starts, ends = _joined_words(gold.inputs[index])
+        else:
+            text = gold.inputs[index]
+            starts = ends = None
+        entities = {}
+        for key, spans in (("gold", gold.spans[index]), ("predicted", pred_spans[index])):
+            entities[key] = [_character_entity(span, starts, ends) for span in sorted(set(spans))]
+        documents.append({"id": gold.ids[index], "text": text, **entities})
+    return documents
+
+
+def _joined_words(words: Sequence[str]) -> tuple[str, list[int], list[int]]:
+    """(words joined by spaces, each word's first character, each word's end character)."""
+    starts, ends, position = [], [], 0
+    for word in words:
+        starts.append(position)
+        ends.append(position + len(word))
+        position += len(word) + 1
+    return " ".join(words), starts, ends
+
+
+def _character_entity(span: Span, word_starts: list[int] | None, word_ends: list[int] | None) -> dict:
+    start, end, label = span
+    if word_starts is not None:
+        start, end = word_starts[start], word_ends[end - 1]
+    return {"start": start, "end": end, "label": label}
+
+
+def threshold_curve(gold_spans: Sequence[Iterable[Span]], predictions: Mapping[float, Sequence[Iterable[Span]]]) -> dict:
+    """Strict micro P/R/F1 at each threshold of `predictions` ({threshold: spans per document}), ascending, and
+    the best point: the highest F1, the lowest threshold among equal ones."""
+    points = []
+    for threshold in sorted(predictions):
+        scores = score_spans(gold_spans, predictions[threshold], mode="strict")
+        points.append({"threshold": threshold, **_scores_from_counts(scores.tp, scores.fp, scores.fn)})
+    return _curve(points)
+
+
+def pool_curves(curves: Sequence[Mapping]) -> dict:
+    """The datasets' threshold curves pooled: tp/fp/fn summed at each threshold (all curves share the thresholds)."""
+    points = []
+    for same_threshold in zip(*(curve["points"] for curve in curves)):
+        points.append({"threshold": same_threshold[0]["threshold"], **_scores_from_counts(*_summed_counts(same_threshold))})
+    return _curve(points)
+
+
 def pool_results(dataset_results: Sequence[Mapping]) -> dict:
     """Overall scores: micro over all datasets pooled (summed tp/fp/fn, also per label) and macro = the mean of
-    the datasets' micro F1 (and P, R)."""
+    the datasets' micro F1 (and P, R); the pooled threshold curve when the datasets have one."""
     overall: dict = {"datasets": len(dataset_results), "micro": {}, "macro": {}}
     for mode in MATCH_MODES:
-        tp = sum(result[mode]["tp"] for result in dataset_results)
-        fp = sum(result[mode]["fp"] for result in dataset_results)
-        fn = sum(result[mode]["fn"] for result in dataset_results)
         per_label: dict[str, Counter] = {}
         for result in dataset_results:
             for label, scores in result[mode]["per_type"].items():
                 counts = per_label.setdefault(label, Counter())
                 counts.update({"tp": scores["tp"], "fp": scores["fp"], "fn": scores["fn"]})
         overall["micro"][mode] = {
-            **_scores_from_counts(tp, fp, fn),
+            **_scores_from_counts(*_summed_counts([result[mode] for result in dataset_results])),
             "per_type": {label: {**_scores_from_counts(c["tp"], c["fp"], c["fn"]), "support": c["tp"] + c["fn"]} for label, c in sorted(per_label.items())},
         }
         overall["macro"][mode] = {key: mean([result[mode][key] for result in dataset_results]) for key in ("precision", "recall", "f1")}
     overall["documents"] = sum(result["documents"] for result in dataset_results)
     overall["gold_mentions"] = sum(result["gold_mentions"] for result in dataset_results)
+    if dataset_results and all("threshold_curve" in result for result in dataset_results):
+        overall["threshold_curve"] = pool_curves([result["threshold_curve"] for result in dataset_results])
     return overall
+
+
+def _curve(points: list[dict]) -> dict:
+    return {"points": points, "best": max(points, key=lambda point: point["f1"]) if points else None}
+
+
+def _summed_counts(scores: Iterable[Mapping]) -> tuple[int, int, int]:
+    """(tp, fp, fn) summed over score dicts."""
+    scores = list(scores)
+    return tuple(sum(item[key] for item in scores) for key in ("tp", "fp", "fn"))
 
 
 def _scores_from_counts(tp: int, fp: int, fn: int) -> dict:

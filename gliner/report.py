@@ -31,6 +31,7 @@ def format_markdown(results: Mapping) -> str:
     lines.append("")
     lines.append("Scores in %. strict: exact span and label; relaxed: overlapping span with the same label (one-to-one); "
                  "macro F1: mean over the dataset's types (strict).")
+    lines += _sweep_lines(results)
     for result in results["datasets"]:
         lines += ["", f"### {result['name']}", ""]
         lines.append(f"{result['path']} ({result['format']}, {result['documents']} {result['unit']}s); labels: {', '.join(result['labels'])}")
@@ -48,6 +49,22 @@ def format_markdown(results: Mapping) -> str:
                 f"{_pct(r['precision'])} | {_pct(r['recall'])} | {_pct(r['f1'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _sweep_lines(results: Mapping) -> list[str]:
+    """A table of each dataset's best strict F1 over the threshold sweep (nothing without a sweep)."""
+    curves = [(result["name"], result["threshold_curve"]) for result in results["datasets"] if "threshold_curve" in result]
+    if not curves:
+        return []
+    if len(results["datasets"]) > 1 and "threshold_curve" in results.get("overall", {}):
+        curves.append(("**all (micro, pooled)**", results["overall"]["threshold_curve"]))
+    thresholds = [point["threshold"] for point in curves[0][1]["points"]]
+    lines = ["", f"Threshold sweep ({thresholds[0]:g} to {thresholds[-1]:g}, {len(thresholds)} thresholds, strict micro): the best F1.", "",
+             "| dataset | best threshold | P | R | F1 |", "|---|---:|---:|---:|---:|"]
+    for name, curve in curves:
+        best = curve["best"]
+        lines.append(f"| {name} | {best['threshold']:g} | {_pct(best['precision'])} | {_pct(best['recall'])} | {_pct(best['f1'])} |")
+    return lines
 
 
 def summary_table(results: Mapping) -> str:

@@ -7,7 +7,15 @@
 Each dataset maps its gold types to the labels the model is asked for (`label_map`); gold types missing from the
 map are dropped and counted as `ignored_gold_mentions`. Strict and relaxed micro P/R/F1, per-type and macro scores
 per dataset; overall micro pools all datasets (summed tp/fp/fn), overall macro is the mean of the datasets' micro
-F1. Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/_SUMMARY.json and prints the table.
+F1. Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/_SUMMARY.json (the machine-readable outputs),
+OUTPUT/report.html (one self-contained page: the tables, the threshold curves, the first `report_documents`
+documents of each dataset with gold and predicted entities highlighted) and prints the table.
+
+Threshold sweep (`sweep_thresholds`, default 0.05, 0.10, ..., 0.95; `sweep_thresholds=[]` turns it off): each
+dataset is predicted once, at the lowest of the sweep and `threshold`; the candidate spans of that pass are decoded
+again at every threshold, which gives exactly what a run at that threshold gives. results.json holds the strict
+micro P/R/F1 curve of each dataset (`threshold_curve`) and the pooled one (`overall.threshold_curve`), each with
+its best-F1 point (`best`: the lowest threshold among equal F1).
 
 Few-shot (`few_shot:` section or --few-shot-* flags): K training sentences are drawn (seeded) from an IOB train
 file, the model is fine-tuned on them for `steps` steps by the train job (1 worker, ZeRO stage 0) into
@@ -26,11 +34,12 @@ from pathlib import Path
 from typing import Literal
 
 import ray
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gliner.evaluation import evaluate_predictions, pool_results, predict
+from gliner.evaluation import evaluate_predictions, pool_results, predict_at_thresholds, report_documents, threshold_curve
 from gliner.few_shot import sample_few_shot
 from gliner.gold import check_dataset_path, default_dataset_name, infer_format, load_gold, parse_label_map
+from gliner.html_report import render_evaluation_report
 from gliner.model_path import check_model_path
 from gliner.report import format_markdown, summary_table
 
@@ -38,6 +47,9 @@ from .job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
+
+
+DEFAULT_SWEEP = [round(0.05 * step, 2) for step in range(1, 20)]  # 0.05, 0.1, ..., 0.95
 
 
 class DatasetSection(Section):
@@ -88,7 +100,17 @@ class EvaluateConfig(Section):
     torch_threads: int | None = Field(None, ge=1)  # per task; default: num_cpus_per_task (at least 1)
     datasets: list[DatasetSection] = Field(min_length=1)
     max_documents: int | None = Field(None, ge=1)  # when set, every dataset's max_documents
+    sweep_thresholds: list[float] = Field(default_factory=lambda: list(DEFAULT_SWEEP))  # strict P/R/F1 at each; [] turns the sweep off
+    report_documents: int = Field(5, ge=0)  # the first N documents of each dataset shown in report.html
     few_shot: FewShotSection | None = None
+
+    @field_validator("sweep_thresholds")
+    @classmethod
+    def _check_sweep(cls, thresholds: list[float]) -> list[float]:
+        outside = [threshold for threshold in thresholds if not 0.0 <= threshold <= 1.0]
+        if outside:
+            raise ValueError(f"sweep thresholds must lie in [0, 1], got {outside}")
+        return sorted(set(thresholds))
 
     @model_validator(mode="after")
     def _check(self) -> "EvaluateConfig":
@@ -133,12 +155,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[EvaluateConfig, str | Non
 
 # ----------------------------------------------------------------------------------------------- Ray
 @ray.remote(num_cpus=1)
-def evaluate_dataset(model: str, dataset: dict, options: dict) -> dict:
+def evaluate_dataset(model: str, dataset: dict, options: dict) -> tuple[dict, list[dict]]:
     """One dataset inside a Ray task: read gold, load the model, predict, score."""
     return evaluate_dataset_locally(model, dataset, options)
 
 
-def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> dict:
+def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[dict, list[dict]]:
+    """(the dataset's result for results.json, its first documents for report.html). One model pass at the lowest
+    threshold gives the predictions at the evaluation threshold and at every sweep threshold."""
     import torch
 
     from gliner import GLiNER
@@ -153,10 +177,14 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> dict:
     gliner.set_precision(options["precision"])
     load_s = time.perf_counter() - loaded
     predicting = time.perf_counter()
-    predictions = predict(gliner, gold, threshold=options["threshold"], flat_ner=options["flat_ner"], batch_size=options["batch_size"], long_text=options["long_text"])
+    threshold, sweep = options["threshold"], options["sweep_thresholds"]
+    predictions = predict_at_thresholds(gliner, gold, sorted({threshold, *sweep}), flat_ner=options["flat_ner"],
+                                        batch_size=options["batch_size"], long_text=options["long_text"])
     predict_s = time.perf_counter() - predicting
     scoring = time.perf_counter()
-    result = evaluate_predictions(gold, predictions, name=dataset["name"])
+    result = evaluate_predictions(gold, predictions[threshold], name=dataset["name"])
+    if sweep:
+        result["threshold_curve"] = threshold_curve(gold.spans, {t: predictions[t] for t in sweep})
     result["seconds"] = {
         "read": round(read_s, 3),
         "load_model": round(load_s, 3),
@@ -167,7 +195,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> dict:
     result["documents_per_s"] = round(len(gold.spans) / predict_s, 2) if predict_s > 0 else None
     result["device"] = device
     result["node"] = os.uname().nodename
-    return result
+    return result, report_documents(gold, predictions[threshold], options["report_documents"])
 
 
 def run(config: EvaluateConfig, address: str | None = None) -> dict:
@@ -198,14 +226,17 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
         "num_cpus": config.num_cpus_per_task,
         "num_gpus": config.num_gpus_per_task,
         "torch_threads": config.torch_threads,
+        "sweep_thresholds": config.sweep_thresholds,
+        "report_documents": config.report_documents,
     }
     evaluating = time.time()
     task = evaluate_dataset.options(num_cpus=config.num_cpus_per_task, num_gpus=config.num_gpus_per_task)
     refs = [task.remote(model, dataset.model_dump(), options) for dataset in config.datasets]
-    dataset_results = []
+    dataset_results, documents = [], {}
     for dataset, ref in zip(config.datasets, refs):
         try:
-            dataset_results.append(ray.get(ref))
+            result, documents[dataset.name] = ray.get(ref)
+            dataset_results.append(result)
         except ray.exceptions.RayTaskError as error:
             cause = getattr(error, "cause", None) or error
             raise JobFailed(f"evaluating dataset {dataset.name!r} ({dataset.path}) failed: {type(cause).__name__}: {cause}") from None
@@ -218,6 +249,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
         "base_model": config.model,
         "threshold": config.threshold,
         "flat_ner": config.flat_ner,
+        "sweep_thresholds": config.sweep_thresholds,
         "few_shot": few_shot,
         "datasets": dataset_results,
         "overall": pool_results(dataset_results),
@@ -226,6 +258,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
     output.write_json("results.json", results)
     heading = f"# {config.name}\n\nModel: `{model}`" + (f" (few-shot k={few_shot['k']}, seed={few_shot['seed']}, steps={few_shot['steps']}, from `{config.model}`)" if few_shot else "")
     output.write_bytes("results.md", (heading + f", threshold {config.threshold}\n\n" + markdown).encode("utf-8"))
+    output.write_bytes("report.html", render_evaluation_report(results, documents).encode("utf-8"))
     fields = {
         "name": config.name,
         "inputs": {
@@ -251,7 +284,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
             "evaluate_s": round(evaluate_s, 2),
             "per_dataset": {r["name"]: r["seconds"] for r in dataset_results},
         },
-        "outputs": {"results_json": output.url("results.json"), "results_md": output.url("results.md")},
+        "outputs": {"results_json": output.url("results.json"), "results_md": output.url("results.md"), "report_html": output.url("report.html")},
         "results": results,
     }
     return write_summary(output, "evaluate", config, started, fields, ("torch", "transformers"))
@@ -366,8 +399,12 @@ def model_limits(model: str) -> tuple[int, int]:
 
 
 def print_summary(summary: dict) -> None:
-    print(summary_table(summary["results"]), end="")
-    print(f"\nwrote {summary['outputs']['results_json']}, results.md, _SUMMARY.json")
+    results = summary["results"]
+    print(summary_table(results), end="")
+    best = results["overall"].get("threshold_curve", {}).get("best")
+    if best is not None:
+        print(f"\nbest strict F1 over the sweep: {100 * best['f1']:.2f} at threshold {best['threshold']:g} (all datasets pooled)")
+    print(f"\nwrote {summary['outputs']['results_json']}, results.md, report.html, _SUMMARY.json")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 import signal
 import socket
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,50 @@ def kill_process_tree(pid: int, sig: int = signal.SIGKILL, grace_s: float = 5) -
     _, alive = psutil.wait_procs(processes, timeout=grace_s)
     for process in alive:
         process.kill()
+
+
+class HtmlPage(HTMLParser):
+    """What tests read from a rendered page: every start tag with its attributes, the text of each <script> by its
+    id, and each <mark class="entity"> with its attributes, its text (the label tag apart), its label tag's text and
+    the attributes of the <div class="document"> it stands in."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: dict[str, str] = {}
+        self.marks: list[dict] = []
+        self._script_id: str | None = None
+        self._document: dict = {}
+        self._mark: dict | None = None
+        self._in_tag = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        classes = (attributes.get("class") or "").split()
+        self.tags.append((tag, attributes))
+        if tag == "script":
+            self._script_id = attributes.get("id", "")
+            self.scripts[self._script_id] = ""
+        elif tag == "div" and "document" in classes:
+            self._document = attributes
+        elif tag == "mark" and "entity" in classes:
+            self._mark = {**attributes, "text": "", "tag": "", "document": self._document}
+        elif tag == "span" and "tag" in classes and self._mark is not None:
+            self._in_tag = True
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._script_id = None
+        elif tag == "span" and self._in_tag:
+            self._in_tag = False
+        elif tag == "mark" and self._mark is not None:
+            self.marks.append(self._mark)
+            self._mark = None
+
+    def handle_data(self, data):
+        if self._script_id is not None:
+            self.scripts[self._script_id] += data
+        elif self._mark is not None:
+            self._mark["tag" if self._in_tag else "text"] += data

@@ -6,14 +6,18 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import HtmlPage
 
+from gliner import GLiNER
 from gliner.decoding import Span
-from gliner.evaluation import entities_to_spans, evaluate_predictions, pool_results, score_predictions, word_spans_to_exclusive
+from gliner.evaluation import entities_to_spans, evaluate_predictions, pool_results, predict, report_documents, score_predictions, word_spans_to_exclusive
 from gliner.few_shot import sample_few_shot
 from gliner.gold import infer_format, load_gold, map_gold_spans, parse_label_map, resolve_labels
+from gliner.html_report import CURVES_ID
 from gliner.model_path import check_model_path
 from gliner.report import format_markdown
-from ray_jobs.evaluate import EvaluateConfig, main, merged_label_map, parse_args, run
+from ray_jobs.evaluate import DEFAULT_SWEEP, EvaluateConfig, main, merged_label_map, parse_args, run
 
 IOB_TEXT = """-DOCSTART-\tO
 
@@ -212,6 +216,10 @@ def test_config_file_flags_and_unknown_keys(tmp_path, iob_file, pubtator_file):
     )
     config, address = parse_args(["--config", str(path), "threshold=0.25", "flat_ner=false"])
     assert address is None and (config.threshold, config.flat_ner) == (0.25, False)
+    assert config.sweep_thresholds == DEFAULT_SWEEP and config.report_documents == 5
+    assert parse_args(["--config", str(path), "sweep_thresholds=[0.5, 0.1, 0.5]"])[0].sweep_thresholds == [0.1, 0.5]
+    with pytest.raises(ValueError, match="sweep thresholds must lie in"):
+        parse_args(["--config", str(path), "sweep_thresholds=[0.5, 1.5]"])
     assert [(d.name, d.format) for d in config.datasets] == [(f"{tmp_path.name}/tiny", "iob"), ("pub", "pubtator")]
     assert merged_label_map(config.datasets) == {"Disease": "disease", "SpecificDisease": "disease"}
 
@@ -300,24 +308,79 @@ def test_flags_only_iob_end_to_end(local_ray, tmp_path, data_dir, tiny_uni_dir, 
     assert results["overall"]["micro"]["strict"]["tp"] == result["strict"]["tp"]
     assert results["overall"]["macro"]["strict"]["f1"] == pytest.approx(result["strict"]["f1"])
     assert results["few_shot"] is None and results["model"] == str(tiny_uni_dir)
+    assert "Threshold sweep (0.05 to 0.95, 19 thresholds, strict micro)" in (out / "results.md").read_text()
+    assert "best strict F1 over the sweep" in printed
 
     markdown = (out / "results.md").read_text()
     assert f"| bc5cdr-disease | 25 | {diseases} |" in markdown and "### bc5cdr-disease" in markdown
     summary = json.loads((out / "_SUMMARY.json").read_text())
     assert summary["counts"]["documents"] == 25 and summary["counts"]["gold_mentions"] == diseases
+    assert summary["outputs"]["report_html"].endswith("report.html")
     assert summary["counts"]["per_dataset"]["bc5cdr-disease"]["ignored_gold_mentions"] == {"Chemical": chemicals}
     assert set(summary["versions"]) >= {"ray", "torch", "transformers"}
     assert summary["timings"]["per_dataset"]["bc5cdr-disease"]["predict"] >= 0
     assert summary["config"]["datasets"][0]["path"] == str(dataset)
+    assert_threshold_sweep(results, str(dataset), tiny_uni_dir)
+    assert_report_page(out / "report.html", results, str(dataset), tiny_uni_dir)
+
+
+def predictions_like_the_task(model_dir: Path, gold, thresholds: list[float]) -> dict[float, list]:
+    """`predict` at each threshold, run here as the job's task runs it (one torch thread), so the numbers match bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = GLiNER.from_pretrained(model_dir)
+        return {threshold: predict(model, gold, threshold=threshold) for threshold in thresholds}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_threshold_sweep(results: dict, dataset: str, model_dir: Path) -> None:
+    """The default sweep in results.json, per dataset and pooled; its points equal separate evaluations."""
+    result = results["datasets"][0]
+    curve = result["threshold_curve"]
+    assert results["sweep_thresholds"] == DEFAULT_SWEEP == [point["threshold"] for point in curve["points"]]
+    assert results["overall"]["threshold_curve"] == curve  # one dataset: the pooled curve is its own
+    assert curve["best"]["f1"] == max(point["f1"] for point in curve["points"])
+    counts = ("precision", "recall", "f1", "tp", "fp", "fn")
+    at_threshold = next(point for point in curve["points"] if point["threshold"] == results["threshold"])
+    assert {key: at_threshold[key] for key in counts} == {key: result["strict"][key] for key in counts}
+    gold = load_gold(dataset, label_map={"Disease": "disease"}, labels=["disease"], max_documents=25)
+    for threshold, predictions in predictions_like_the_task(model_dir, gold, [0.05, 0.45, 0.55]).items():
+        separate = evaluate_predictions(gold, predictions)["strict"]
+        point = next(point for point in curve["points"] if point["threshold"] == threshold)
+        assert {key: point[key] for key in counts} == {key: separate[key] for key in counts}
+
+
+def assert_report_page(path: Path, results: dict, dataset: str, model_dir: Path) -> None:
+    """report.html: the curves' JSON is results.json's, the first 5 sentences show every predicted entity and every
+    gold mention with its label, and nothing is loaded from elsewhere."""
+    page = HtmlPage(path.read_text())
+    result = results["datasets"][0]
+    assert json.loads(page.scripts[CURVES_ID]) == {"overall": results["overall"]["threshold_curve"], "datasets": {result["name"]: result["threshold_curve"]}}
+    gold = load_gold(dataset, label_map={"Disease": "disease"}, labels=["disease"], max_documents=25)
+    expected = report_documents(gold, predictions_like_the_task(model_dir, gold, [results["threshold"]])[results["threshold"]], 5)
+    for kind, statuses in (("predicted", {"correct", "false"}), ("gold", {"found", "missed"})):
+        shown = [(mark["document"]["data-id"], int(mark["data-start"]), int(mark["data-end"]), mark["data-label"], mark["tag"])
+                 for mark in page.marks if set(mark["class"].split()) & statuses]
+        entities = [(document["id"], e["start"], e["end"], e["label"], e["label"]) for document in expected for e in document[kind]]
+        assert sorted(shown) == sorted(entities)
+    assert sum(len(document["gold"]) for document in expected) > 0
+    assert not [attributes for _, attributes in page.tags if "src" in attributes or "href" in attributes]
 
 
 @pytest.mark.ray
 def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, data_dir, tiny_bi_dir):
     pubtator = data_dir / "ncbi-disease-pubtator/test.pubtator"
     out = tmp_path / "pub"
-    assert main(["--model", str(tiny_bi_dir), "--dataset", str(pubtator), "--labels", "disease",
+    assert main(["--model", str(tiny_bi_dir), "--dataset", str(pubtator), "--labels", "disease", "sweep_thresholds=[]",
                  "--label-map", ",".join(f"{t}=disease" for t in DISEASE_MAP), "--output", str(out), "--max-documents", "3"]) == 0
     result = json.loads((out / "results.json").read_text())["datasets"][0]
+    assert "threshold_curve" not in result  # no sweep: no curve, none on the page either
+    page = HtmlPage((out / "report.html").read_text())
+    first_pmids = [line.split("|")[0] for line in pubtator.read_text().splitlines() if "|t|" in line][:3]
+    assert CURVES_ID not in page.scripts
+    assert [attributes["data-id"] for tag, attributes in page.tags if tag == "div" and "data-id" in attributes] == first_pmids
     documents, mentions = _count_pubtator(pubtator, set(DISEASE_MAP), 3)
     assert (result["documents"], result["gold_mentions"]) == (documents, mentions) == (3, mentions)
     assert result["format"] == "pubtator" and result["ignored_gold_mentions"] == {} and result["gold_offset_mismatches"] == 0
@@ -325,7 +388,7 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
 
     # a config with two datasets: two Ray tasks, pooled overall
     config = EvaluateConfig.model_validate({
-        "model": str(tiny_bi_dir), "output": str(tmp_path / "two"), "threshold": 0.3, "torch_threads": 1,
+        "model": str(tiny_bi_dir), "output": str(tmp_path / "two"), "threshold": 0.3, "torch_threads": 1, "sweep_thresholds": [0.3, 0.6],
         "datasets": [
             {"name": "ncbi-pub", "path": str(pubtator), "label_map": {"SpecificDisease": "disease"}, "max_documents": 2},
             {"name": "jnlpba", "path": str(data_dir / "bioner-iob/JNLPBA/test.tsv"), "max_documents": 10,
@@ -341,6 +404,9 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
     overall = results["overall"]
     assert overall["micro"]["strict"]["tp"] + overall["micro"]["strict"]["fn"] == sum(r["gold_mentions"] for r in results["datasets"])
     assert overall["macro"]["strict"]["f1"] == pytest.approx(sum(r["strict"]["f1"] for r in results["datasets"]) / 2)
+    pooled_at_03 = overall["threshold_curve"]["points"][0]
+    assert (pooled_at_03["threshold"], pooled_at_03["tp"], pooled_at_03["fp"]) == (0.3, overall["micro"]["strict"]["tp"], overall["micro"]["strict"]["fp"])
+    assert [point["threshold"] for point in overall["threshold_curve"]["points"]] == [0.3, 0.6]
     assert (tmp_path / "two" / "results.md").exists()
 
 
@@ -371,5 +437,6 @@ def test_evaluation_library_never_imports_ray():
     import subprocess
     import sys
 
-    code = "import sys, gliner.gold, gliner.evaluation, gliner.few_shot, gliner.report; sys.exit(1 if 'ray' in sys.modules else 0)"
+    code = ("import sys, gliner.gold, gliner.evaluation, gliner.few_shot, gliner.report, gliner.html_documents, gliner.html_report; "
+            "sys.exit(1 if 'ray' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

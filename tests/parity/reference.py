@@ -1,7 +1,7 @@
 """Upstream's computation, step by step, on this library's modules: what the parity tests compare against.
 
-The library runs one path: the factorised span head (gliner/model.py), length-sorted batches, a logit pre-filter
-before the sigmoid. Upstream builds every span vector (B, W, K, D), scores it against every label with an einsum,
+The library runs one path: the factorised span head (gliner/model.py), length-sorted batches, the sigmoid over
+each text's logits. Upstream builds every span vector (B, W, K, D), scores it against every label with an einsum,
 keeps the texts in input order and applies the sigmoid to the whole batch tensor. Bit-for-bit parity with
 upstream's recorded predictions needs exactly that, so it lives here, apart from the library.
 """
@@ -55,16 +55,17 @@ def reference_batch_loss(model: SpanModel, batch: dict, **loss_options) -> torch
 class ReferenceGLiNER(GLiNER):
     """GLiNER predicting as upstream does: input order, reference logits in fp32, the sigmoid over the batch."""
 
-    def _predict_chunks(self, chunks, words_per_text, labels, threshold, flat_ner, multi_label, batch_size) -> list[list[Span]]:
+    def _predict_chunks(self, chunks, words_per_text, labels, thresholds, flat_ner, multi_label, batch_size) -> dict[float, list[list[Span]]]:
         word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in chunks]
         labels_embeds = self.encode_labels(labels) if self.config.is_bi_encoder else None
-        results = []
+        results: dict[float, list[list[Span]]] = {threshold: [] for threshold in thresholds}
         for first in range(0, len(chunks), batch_size):
             batch_words = word_lists[first : first + batch_size]
             inputs = to_device(encode_words(self.tokenizer, batch_words, self.config.max_width, self._prompt(labels)), self.device)
             probs = torch.sigmoid(reference_logits(self.model, inputs, labels_embeds)[0].float())
             for row, words in enumerate(batch_words):
-                results.append(greedy_select(candidates_from_probs(probs[row], len(words), labels, threshold), flat_ner, multi_label))
+                for threshold in thresholds:
+                    results[threshold].append(greedy_select(candidates_from_probs(probs[row], len(words), labels, threshold), flat_ner, multi_label))
         return results
 
 
