@@ -38,6 +38,7 @@ from .job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
+from .shared_storage import absolute_local_path
 
 
 class DatasetSection(Section):
@@ -276,15 +277,11 @@ def _checked_inputs(config: EvaluateConfig, resolve_paths: bool) -> EvaluateConf
     if not resolve_paths:
         return config
     config = config.model_copy(deep=True)
-
-    def absolute(path: str) -> str:
-        return str(Path(path).expanduser().resolve()) if "://" not in path and Path(path).expanduser().exists() else path
-
-    config.model = absolute(config.model)
+    config.model = absolute_local_path(config.model)
     for dataset in config.datasets:
-        dataset.path = absolute(dataset.path)
+        dataset.path = absolute_local_path(dataset.path)
     if config.few_shot is not None:
-        config.few_shot.train_path = absolute(config.few_shot.train_path)
+        config.few_shot.train_path = absolute_local_path(config.few_shot.train_path)
     return config
 
 
