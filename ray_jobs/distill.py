@@ -37,6 +37,7 @@ from .fit_loop import STATE_FILE, MicroBatch, run_fit_loop
 from .job_command import FLAGS, BadInput, Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
+from .shared_storage import absolute_local_path
 
 ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
@@ -223,6 +224,9 @@ def fit_student(config: DistillConfig, address: str | None = None):
     from .ray_runtime import init_ray
 
     init_ray(address, outputs=[config.output], inputs=[config.model.base])
+    model = config.model
+    config = config.model_copy(update={"model": model.model_copy(update={"base": absolute_local_path(model.base),
+                                                                         "tokenizer": absolute_local_path(model.tokenizer)})})
     dataset, counts = prepare_pairs(config)
     return fit(config, train_loop_per_worker, dataset, config.output), counts
 

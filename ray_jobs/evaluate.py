@@ -47,6 +47,7 @@ from .job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
+from .shared_storage import absolute_local_path
 
 
 DEFAULT_SWEEP = [round(0.05 * step, 2) for step in range(1, 20)]  # 0.05, 0.1, ..., 0.95
@@ -309,15 +310,11 @@ def _checked_inputs(config: EvaluateConfig, resolve_paths: bool) -> EvaluateConf
     if not resolve_paths:
         return config
     config = config.model_copy(deep=True)
-
-    def absolute(path: str) -> str:
-        return str(Path(path).expanduser().resolve()) if "://" not in path and Path(path).expanduser().exists() else path
-
-    config.model = absolute(config.model)
+    config.model = absolute_local_path(config.model)
     for dataset in config.datasets:
-        dataset.path = absolute(dataset.path)
+        dataset.path = absolute_local_path(dataset.path)
     if config.few_shot is not None:
-        config.few_shot.train_path = absolute(config.few_shot.train_path)
+        config.few_shot.train_path = absolute_local_path(config.few_shot.train_path)
     return config
 
 

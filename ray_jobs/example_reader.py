@@ -4,9 +4,16 @@ can hold them."""
 from __future__ import annotations
 
 import json
+import math
 
 import fsspec
 import ray
+
+# In-memory examples (a JSON list, an IOB corpus) go into blocks of this many. Ray's default, up to 200 blocks, makes
+# the job's random_shuffle a 200 x 200 exchange of tiny objects: 34 s for the 4,560 BC5CDR train sentences on 2
+# cores (0.3 s in 4 blocks), and minutes for the CPU config's two corpora.
+EXAMPLES_PER_BLOCK = 2_000
+MAX_BLOCKS = 200
 
 
 def normalize_example(raw: dict) -> dict:
@@ -44,10 +51,15 @@ def read_examples(path: str, data_format: str = "auto", label_map: dict[str, str
             records = json.load(handle)
         if not isinstance(records, list):
             raise ValueError(f"{path}: a .json training file must hold a list of examples")
-        return ray.data.from_items([normalize_example(record) for record in records])
+        return examples_dataset(records)
     if data_format == "iob":
-        return ray.data.from_items([normalize_example(record) for record in iob_examples(path, label_map)])
+        return examples_dataset(iob_examples(path, label_map))
     raise ValueError(f"unknown training data format {data_format!r} (parquet, jsonl, json, iob)")
+
+
+def examples_dataset(records: list[dict]) -> ray.data.Dataset:
+    blocks = min(MAX_BLOCKS, max(1, math.ceil(len(records) / EXAMPLES_PER_BLOCK)))
+    return ray.data.from_items([normalize_example(record) for record in records], override_num_blocks=blocks)
 
 
 def iob_examples(path: str, label_map: dict[str, str] | None) -> list[dict]:

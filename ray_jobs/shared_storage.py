@@ -50,6 +50,16 @@ def require_shared_storage(outputs: Sequence[str] = (), inputs: Sequence[str] = 
             "mounts (e.g. the clusters' /mnt/shared)")
 
 
+def absolute_local_path(path: str | None) -> str | None:
+    """A relative path that exists here, made absolute: Ray Train workers run in a folder of their own, where a
+    relative model path is not found (and is then taken for a hub id). URLs, hub ids, `package:` references and
+    paths that do not exist here are returned as they are."""
+    if not path or is_url(path):
+        return path
+    local = Path(path).expanduser()
+    return str(local.resolve()) if local.exists() else path
+
+
 def _local(path: str) -> str:
     return str(Path(path.removeprefix("file://")).expanduser().resolve())
 

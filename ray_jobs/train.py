@@ -31,11 +31,12 @@ from .fit_loop import DEEPSPEED_DIR, STATE_FILE, MicroBatch, run_fit_loop
 from .job_command import Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
+from .shared_storage import absolute_local_path
 
 
 class ModelSection(Section):
-    backbone: str | None = None  # text encoder: local directory or hub id
-    labels_encoder: str | None = None  # set for a bi-encoder
+    backbone: str | None = None  # text encoder: local directory, hub id or package:<distribution> (gliner/model_path.py)
+    labels_encoder: str | None = None  # set for a bi-encoder (the same kinds of reference)
     init_from: str | None = None  # a GLiNER checkpoint to continue from (post-training)
     hidden_size: int | None = None
     max_width: int = Field(12, ge=1)
@@ -44,13 +45,29 @@ class ModelSection(Section):
     dropout: float = Field(0.4, ge=0.0, lt=1.0)
 
 
+DataFormat = Literal["auto", "parquet", "jsonl", "json", "iob"]  # auto: .jsonl, .json, .tsv (IOB2), else Parquet
+
+
+class TrainSource(Section):
+    """One of several training files, each with its own format and label map."""
+
+    path: str
+    format: DataFormat = "auto"
+    label_map: dict[str, str] | None = None  # IOB only: gold type -> label (every type the corpus has)
+
+
 class DataSection(Section):
-    train: str
-    format: Literal["auto", "parquet", "jsonl", "json", "iob"] = "auto"  # auto: .jsonl, .json, .tsv (IOB2), else Parquet
+    train: str | list[TrainSource]  # one file (read with format and label_map below), or several: their union
+    format: DataFormat = "auto"
     label_map: dict[str, str] | None = None  # IOB only: gold type -> label (every type the corpus has)
     max_types: int = Field(25, ge=1)
     max_neg_type_ratio: int = Field(1, ge=0)
     shuffle: bool = True
+
+    def sources(self) -> list[TrainSource]:
+        if isinstance(self.train, str):
+            return [TrainSource(path=self.train, format=self.format, label_map=self.label_map)]
+        return self.train
 
 
 class OptimSection(Section):
@@ -80,10 +97,16 @@ class TrainConfig(FitConfig):
     optim: OptimSection = OptimSection()
     loss: LossSection = LossSection()
 
+    # The data checks are here, not on DataSection: with a model_validator of its own, DataSection failed to unpickle
+    # (pydantic SchemaError) where Ray ships this module by value, as it does when `python -m ray_jobs.train` runs it.
     @model_validator(mode="after")
-    def _needs_a_model(self) -> "TrainConfig":
+    def _check(self) -> "TrainConfig":
         if not self.model.backbone and not self.model.init_from:
             raise ValueError("model.backbone or model.init_from must be set")
+        if not self.data.train:
+            raise ValueError("data.train is empty")
+        if isinstance(self.data.train, list) and (self.data.format != "auto" or self.data.label_map is not None):
+            raise ValueError("data.train lists several sources: give each its own format and label_map, not data.format or data.label_map")
         return self
 
 
@@ -189,11 +212,20 @@ def fit_model(config: TrainConfig, address: str | None = None):
     from .ray_runtime import init_ray
 
     output = Path(config.output).resolve() if "://" not in config.output else config.output
-    init_ray(address, outputs=[str(output)], inputs=[config.data.train, config.model.init_from or config.model.backbone])
-    dataset = read_examples(config.data.train, config.data.format, config.data.label_map)
+    sources = config.data.sources()
+    init_ray(address, outputs=[str(output)], inputs=[*(source.path for source in sources), config.model.init_from or config.model.backbone])
+    parts = [read_examples(source.path, source.format, source.label_map) for source in sources]
+    dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     if config.data.shuffle:
         dataset = dataset.random_shuffle(seed=config.seed)
-    return fit(config, train_loop_per_worker, dataset, str(output))
+    return fit(with_absolute_model_paths(config), train_loop_per_worker, dataset, str(output))
+
+
+def with_absolute_model_paths(config: TrainConfig) -> TrainConfig:
+    """The config the workers get: local model directories given relative to here made absolute."""
+    model = config.model
+    paths = {"backbone": model.backbone, "labels_encoder": model.labels_encoder, "init_from": model.init_from}
+    return config.model_copy(update={"model": model.model_copy(update={key: absolute_local_path(path) for key, path in paths.items()})})
 
 
 def export_final_model(result, output: Path) -> Path:

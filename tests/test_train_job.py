@@ -108,6 +108,11 @@ def test_config_flags_overrides_and_errors(tmp_path, tiny_backbone, train_file):
     with pytest.raises(ValueError, match="fp16 is not supported"):
         parse_args(["--config", str(path), "scale.precision=fp16"])
     assert parse_args(["--config", str(path), "scale.precision=bf16"])[0].scale.precision == "bf16"
+    several = parse_args(["--config", str(path), "data.train=[{path: a.tsv, label_map: {X: x}}, {path: b.json}]"])[0].data.sources()
+    assert [(source.path, source.label_map) for source in several] == [("a.tsv", {"X": "x"}), ("b.json", None)]
+    assert parse_args(["--config", str(path), "data.label_map={X: x}"])[0].data.sources()[0].label_map == {"X": "x"}
+    with pytest.raises(ValueError, match="give each its own format and label_map"):
+        parse_args(["--config", str(path), "data.train=[{path: a.tsv}]", "data.label_map={X: x}"])
 
 
 def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, tiny_bi_dir, train_file):
