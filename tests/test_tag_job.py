@@ -21,6 +21,26 @@ from synth.documents import Document, read_documents
 from synth.work_units import infer_format
 
 pytestmark = pytest.mark.ray
+
+
+def test_near_ties_are_the_only_differences_allowed():
+    """The comparison this module's tests use (tests/parity/near_ties.py): random models in Ray batches against the
+    library, where floating-point noise may decide near ties."""
+    entity = lambda start, end, label, score: {"start": start, "end": end, "label": label, "score": score, "text": "x"}  # noqa: E731
+    chosen, rival = entity(0, 10, "gene", 0.512641), entity(0, 10, "disease", 0.512644)
+    assert assert_same_predictions([chosen], [rival], "label flip on a near tie", 0.5) == 2
+    assert assert_same_predictions([], [entity(4, 9, "gene", 0.500004)], "kept at the threshold", 0.5) == 1
+    with pytest.raises(AssertionError, match="without a near tie"):
+        assert_same_predictions([entity(0, 10, "gene", 0.52)], [entity(0, 10, "disease", 0.51)], "a real difference", 0.5)
+    with pytest.raises(AssertionError, match="without a near tie"):
+        assert_same_predictions([chosen, entity(20, 30, "drug", 0.6)], [rival], "an extra entity", 0.5)
+    with pytest.raises(AssertionError):
+        assert_same_predictions([entity(0, 10, "gene", 0.52)], [entity(0, 10, "gene", 0.53)], "a score off", 0.5)
+    with pytest.raises(AssertionError, match="not upstream's order"):
+        assert_same_predictions([entity(0, 4, "gene", 0.51), entity(0, 9, "gene", 0.53)],
+                                [entity(0, 9, "gene", 0.53), entity(0, 4, "gene", 0.51)], "out of order", 0.5)
+
+
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["disease", "chemical"]
 THRESHOLD = 0.15

@@ -65,12 +65,30 @@ def bisect_threshold(inference, labels, entities_per_text: float) -> float:
     return round((low + high) / 2, 4)
 
 
-def build_cases(inference) -> list[dict]:
-    """The prediction settings recorded per model; `inference(texts, labels, threshold, flat_ner, multi_label)`."""
-    short_low = bisect_threshold(inference, SHORT_LABELS, 4.0)
-    short_high = bisect_threshold(inference, SHORT_LABELS, 1.5)
-    many_low = bisect_threshold(inference, MANY_LABELS, 4.0)
-    many_high = bisect_threshold(inference, MANY_LABELS, 1.5)
+DECISIVE_WINDOWS = ((0.1, 0.3), (0.3, 0.6))  # (low, high) threshold windows for trained models
+
+
+def decisive_threshold(scores: list[float], low: float, high: float) -> float:
+    """The threshold (4 decimals) in [low, high] farthest from every candidate span's score: the middle of the widest
+    gap between consecutive scores there."""
+    points = [low] + sorted(s for s in scores if low < s < high) + [high]
+    a, b = max(zip(points, points[1:]), key=lambda pair: pair[1] - pair[0])
+    return round((a + b) / 2, 4)
+
+
+def build_cases(inference, candidate_scores=None) -> list[dict]:
+    """The prediction settings recorded per model; `inference(texts, labels, threshold, flat_ner, multi_label)`.
+    Random models: thresholds bisected to about 4 and 1.5 flat entities per text. Trained models, given
+    `candidate_scores(labels)` (the scores of every candidate span of PARITY_TEXTS): each threshold is the point of
+    its window (DECISIVE_WINDOWS) farthest from every candidate score, so that no decision rests on a near tie."""
+    thresholds = {}
+    for name, labels in (("short", SHORT_LABELS), ("many", MANY_LABELS)):
+        if candidate_scores is None:
+            thresholds[name] = bisect_threshold(inference, labels, 4.0), bisect_threshold(inference, labels, 1.5)
+        else:
+            scores = candidate_scores(labels)
+            thresholds[name] = tuple(decisive_threshold(scores, *window) for window in DECISIVE_WINDOWS)
+    (short_low, short_high), (many_low, many_high) = thresholds["short"], thresholds["many"]
     return [
         {"labels": SHORT_LABELS, "threshold": short_low, "flat_ner": True, "multi_label": False},
         {"labels": SHORT_LABELS, "threshold": short_high, "flat_ner": True, "multi_label": False},
