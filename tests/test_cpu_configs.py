@@ -6,6 +6,7 @@ configs/annotate/tiny_cpu.yaml, configs/distill/tiny_cpu.yaml and configs/pipeli
 (`python -m synth.tiny_llm outputs/tiny_llm --gain 8`) and a vLLM engine: tests/test_configs_load.py checks that
 they read what the configs before them write, and tests/test_cluster_submit.py runs the whole tiny pipeline."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,13 +62,51 @@ def test_evaluate_tiny_cpu(minilm_cpu_output, tmp_path):
     assert [(dataset["name"], dataset["documents"]) for dataset in results["datasets"]] == [("NCBI-disease", 10), ("BC5CDR", 10)]
 
 
-def test_tag_ncbi_demo(minilm_cpu_output, tmp_path):
-    from ray_jobs.tag import main
+def test_demo_offline_is_quiet_and_its_page_shows_every_entity(local_ray, tmp_path):
+    """`make demo` on a clean machine without a hub: it trains configs/train/minilm_demo.yaml (2 steps here), tags the
+    100 abstracts, evaluates them with the sweep, prints under 40 lines with Ray's output in its log, and its
+    report.html marks every entity the model predicts on the shown documents, with its label, beside the gold ones.
+    Threshold 0.05 so that the briefly trained model predicts plenty."""
+    import ray
+    import torch
 
-    assert main(["--config", str(CONFIGS / "tag/ncbi_demo.yaml"), "--model", str(minilm_cpu_output / "final_model"), "--output", str(tmp_path)]) == 0
-    summary = json.loads((tmp_path / "_SUMMARY.json").read_text())
-    assert summary["counts"]["documents"] == 100 and summary["counts"]["errors"] == 0
-    assert list((tmp_path / "exports/pubtator").iterdir()) and list((tmp_path / "exports/bioc").iterdir())
+    from conftest import HtmlPage
+    from gliner import GLiNER
+    from gliner.pubtator import read_pubtator
+
+    outputs = tmp_path / "demo"
+    command = [sys.executable, "-m", "ray_jobs.demo", "--outputs", str(outputs), "--threshold", "0.05", "--train-steps", "2"]
+    environment = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=environment)
+    terminal = (completed.stdout + completed.stderr).splitlines()
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert len(terminal) < 40 and [line[:5] for line in terminal if line.startswith("[")] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert "trained offline: 2 steps of configs/train/minilm_demo.yaml" in terminal[1]
+    log = (outputs / "demo.log").read_text()
+    assert "Started a local Ray" not in log and "RayTrainWorker" in log  # joined this module's Ray; workers logged there
+
+    tag_summary = json.loads((outputs / "tag/_SUMMARY.json").read_text())
+    assert tag_summary["counts"]["documents"] == 100 and tag_summary["counts"]["errors"] == 0
+    assert list((outputs / "tag/exports/pubtator").iterdir()) and list((outputs / "tag/exports/bioc").iterdir())
+
+    results = json.loads((outputs / "evaluate/results.json").read_text())
+    page = HtmlPage((outputs / "evaluate/report.html").read_text())
+    assert json.loads(page.scripts["threshold-curves"])["overall"] == results["overall"]["threshold_curve"]
+    shown = read_pubtator(REPO / "data/ncbi-disease-pubtator/test.pubtator")[:10]
+    model = GLiNER.from_pretrained(outputs / "model/final_model")
+    torch.set_num_threads(2)
+    predicted = model.inference([document.text for document in shown], ["disease"], threshold=0.05)
+    marks = {(mark["document"]["data-id"], mark["class"].split()[1]): [] for mark in page.marks}
+    for mark in page.marks:
+        assert mark["tag"] == mark["data-label"] and mark["text"]
+        marks[mark["document"]["data-id"], mark["class"].split()[1]].append((int(mark["data-start"]), int(mark["data-end"]), mark["data-label"]))
+    for document, entities in zip(shown, predicted):
+        expected = sorted((entity["start"], entity["end"], entity["label"]) for entity in entities)
+        assert expected, "the shown documents need predictions to check"
+        drawn = marks.get((document.pmid, "correct"), []) + marks.get((document.pmid, "false"), [])
+        assert sorted(drawn) == expected, document.pmid
+        gold = marks.get((document.pmid, "found"), []) + marks.get((document.pmid, "missed"), [])
+        assert len(gold) == len({(m.start, m.end) for m in document.mentions})
 
 
 def test_curate_tiny_cpu(local_ray, tmp_path):
