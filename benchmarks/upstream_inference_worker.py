@@ -17,7 +17,9 @@ from gliner import GLiNER, GLiNERConfig  # noqa: E402
 def make_checkpoints(out_dir: str, backbone: str, train_data: str, steps: int) -> None:
     """MiniLM-backbone uni- and bi-encoders (hidden 512, upstream's default) briefly trained by upstream's own
     trainer on BC5CDR and NCBI-disease sentences: scores then look like a real model's (mostly far from the
-    threshold), which random heads do not give (every probability within ~0.01 of 0.5)."""
+    threshold), which random heads do not give (every probability within ~0.01 of 0.5). Each negative span x label
+    enters the loss with probability 0.2 (upstream's `masking="global"`, `negatives=0.2`): with every negative, the
+    first steps drive all logits below upstream's log-clamp and the model never predicts an entity."""
     examples = json.load(open(train_data))
     for name, labels_encoder, seed in (("uni", None, 101), ("bi", backbone, 103)):
         torch.manual_seed(seed)
@@ -26,7 +28,7 @@ def make_checkpoints(out_dir: str, backbone: str, train_data: str, steps: int) -
         model.train_model(
             examples, None, output_dir=os.path.join(out_dir, name + "_trainer"), max_steps=steps, learning_rate=5e-5,
             others_lr=1e-3, per_device_train_batch_size=8, use_cpu=True, save_steps=100000, logging_steps=50,
-            dataloader_num_workers=0, warmup_ratio=0.05,
+            dataloader_num_workers=0, warmup_ratio=0.05, masking="global", negatives=0.2,
         )
         model.save_pretrained(os.path.join(out_dir, name), safe_serialization=True)
 
@@ -35,7 +37,10 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     texts = json.load(open(args.texts))
     labels = json.load(open(args.labels))
-    model = GLiNER.from_pretrained(args.checkpoint, local_files_only=True)
+    # Upstream's own CPU options in 0.2.29: bf16 weights (`dtype=`) and int8 (`quantize`: torch's dynamic int8).
+    model = GLiNER.from_pretrained(args.checkpoint, local_files_only=True, **({"dtype": "bf16"} if args.mode == "bf16" else {}))
+    if args.mode == "int8":
+        model.quantize("int8")
     model.inference(texts[:4], labels, threshold=args.threshold, batch_size=args.batch_size)  # warm-up
     times = []
     for _ in range(args.repeats):  # the best of several runs: this machine's timings are noisy
@@ -60,6 +65,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--mode", choices=["fp32", "bf16", "int8"], default="fp32")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.make_checkpoints:

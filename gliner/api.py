@@ -38,6 +38,16 @@ from .inputs import (
 )
 from .model import MODEL_INPUTS, SpanModel, build_model
 from .model_path import resolve_packaged_model
+from .precision import (
+    AUTOCAST_DTYPES,
+    DEFAULT_MIN_AGREEMENT,
+    PRECISIONS,
+    PrecisionRefused,
+    entity_agreement,
+    load_calibration,
+    missing_cpu_kernels,
+    reduced_copy,
+)
 
 LONG_TEXT_MODES = ("window", "truncate", "error")
 LEGACY_EXTRA_TOKEN = "[FLERT]"  # upstream adds it first when it adds prompt tokens, shifting <<ENT>> by one
@@ -58,8 +68,10 @@ class GLiNER(nn.Module):
         self.labels_tokenizer = labels_tokenizer
         self.window_overlap = max(2 * config.max_width, 32)
         self._label_cache: dict[tuple, torch.Tensor] = {}  # bi-encoders: label vectors per label set
-        # Mixed precision for inference (e.g. torch.bfloat16 on GPU); None runs in the weights' dtype.
+        # Inference precision (set_precision): GPU autocast dtype, and on a CPU the fp32 model behind a reduced copy.
         self.autocast_dtype: torch.dtype | None = None
+        self.precision, self.precision_check = "fp32", None
+        self._exact_model: tuple = ()
         self.eval()
 
     # ----------------------------------------------------------------------------------------------- loading
@@ -77,9 +89,11 @@ class GLiNER(nn.Module):
         max_length: int | None = None,
         max_width: int | None = None,
         attn_implementation: str | None = None,
+        precision: str = "fp32",
     ) -> "GLiNER":
         """Load a checkpoint directory or hub id. Weights must match the model exactly (see docs/compatibility.md for the
-        few keys that are deliberately skipped). attn_implementation: e.g. "sdpa" or "eager" for the backbone."""
+        few keys that are deliberately skipped). attn_implementation: e.g. "sdpa" or "eager" for the backbone;
+        precision: see `set_precision` (a reduced CPU mode checks itself with its defaults)."""
         model_dir = resolve_model_dir(model_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         config = GLiNERConfig.from_json_file(model_dir / CONFIG_FILE)
         overrides = {"max_len": max_length, "max_width": max_width, "attn_implementation": attn_implementation}
@@ -98,7 +112,7 @@ class GLiNER(nn.Module):
                 _resize_embeddings(model, config, len(tokenizer))
         load_weights_strictly(model, read_state_dict(model_dir), config.is_bi_encoder)
         model.to(device=map_location, dtype=dtype)
-        return cls(config, model, tokenizer, labels_tokenizer)
+        return cls(config, model, tokenizer, labels_tokenizer).set_precision(precision)
 
     @classmethod
     def from_backbone(
@@ -142,7 +156,7 @@ class GLiNER(nn.Module):
         """gliner_config.json, model.safetensors and tokenizer files, loadable here and by upstream `gliner`."""
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
-        write_weights(self.model, save_directory)
+        write_weights(self._exact_model[0] if self._exact_model else self.model, save_directory)  # fp32, whatever the precision
         # Bi-encoders never run an LSTM; saying so keeps upstream from creating an unused one.
         config = dataclasses.replace(self.config, num_rnn_layers=0) if self.config.is_bi_encoder else self.config
         config.to_json_file(save_directory / CONFIG_FILE)
@@ -151,14 +165,53 @@ class GLiNER(nn.Module):
             self.labels_tokenizer.save_pretrained(str(save_directory / LABELS_TOKENIZER_DIR))
         return save_directory
 
-    def set_precision(self, precision: str) -> "GLiNER":
-        """"fp32" (default), "bf16" or "fp16": autocast for inference; weights stay as they are."""
-        choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-        if precision not in choices:
-            raise ValueError(f"precision must be one of {sorted(choices)}, got {precision!r}")
-        self.autocast_dtype = choices[precision]
+    def set_precision(self, precision: str, *, calibration: tuple[list[str], list[str]] | None = None,
+                      min_agreement: float = DEFAULT_MIN_AGREEMENT, threshold: float = 0.5) -> "GLiNER":
+        """"fp32" (exact, the default), "bf16", "fp16" or "int8" for inference (docs/performance.md has their speed and
+        agreement). On a GPU, bf16 and fp16 are autocast. On a CPU, bf16 and int8 reduce the backbone(s) only and
+        check themselves first (gliner/precision.py): `calibration` (texts, labels; default: shipped abstracts) is
+        predicted at `threshold` both ways, and a mode whose entity agreement with fp32 is below `min_agreement`
+        raises PrecisionRefused with the model left in fp32. `self.precision_check` keeps the measured agreement."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        self._restore_exact_model()
+        self.autocast_dtype, self.precision, self.precision_check = None, "fp32", None
         self._label_cache.clear()
+        if precision == "fp32":
+            return self
+        if self.device.type != "cpu" or precision == "fp16":
+            if precision == "int8":
+                raise ValueError("precision int8 is a CPU mode; on a GPU use bf16 or fp16")
+            self.autocast_dtype, self.precision = AUTOCAST_DTYPES[precision], precision
+            return self
+        missing = missing_cpu_kernels(precision)
+        if missing:
+            warnings.warn(f"precision {precision} not applied, staying fp32: {missing}, so {precision} would be slower", stacklevel=2)
+            return self
+        self._switch_to_reduced(precision, calibration, min_agreement, threshold)
         return self
+
+    def _switch_to_reduced(self, precision: str, calibration, min_agreement: float, threshold: float) -> None:
+        texts, labels = calibration if calibration is not None else load_calibration()
+        exact = self.inference(texts, labels, threshold=threshold)
+        exact_model, self.model = self.model, reduced_copy(self.model, precision)
+        self._label_cache.clear()
+        agreement = entity_agreement(precision, exact, self.inference(texts, labels, threshold=threshold), threshold)
+        if agreement.f1 is None or agreement.f1 < min_agreement:
+            self.model = exact_model
+            self._label_cache.clear()
+            measured = "undefined: fp32 finds no entity in the calibration sample" if agreement.f1 is None else f"{agreement.f1:.4f}"
+            raise PrecisionRefused(
+                f"precision {precision} refused, the model stays fp32: its entities agree with fp32's at F1 {measured} "
+                f"(min_agreement {min_agreement}) on {agreement.texts} calibration texts ({agreement.fp32_entities} fp32 "
+                f"entities, {agreement.entities} in {precision}, {agreement.matching} identical)")
+        self._exact_model = (exact_model,)  # a tuple: not a submodule, so state_dict() stays the model's
+        self.precision, self.precision_check = precision, agreement.to_dict()
+
+    def _restore_exact_model(self) -> None:
+        if self._exact_model:
+            self.model = self._exact_model[0]
+            self._exact_model = ()
 
     def compile(self, **options) -> "GLiNER":
         """torch.compile the backbone(s) (dynamic shapes); the module tree and checkpoint keys stay unchanged."""
@@ -169,6 +222,8 @@ class GLiNER(nn.Module):
 
     def train(self, mode: bool = True) -> "GLiNER":
         self._label_cache.clear()  # weights are about to change
+        if mode and self._exact_model:
+            self.set_precision("fp32")  # training updates the fp32 model, never a reduced copy
         return super().train(mode)
 
     @property

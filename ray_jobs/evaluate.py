@@ -95,7 +95,8 @@ class EvaluateConfig(Section):
     flat_ner: bool = True
     batch_size: int = Field(8, ge=1)
     long_text: Literal["window", "truncate", "error"] = "window"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"  # bf16/int8 on CPUs check themselves (gliner/precision.py)
+    min_agreement: float = Field(0.99, ge=0.0, le=1.0)  # a reduced CPU precision agreeing less with fp32 is refused
     num_cpus_per_task: float = Field(1.0, gt=0)
     num_gpus_per_task: float = Field(0.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)  # per task; default: num_cpus_per_task (at least 1)
@@ -167,6 +168,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
     import torch
 
     from gliner import GLiNER
+    from gliner.precision import set_precision_or_fp32
 
     started = time.perf_counter()
     gold = load_gold(dataset["path"], dataset["format"], dataset["label_map"], dataset["labels"], dataset["max_documents"])
@@ -175,7 +177,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
     device = "cuda" if options["num_gpus"] > 0 and torch.cuda.is_available() else "cpu"
     loaded = time.perf_counter()
     gliner = GLiNER.from_pretrained(model, map_location=device)
-    gliner.set_precision(options["precision"])
+    set_precision_or_fp32(gliner, options["precision"], options["min_agreement"])
     load_s = time.perf_counter() - loaded
     predicting = time.perf_counter()
     threshold, sweep = options["threshold"], options["sweep_thresholds"]
@@ -195,6 +197,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
     }
     result["documents_per_s"] = round(len(gold.spans) / predict_s, 2) if predict_s > 0 else None
     result["device"] = device
+    result["precision"], result["precision_check"] = gliner.precision, gliner.precision_check
     result["node"] = os.uname().nodename
     return result, report_documents(gold, predictions[threshold], options["report_documents"])
 
@@ -224,6 +227,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
         "batch_size": config.batch_size,
         "long_text": config.long_text,
         "precision": config.precision,
+        "min_agreement": config.min_agreement,
         "num_cpus": config.num_cpus_per_task,
         "num_gpus": config.num_gpus_per_task,
         "torch_threads": config.torch_threads,

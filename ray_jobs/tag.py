@@ -79,7 +79,8 @@ class TagConfig(Section):
     read_cpus: float = Field(1.0, gt=0)  # per read task
     commit_cpus: float = Field(0.5, gt=0)  # per commit task
     torch_threads: int | None = Field(None, ge=1)  # per actor; default: cpus_per_actor
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"  # bf16/int8 on CPUs check themselves (gliner/precision.py)
+    min_agreement: float = Field(0.99, ge=0.0, le=1.0)  # a reduced CPU precision agreeing less with fp32 is refused
 
     @model_validator(mode="after")
     def _check(self) -> "TagConfig":
@@ -154,11 +155,13 @@ class UnitTagger:
         import torch
 
         from gliner import GLiNER
+        from gliner.precision import set_precision_or_fp32
 
         if self.config.gpus_per_actor > 0 and not torch.cuda.is_available():
             raise RuntimeError(f"gpus_per_actor={self.config.gpus_per_actor}, but this actor sees no CUDA device (a CPU-only torch?)")
         device = "cuda" if self.config.gpus_per_actor > 0 else "cpu"
-        return GLiNER.from_pretrained(self.config.model, map_location=device).set_precision(self.config.precision)
+        model = GLiNER.from_pretrained(self.config.model, map_location=device)
+        return set_precision_or_fp32(model, self.config.precision, self.config.min_agreement)
 
     def predict(self, texts: list[str]) -> list[list[dict]]:
         import torch
@@ -173,7 +176,7 @@ class UnitTagger:
         documents = unpack(row, "documents")
         predictions, failures = self.predict_each_if_needed(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), unit_of(row).path)
         stats = {"actor": self.actor_id, "actor_node": self.node_id, "tag_started_at": started_at, "tag_seconds": round(time.perf_counter() - started, 3),
-                 "actor_peak_rss_mb": peak_rss_mb()}
+                 "actor_peak_rss_mb": peak_rss_mb(), "precision": self.model.precision, "precision_check": self.model.precision_check}
         return tagged_unit(row, documents, predictions, self.config, stats, failures)
 
     def predict_each_if_needed(self, doc_ids: list[str], texts: list[str], path: str) -> tuple[list[list[dict]], list[dict]]:
@@ -284,7 +287,8 @@ def _counts(units: list[WorkUnit], this_run: list[dict], markers: list[dict], ta
         per_label.update(marker["entities_per_label"])
     actors: dict[str, dict] = {}
     for item in this_run:
-        actor = actors.setdefault(item["actor"], {"units": 0, "documents": 0, "peak_rss_mb": 0.0})
+        actor = actors.setdefault(item["actor"], {"units": 0, "documents": 0, "peak_rss_mb": 0.0, "precision": item["precision"],
+                                                  "precision_check": item["precision_check"]})
         actor["units"] += 1
         actor["documents"] += item["documents"]
         actor["peak_rss_mb"] = max(actor["peak_rss_mb"], item["actor_peak_rss_mb"])
@@ -296,6 +300,7 @@ def _counts(units: list[WorkUnit], this_run: list[dict], markers: list[dict], ta
                    "errors": sum(marker["errors"] for marker in mine), "deletions": sum(marker["deletions"] for marker in mine),
                    "entities_per_label": dict(sorted(per_label.items()))},
         "this_run": {"documents": documents_run, "tagging_seconds": round(tagging_s, 2),
+                     "precisions": sorted({item["precision"] for item in this_run}),
                      "docs_per_s": round(documents_run / tagging_s, 2) if tagging_s > 0 else 0.0, "actors": actors,
                      "peak_rss_mb": {stage: max((item[f"{stage}_peak_rss_mb"] for item in this_run), default=0.0)
                                      for stage in ("read", "actor", "commit")}},

@@ -56,10 +56,13 @@ def test_minilm_cpu_trains_from_the_packaged_minilm_and_the_shipped_corpora(mini
 def test_evaluate_tiny_cpu(minilm_cpu_output, tmp_path):
     from ray_jobs.evaluate import main
 
-    argv = ["--config", str(CONFIGS / "evaluate/tiny_cpu.yaml"), f"model={minilm_cpu_output / 'final_model'}", f"output={tmp_path}", "max_documents=10"]
+    argv = ["--config", str(CONFIGS / "evaluate/tiny_cpu.yaml"), f"model={minilm_cpu_output / 'final_model'}", f"output={tmp_path}",
+            "max_documents=10", "precision=int8"]
     assert main(argv) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert [(dataset["name"], dataset["documents"]) for dataset in results["datasets"]] == [("NCBI-disease", 10), ("BC5CDR", 10)]
+    # A 2-step model finds no entity on the calibration sample, so int8's agreement is undefined: refused, run in fp32.
+    assert [(dataset["precision"], dataset["precision_check"]) for dataset in results["datasets"]] == [("fp32", None)] * 2
 
 
 def test_demo_offline_is_quiet_and_its_page_shows_every_entity(local_ray, tmp_path):
@@ -87,6 +90,7 @@ def test_demo_offline_is_quiet_and_its_page_shows_every_entity(local_ray, tmp_pa
 
     tag_summary = json.loads((outputs / "tag/_SUMMARY.json").read_text())
     assert tag_summary["counts"]["documents"] == 100 and tag_summary["counts"]["errors"] == 0
+    assert tag_summary["this_run"]["precisions"] == ["fp32"]
     assert list((outputs / "tag/exports/pubtator").iterdir()) and list((outputs / "tag/exports/bioc").iterdir())
 
     results = json.loads((outputs / "evaluate/results.json").read_text())

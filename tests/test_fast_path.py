@@ -175,11 +175,13 @@ def test_batches_group_similar_lengths(tiny_uni_dir):
 
 
 @pytest.mark.parametrize("kind", ["uni", "bi"])
-def test_bf16_autocast_runs_and_stays_close(kind, request):
+def test_bf16_runs_and_stays_close(kind, request):
+    """CPU bf16 (a bf16 backbone; tests/test_precision.py checks the mode itself): random weights, so the self-check
+    is let through (threshold 0 gives it entities to compare, min_agreement 0 accepts them)."""
     model = GLiNER.from_pretrained(request.getfixturevalue(f"tiny_{kind}_dir"))
     words = [split_words(t).tokens[:40] for t in RECORD["texts"][:6]]
     _, fp32 = both_logits(model, words, ["disease", "chemical"])
-    model.set_precision("bf16")
+    model.set_precision("bf16", threshold=0.0, min_agreement=0.0)
     with torch.inference_mode():
         bf16 = model._logits(words, ["disease", "chemical"], model._label_inputs(["disease", "chemical"]))
     finite = torch.isfinite(fp32)
