@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from umls_semantic_types import UMLS_SEMANTIC_TYPES  # noqa: E402
 
 from gliner.iob import read_iob  # noqa: E402
+from gliner.precision import entity_agreement  # noqa: E402
 from gliner.pubtator import read_pubtator  # noqa: E402
 from gliner.inputs import split_words  # noqa: E402
 
@@ -76,18 +77,6 @@ def run_worker(python: Path, script: str, checkpoint: Path, texts: Path, labels:
                "--labels", str(labels_file), "--out", str(out), *extra]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads(out.read_text())
-
-
-def entity_keys(predictions: list[list[dict]]) -> list[set]:
-    return [{(e["start"], e["end"], e["label"]) for e in entities} for entities in predictions]
-
-
-def entity_f1(predictions: list[list[dict]], reference: list[list[dict]]) -> float | None:
-    """F1 of one run's entities against a reference run's (span and label exact); None (undefined) when neither
-    has any entity, never 100%."""
-    ours, theirs = entity_keys(predictions), entity_keys(reference)
-    total = sum(map(len, ours)) + sum(map(len, theirs))
-    return 2 * sum(len(a & b) for a, b in zip(ours, theirs)) / total if total else None
 
 
 def identical_documents(ours: list[list[dict]], theirs: list[list[dict]]) -> tuple[float, float]:
@@ -147,7 +136,7 @@ def main() -> None:
             row["runs"][f"{side} {mode}"] = {
                 "words_per_s": words / run["seconds"], "peak_rss_mib": run["peak_rss_mib"],
                 "entities": sum(map(len, run["predictions"])),
-                "entity_f1_vs_own_fp32": entity_f1(run["predictions"], reference),
+                "entity_f1_vs_own_fp32": entity_agreement(f"{side} {mode}", reference, run["predictions"], 0.5).f1,  # None: undefined
                 "identical_documents_vs_own_fp32": identical_documents(run["predictions"], reference)[0],
                 "precision_check": run.get("precision_check"),
             }

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-CPU_MODES = ("bf16", "int8")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DEFAULT_CALIBRATION = Path(__file__).with_name("calibration.json")

@@ -79,7 +79,7 @@ def obtain_model(requested: str | None, outputs: Path, train_steps: int | None) 
         return requested, "given"
     if train_steps is not None:
         return train_demo_model(outputs, [f"max_steps={train_steps}", f"checkpoint_every={train_steps}"])
-    demo_trained = outputs / "model" / "final_model"
+    demo_trained = demo_model_dir(outputs) / "final_model"
     for trained in (TRAINED_BY_CONFIG, demo_trained):
         if (trained / "model.safetensors").exists():
             return str(trained), "trained by an earlier run"
@@ -91,7 +91,7 @@ def obtain_model(requested: str | None, outputs: Path, train_steps: int | None) 
 def train_demo_model(outputs: Path, overrides: list[str]) -> tuple[str, str]:
     from .train import parse_args, run
 
-    config, _ = parse_args(["--config", str(CONFIGS / "train/minilm_demo.yaml"), "--output", str(outputs / "model"), *overrides])
+    config, _ = parse_args(["--config", str(CONFIGS / "train/minilm_demo.yaml"), "--output", str(demo_model_dir(outputs)), *overrides])
     summary = run(config)
     metrics = summary["metrics"]
     rate = metrics.get("steady_examples_per_s") or metrics.get("examples_seen", 0) / max(summary["seconds"], 1e-9)
@@ -99,8 +99,13 @@ def train_demo_model(outputs: Path, overrides: list[str]) -> tuple[str, str]:
                                     f"{summary['seconds']:.0f} s, {rate:.1f} examples/s")
 
 
+def demo_model_dir(outputs: Path) -> Path:
+    """Where the demo trains its own model (the train job's output; the model is its final_model/)."""
+    return outputs / "model"
+
+
 def default_threshold(model: str, outputs: Path) -> float:
-    return DEMO_MODEL_THRESHOLD if Path(model).resolve() == (outputs / "model" / "final_model").resolve() else 0.5
+    return DEMO_MODEL_THRESHOLD if Path(model).resolve() == (demo_model_dir(outputs) / "final_model").resolve() else 0.5
 
 
 def tag(model: str, threshold: float, output: Path) -> dict:
@@ -119,11 +124,12 @@ def evaluate(model: str, threshold: float, output: Path) -> dict:
     return run(config)
 
 
-def tagged_titles(tag_output: Path, count: int) -> list[str]:
-    """The first `count` documents' titles with their entities in brackets: [text](label score)."""
+def tagged_titles(tag_summary: dict, count: int) -> list[str]:
+    """The first `count` documents' titles of the tag run's input, with their entities in brackets: [text](label score)."""
     from gliner.pubtator import read_pubtator
 
-    documents = read_pubtator(CONFIGS.parent / "data/ncbi-disease-pubtator/test.pubtator")[:count]
+    tag_output = Path(tag_summary["config"]["output"])
+    documents = read_pubtator(tag_summary["config"]["input"])[:count]
     entities: dict[str, list[dict]] = {}
     for path in sorted((tag_output / "entities").glob("*.parquet")):
         for row in pq.read_table(path).to_pylist():
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"demo failed: {type(error).__name__}: {error} (details in {log})")
         return 1
     say("\nA few tagged titles:")
-    for line in tagged_titles(outputs / "tag", 4):
+    for line in tagged_titles(tag_summary, 4):
         say(line)
     say(f"\nOpen {outputs / 'evaluate' / 'report.html'} (scores, the threshold curve, documents with their entities).")
     say(f"Entities: {outputs / 'tag' / 'entities'}; PubTator and BioC: {outputs / 'tag' / 'exports'}.")
