@@ -242,14 +242,9 @@ class SpanModel(nn.Module):
         self.span_head = SpanHead(config.span_mode, config.hidden_size, config.max_width, config.dropout)
         self.prompt_rep_layer = projection_mlp(config.hidden_size, config.hidden_size, config.dropout)
 
-    @property
-    def head_dtype(self) -> torch.dtype:
-        """The dtype of everything after the backbone(s), which a reduced CPU precision leaves fp32 (precision.py)."""
-        return self.prompt_rep_layer[0].weight.dtype
-
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, T, D)."""
-        tokens = run_backbone(self.backbone, input_ids, attention_mask).to(self.head_dtype)  # (B, T, H)
+        tokens = run_backbone(self.backbone, input_ids, attention_mask)  # (B, T, H)
         return self.projection(tokens) if hasattr(self, "projection") else tokens
 
     def score(self, words: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -288,7 +283,7 @@ class BiEncoderSpanModel(SpanModel):
     def encode_labels(self, labels_input_ids: torch.Tensor, labels_attention_mask: torch.Tensor) -> torch.Tensor:
         """(C, L) label tokens -> (C, D) label vectors: the masked mean over every non-pad token, [CLS] and [SEP]
         included, before prompt_rep_layer (what upstream's `encode_labels` returns)."""
-        tokens = run_backbone(self.labels_backbone, labels_input_ids, labels_attention_mask).to(self.head_dtype)  # (C, L, H)
+        tokens = run_backbone(self.labels_backbone, labels_input_ids, labels_attention_mask)  # (C, L, H)
         if hasattr(self, "labels_projection"):
             tokens = self.labels_projection(tokens)  # (C, L, D)
         weights = labels_attention_mask.unsqueeze(-1).to(tokens.dtype)

@@ -90,11 +90,19 @@ def reduced_copy(model: nn.Module, precision: str) -> nn.Module:
 def reduced_backbone(backbone: nn.Module, precision: str) -> nn.Module:
     if precision == "bf16":
         backbone = backbone.to(torch.bfloat16)
+        backbone.register_forward_hook(hidden_states_to_fp32)  # the fp32 rest of the model takes fp32 inputs
     else:
         with warnings.catch_warnings():  # torch.ao's eager dynamic quantization warns that torchao will replace it
             warnings.simplefilter("ignore")
             backbone = torch.ao.quantization.quantize_dynamic(backbone, {nn.Linear}, dtype=torch.qint8)
     return backbone
+
+
+def hidden_states_to_fp32(module: nn.Module, inputs, output):
+    """Forward hook: a bf16 backbone's output (a transformers ModelOutput: run_backbone asks for return_dict) with
+    its last hidden states cast to fp32."""
+    output.last_hidden_state = output.last_hidden_state.float()
+    return output
 
 
 def load_calibration(path: str | Path = DEFAULT_CALIBRATION) -> tuple[list[str], list[str]]:
