@@ -2,7 +2,6 @@
 including how much of the time is spent inside the backbone's forward."""
 import argparse
 import json
-import resource
 import sys
 import time
 import warnings
@@ -16,6 +15,7 @@ sys.path.insert(0, str(REPO / "tests" / "parity"))
 from reference import ReferenceGLiNER  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
+from peak_memory import peak_rss_mib  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -53,7 +53,7 @@ def main(args) -> None:
         predictions = model.inference(texts, labels, threshold=args.threshold, batch_size=args.batch_size, long_text=args.long_text)
         times.append(time.perf_counter() - start)
     seconds = min(times)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     backbone_seconds = sum(timer.seconds for timer in timers)
     result = {"seconds": seconds, "backbone_share": backbone_seconds / sum(times), "peak_rss_mib": peak_mib, "predictions": predictions,
               "precision": model.precision, "precision_check": model.precision_check}

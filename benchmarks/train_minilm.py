@@ -8,7 +8,10 @@
    DeepSpeed, fp32 on 2 threads, the packaged MiniLM), timed end to end. `--reuse` skips this when the model already exists.
 3. Evaluate with `ray_jobs.evaluate` (configs/evaluate/biomed_zero_shot.yaml): supervised BC5CDR and NCBI-disease
    test, zero-shot BC2GM, linnaeus, JNLPBA, and NCBI-disease abstracts (PubTator, document level).
-4. Upstream check: the trained checkpoint loaded by upstream gliner==0.2.29 predicts on the 100 NCBI test
+4. Precision modes: strict F1 on NCBI-disease test (sentences and PubTator abstracts) with the trained model in fp32,
+   bf16 and int8 (gliner/precision.py; min_agreement 0, so every mode runs and its self-check is recorded), and each
+   mode's entity F1 against fp32's on the same documents.
+5. Upstream check: the trained checkpoint loaded by upstream gliner==0.2.29 predicts on the 100 NCBI test
    abstracts; the share of abstracts with identical entity lists against ours (upstream's computation, tests/parity/reference.py) is reported.
 Writes benchmarks/results/train_minilm.json; benchmarks/train_minilm.md records a run's output.
 """
@@ -25,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from inference_vs_upstream import UPSTREAM, agreement, ensure_upstream_venv, machine, run_worker, versions  # noqa: E402
+from inference_vs_upstream import UPSTREAM, ensure_upstream_venv, identical_documents, machine, run_worker, versions  # noqa: E402
 
 from ray_jobs.example_reader import iob_examples  # noqa: E402
 from ray_jobs.job_config import load_config  # noqa: E402
@@ -57,6 +60,40 @@ def evaluate() -> dict:
     return run(config)["results"]
 
 
+PRECISION_DATASETS = {
+    "NCBI-disease": ("data/bioner-iob/NCBI-disease/test.tsv", {"Disease": "disease"}),
+    "NCBI-disease (PubTator)": ("data/ncbi-disease-pubtator/test.pubtator",
+                                {"SpecificDisease": "disease", "DiseaseClass": "disease", "CompositeMention": "disease", "Modifier": "disease"}),
+}
+
+
+def precision_modes(threshold: float = 0.5) -> dict:
+    """{precision: {"self_check": ..., dataset: {"strict_f1", "entity_f1_vs_fp32", "seconds"}}}."""
+    import torch
+
+    from gliner import GLiNER
+    from gliner.evaluation import evaluate_predictions, predict
+    from gliner.gold import load_gold
+    from gliner.precision import entity_agreement
+
+    torch.set_num_threads(2)
+    golds = {name: load_gold(str(REPO / path), label_map=label_map) for name, (path, label_map) in PRECISION_DATASETS.items()}
+    as_entities = lambda spans_per_doc: [[{"start": s, "end": e, "label": label} for s, e, label in spans] for spans in spans_per_doc]  # noqa: E731
+    model, fp32, modes = GLiNER.from_pretrained(OUTPUT / "final_model"), {}, {}
+    for precision in ("fp32", "bf16", "int8"):
+        model.set_precision(precision, min_agreement=0.0, threshold=threshold)
+        modes[precision] = {"self_check": model.precision_check}
+        for name, gold in golds.items():
+            started = time.perf_counter()
+            predicted = predict(model, gold, threshold)
+            seconds = time.perf_counter() - started
+            fp32.setdefault(name, predicted)
+            agreement = entity_agreement(precision, as_entities(fp32[name]), as_entities(predicted), threshold)
+            modes[precision][name] = {"strict_f1": evaluate_predictions(gold, predicted)["strict"]["f1"],
+                                      "entity_f1_vs_fp32": agreement.f1, "entities": agreement.entities, "seconds": round(seconds, 2)}
+    return modes
+
+
 def upstream_agreement() -> dict:
     texts = [document.text for document in read_pubtator(REPO / "data/ncbi-disease-pubtator/test.pubtator")]
     work = REPO / "benchmarks" / ".work"
@@ -67,7 +104,8 @@ def upstream_agreement() -> dict:
     theirs = run_worker(UPSTREAM, "upstream_inference_worker.py", OUTPUT / "final_model", texts_file, labels, work / "trained_up.json", ["--repeats", "1"])
     ours = run_worker(REPO / ".venv/bin/python", "ours_inference_worker.py", OUTPUT / "final_model", texts_file, labels, work / "trained_ours.json",
                       ["--repeats", "1", "--reference"])
-    same, max_diff, entities = agreement(ours["predictions"], theirs["predictions"])
+    same, max_diff = identical_documents(ours["predictions"], theirs["predictions"])
+    entities = sum(map(len, theirs["predictions"]))
     return {"documents": len(texts), "identical_share": same, "max_score_diff": max_diff, "upstream_entities": entities}
 
 
@@ -84,10 +122,11 @@ def main() -> None:
         train_seconds = train()
     training = json.loads(summary_file.read_text())
     results = evaluate()
+    modes = precision_modes()
     check = upstream_agreement()
     f1 = {row["name"]: {"strict": row["strict"]["f1"], "relaxed": row["relaxed"]["f1"]} for row in results["datasets"]}
     record = {"machine": machine(), "versions": versions(), "training_examples": examples, "train_seconds": train_seconds,
-              "train_metrics": training.get("metrics"), "strict_micro_f1": f1, "targets": TARGETS, "upstream_check": check}
+              "train_metrics": training.get("metrics"), "strict_micro_f1": f1, "targets": TARGETS, "precision_modes": modes, "upstream_check": check}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))

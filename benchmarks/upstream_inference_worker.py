@@ -3,7 +3,6 @@ inference scenario. Called by inference_vs_upstream.py; it never imports this pr
 import argparse
 import json
 import os
-import resource
 import time
 import warnings
 
@@ -12,6 +11,7 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 from gliner import GLiNER, GLiNERConfig  # noqa: E402
+from peak_memory import peak_rss_mib  # noqa: E402
 
 
 def make_checkpoints(out_dir: str, backbone: str, train_data: str, steps: int) -> None:
@@ -48,7 +48,7 @@ def run(args) -> None:
         predictions = model.inference(texts, labels, threshold=args.threshold, batch_size=args.batch_size)
         times.append(time.perf_counter() - start)
     seconds = min(times)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     json.dump({"seconds": seconds, "peak_rss_mib": peak_mib, "predictions": predictions}, open(args.out, "w"))
 
 

@@ -168,10 +168,12 @@ class GLiNER(nn.Module):
     def set_precision(self, precision: str, *, calibration: tuple[list[str], list[str]] | None = None,
                       min_agreement: float = DEFAULT_MIN_AGREEMENT, threshold: float = 0.5) -> "GLiNER":
         """"fp32" (exact, the default), "bf16", "fp16" or "int8" for inference (docs/performance.md has their speed and
-        agreement). On a GPU, bf16 and fp16 are autocast. On a CPU, bf16 and int8 reduce the backbone(s) only and
-        check themselves first (gliner/precision.py): `calibration` (texts, labels; default: shipped abstracts) is
-        predicted at `threshold` both ways, and a mode whose entity agreement with fp32 is below `min_agreement`
-        raises PrecisionRefused with the model left in fp32. `self.precision_check` keeps the measured agreement."""
+        agreement). On a GPU, bf16 and fp16 are autocast. On a CPU, bf16 and int8 run a reduced copy of the model
+        (its label dot-products and logits fp32) and check themselves first (gliner/precision.py): `calibration`
+        (texts, labels; default: shipped abstracts) is predicted at `threshold` both ways, and a mode whose entity
+        agreement with fp32 is below `min_agreement`, or undefined (no entity either way), raises PrecisionRefused
+        with the model left in fp32; min_agreement 0 accepts whatever it measures.
+        `self.precision_check` keeps the measured agreement and whether it was accepted, refused modes included."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         self._restore_exact_model()
@@ -197,7 +199,9 @@ class GLiNER(nn.Module):
         exact_model, self.model = self.model, reduced_copy(self.model, precision)
         self._label_cache.clear()
         agreement = entity_agreement(precision, exact, self.inference(texts, labels, threshold=threshold), threshold)
-        if agreement.f1 is None or agreement.f1 < min_agreement:
+        accepted = min_agreement == 0 or (agreement.f1 is not None and agreement.f1 >= min_agreement)  # 0: measure only
+        self.precision_check = {**agreement.to_dict(), "min_agreement": min_agreement, "accepted": accepted}
+        if not accepted:
             self.model = exact_model
             self._label_cache.clear()
             measured = "undefined: fp32 finds no entity in the calibration sample" if agreement.f1 is None else f"{agreement.f1:.4f}"
@@ -206,7 +210,7 @@ class GLiNER(nn.Module):
                 f"(min_agreement {min_agreement}) on {agreement.texts} calibration texts ({agreement.fp32_entities} fp32 "
                 f"entities, {agreement.entities} in {precision}, {agreement.matching} identical)")
         self._exact_model = (exact_model,)  # a tuple: not a submodule, so state_dict() stays the model's
-        self.precision, self.precision_check = precision, agreement.to_dict()
+        self.precision = precision
 
     def _restore_exact_model(self) -> None:
         if self._exact_model:

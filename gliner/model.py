@@ -198,12 +198,13 @@ class SpanHead(nn.Module):
     def label_side(self, labels: torch.Tensor) -> LabelSide:
         """labels (B, C, D), after prompt_rep_layer -> the per-label factors q (B, C, 4D or 2D) and beta (B, C)."""
         last = self.last_layer
+        labels = labels.to(last.weight.dtype)  # the label side, and so the logits, run in the last layer's dtype
         return LabelSide(vectors=labels @ last.weight, bias=labels @ last.bias)
 
     def forward(self, words: torch.Tensor, labels: LabelSide) -> torch.Tensor:
         """words (B, W, D) -> logits (B, W, K, C); spans running past the last word get -inf."""
         batch, num_words, _ = words.shape
-        logits = words.new_full((batch, num_words, self.max_width, labels.bias.size(-1)), float("-inf"))
+        logits = labels.bias.new_full((batch, num_words, self.max_width, labels.bias.size(-1)), float("-inf"))
         starts = self.project_start(words).relu()  # (B, W, D)
         ends = self.project_end(words).relu()  # (B, W, D)
         if self.span_mode == "markerV0":
@@ -219,10 +220,11 @@ class SpanHead(nn.Module):
         label_vectors_t = labels.vectors.transpose(1, 2)  # (B, 4D, C)
         for offset in range(min(self.max_width, num_words)):  # span (s, s + offset) for every start s at once
             hidden = self.out_project[2]((start_terms[:, : num_words - offset] + end_terms[:, offset:]).relu())  # dropout
-            logits[:, : num_words - offset, offset] = torch.baddbmm(labels.bias.unsqueeze(1), hidden, label_vectors_t)
+            logits[:, : num_words - offset, offset] = torch.baddbmm(labels.bias.unsqueeze(1), hidden.to(label_vectors_t.dtype), label_vectors_t)
 
     def _fill_one_layer(self, starts, ends, labels: LabelSide, logits: torch.Tensor) -> None:
         width, num_words = starts.size(-1), starts.size(1)
+        starts, ends = starts.to(labels.vectors.dtype), ends.to(labels.vectors.dtype)
         start_scores = starts @ labels.vectors[..., :width].transpose(1, 2)  # (B, W, C)
         end_scores = ends @ labels.vectors[..., width:].transpose(1, 2) + labels.bias.unsqueeze(1)  # (B, W, C)
         for offset in range(min(self.max_width, num_words)):

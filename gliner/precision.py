@@ -1,12 +1,13 @@
 """Inference precision: exact fp32 (the default) or a reduced mode, and the agreement check that guards the latter.
 
-On a GPU, "bf16" and "fp16" run the model under autocast. On a CPU the reduced modes change the backbone(s) only,
-the part that holds nearly all of the compute; the projection, LSTM, span head and label side stay fp32, so logits and
-the threshold comparison are fp32 in every mode:
-  "bf16": the backbone(s) hold bf16 weights and run oneDNN's bf16 kernels (AVX-512-BF16 or AMX), their outputs are
-          cast back to fp32;
-  "int8": the backbone(s)' linear layers are dynamically quantized (int8 weights per output channel, int8
-          activations scaled per batch; VNNI or AMX kernels).
+On a GPU, "bf16" and "fp16" run the model under autocast. On a CPU a reduced mode runs a reduced copy of the model,
+kept beside the fp32 one:
+  "bf16": every weight is bf16 (backbones, projections, LSTM, span head MLPs) and runs oneDNN's bf16 kernels
+          (AVX-512-BF16 or AMX), except the span head's last layer: the label dot-products, the logits and the
+          threshold comparison stay fp32;
+  "int8": the linear layers are dynamically quantized (int8 weights per output channel, int8 activations scaled per
+          batch; VNNI or AMX kernels), except the span head's out_project, which the factorised head reads as
+          fp32 matrices; logits are fp32.
 A CPU without the kernels a mode needs would run it slower than fp32, emulated: the mode is then not applied, with a
 warning.
 
@@ -79,30 +80,23 @@ def missing_cpu_kernels(precision: str) -> str | None:
 
 
 def reduced_copy(model: nn.Module, precision: str) -> nn.Module:
-    """A copy of the span model whose backbone(s) run in `precision` ("bf16" or "int8"); the rest stays fp32."""
-    reduced = copy.deepcopy(model)
-    for name in ("backbone", "labels_backbone"):
-        if hasattr(reduced, name):
-            setattr(reduced, name, reduced_backbone(getattr(reduced, name), precision))
-    return reduced.eval()
-
-
-def reduced_backbone(backbone: nn.Module, precision: str) -> nn.Module:
+    """A copy of the span model that runs in `precision` ("bf16" or "int8"), except the span head's last layer: the
+    label dot-products, and so the logits, stay fp32."""
+    reduced = copy.deepcopy(model).eval()
     if precision == "bf16":
-        backbone = backbone.to(torch.bfloat16)
-        backbone.register_forward_hook(hidden_states_to_fp32)  # the fp32 rest of the model takes fp32 inputs
-    else:
-        with warnings.catch_warnings():  # torch.ao's eager dynamic quantization warns that torchao will replace it
-            warnings.simplefilter("ignore")
-            backbone = torch.ao.quantization.quantize_dynamic(backbone, {nn.Linear}, dtype=torch.qint8)
-    return backbone
+        reduced.to(torch.bfloat16)
+        reduced.span_head.last_layer.float()
+        return reduced
+    with warnings.catch_warnings():  # torch.ao's eager dynamic quantization warns that torchao will replace it
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(reduced, quantizable_linears(reduced), dtype=torch.qint8)
 
 
-def hidden_states_to_fp32(module: nn.Module, inputs, output):
-    """Forward hook: a bf16 backbone's output (a transformers ModelOutput: run_backbone asks for return_dict) with
-    its last hidden states cast to fp32."""
-    output.last_hidden_state = output.last_hidden_state.float()
-    return output
+def quantizable_linears(model: nn.Module) -> set[str]:
+    """The names of the linear layers dynamic int8 replaces: all but the span head's out_project, whose weights the
+    factorised span head reads directly (gliner/model.py, SpanHead)."""
+    return {name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and not name.startswith("span_head.out_project")}
 
 
 def load_calibration(path: str | Path = DEFAULT_CALIBRATION) -> tuple[list[str], list[str]]:
@@ -123,11 +117,14 @@ def entity_agreement(precision: str, fp32: list[list[dict]], reduced: list[list[
     )
 
 
-def set_precision_or_fp32(model, precision: str, min_agreement: float = DEFAULT_MIN_AGREEMENT):
-    """`model.set_precision(precision)`, except that a refused mode leaves a warning and the model in fp32 (what a
+def set_precision_or_fp32(model, precision: str, min_agreement: float = DEFAULT_MIN_AGREEMENT, threshold: float = 0.5,
+                          labels: list[str] | None = None):
+    """`model.set_precision(precision)` checked on the shipped calibration texts with the job's own `labels` (default:
+    the calibration's) and `threshold`, except that a refused mode leaves a warning and the model in fp32 (what a
     batch job wants: keep going, exact); `model.precision` says what it runs in."""
+    texts, default_labels = load_calibration()
     try:
-        return model.set_precision(precision, min_agreement=min_agreement)
+        return model.set_precision(precision, calibration=(texts, list(labels or default_labels)), min_agreement=min_agreement, threshold=threshold)
     except PrecisionRefused as refusal:
         warnings.warn(str(refusal), stacklevel=2)
         return model

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def _tag_line(summary: dict) -> str:
     counts, this_run = summary["counts"], summary["this_run"]
     per_label = ", ".join(f"{label} {count}" for label, count in sorted(counts["entities_per_label"].items(), key=lambda item: -item[1]))
-    return (f"[2/3] tag: {counts['documents']} abstracts at {this_run['docs_per_s']:.1f} docs/s "
+    return (f"[2/3] tag: {counts['documents']} abstracts at {this_run['docs_per_s']:.1f} docs/s in {'/'.join(this_run['precisions'])} "
             f"({summary['seconds']:.0f} s with start-up): {counts['entities']} entities ({per_label or 'none'}), "
             f"{counts['errors']} errors")
 

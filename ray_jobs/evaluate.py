@@ -177,7 +177,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
     device = "cuda" if options["num_gpus"] > 0 and torch.cuda.is_available() else "cpu"
     loaded = time.perf_counter()
     gliner = GLiNER.from_pretrained(model, map_location=device)
-    set_precision_or_fp32(gliner, options["precision"], options["min_agreement"])
+    set_precision_or_fp32(gliner, options["precision"], options["min_agreement"], options["threshold"], gold.labels)
     load_s = time.perf_counter() - loaded
     predicting = time.perf_counter()
     threshold, sweep = options["threshold"], options["sweep_thresholds"]

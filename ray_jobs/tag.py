@@ -161,7 +161,7 @@ class UnitTagger:
             raise RuntimeError(f"gpus_per_actor={self.config.gpus_per_actor}, but this actor sees no CUDA device (a CPU-only torch?)")
         device = "cuda" if self.config.gpus_per_actor > 0 else "cpu"
         model = GLiNER.from_pretrained(self.config.model, map_location=device)
-        return set_precision_or_fp32(model, self.config.precision, self.config.min_agreement)
+        return set_precision_or_fp32(model, self.config.precision, self.config.min_agreement, self.config.threshold, self.labels)
 
     def predict(self, texts: list[str]) -> list[list[dict]]:
         import torch

@@ -61,8 +61,10 @@ def test_evaluate_tiny_cpu(minilm_cpu_output, tmp_path):
     assert main(argv) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert [(dataset["name"], dataset["documents"]) for dataset in results["datasets"]] == [("NCBI-disease", 10), ("BC5CDR", 10)]
-    # A 2-step model finds no entity on the calibration sample, so int8's agreement is undefined: refused, run in fp32.
-    assert [(dataset["precision"], dataset["precision_check"]) for dataset in results["datasets"]] == [("fp32", None)] * 2
+    # A 2-step model finds no entity on the calibration texts with the dataset's labels at the evaluation threshold,
+    # so int8's agreement is undefined: refused, run in fp32, and the refusal recorded.
+    checks = [(dataset["precision"], dataset["precision_check"]) for dataset in results["datasets"]]
+    assert [(precision, check["precision"], check["f1"], check["accepted"], check["threshold"]) for precision, check in checks] == [("fp32", "int8", None, False, 0.5)] * 2
 
 
 def test_demo_offline_is_quiet_and_its_page_shows_every_entity(local_ray, tmp_path):
@@ -75,6 +77,7 @@ def test_demo_offline_is_quiet_and_its_page_shows_every_entity(local_ray, tmp_pa
 
     from conftest import HtmlPage
     from gliner import GLiNER
+    from gliner.precision import missing_cpu_kernels
     from gliner.pubtator import read_pubtator
 
     outputs = tmp_path / "demo"
@@ -90,7 +93,14 @@ def test_demo_offline_is_quiet_and_its_page_shows_every_entity(local_ray, tmp_pa
 
     tag_summary = json.loads((outputs / "tag/_SUMMARY.json").read_text())
     assert tag_summary["counts"]["documents"] == 100 and tag_summary["counts"]["errors"] == 0
-    assert tag_summary["this_run"]["precisions"] == ["fp32"]
+    # configs/tag/ncbi_demo.yaml asks for bf16: kept or refused by the actor's self-check, and on record either way.
+    checks = [actor["precision_check"] for actor in tag_summary["this_run"]["actors"].values()]
+    if missing_cpu_kernels("bf16"):
+        assert tag_summary["this_run"]["precisions"] == ["fp32"] and checks == [None]
+    else:
+        assert [(check["precision"], check["threshold"], check["min_agreement"]) for check in checks] == [("bf16", 0.05, 0.99)]
+        assert tag_summary["this_run"]["precisions"] == ["bf16" if checks[0]["accepted"] else "fp32"]
+        assert f"in {tag_summary['this_run']['precisions'][0]} " in terminal[2]
     assert list((outputs / "tag/exports/pubtator").iterdir()) and list((outputs / "tag/exports/bioc").iterdir())
 
     results = json.loads((outputs / "evaluate/results.json").read_text())

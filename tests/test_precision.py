@@ -18,6 +18,13 @@ from gliner.precision import PrecisionRefused, entity_agreement, load_calibratio
 LONG_TEXT = " ".join(load_calibration()[0][:3])  # about 600 words: several windows
 
 
+@pytest.fixture(autouse=True)
+def cpu_with_reduced_kernels(monkeypatch):
+    """The modes' semantics on any CPU: one without bf16 or VNNI instructions runs them emulated, slower but the same
+    (the fallback itself is tested below)."""
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx512_bf16", "avx512_vnni"})
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return {name: assemble_checkpoint(name, tmp_path_factory.mktemp(name)) for name in ("uni", "bi")}
@@ -34,7 +41,8 @@ def test_int8_of_the_packaged_minilm_is_refused_and_fp32_kept(checkpoints):
     weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     with pytest.raises(PrecisionRefused, match=r"precision int8 refused, the model stays fp32: .* F1 0\.[0-8]"):
         model.set_precision("int8")
-    assert model.precision == "fp32" and model.precision_check is None
+    check = model.precision_check  # the refusal is on record: what a job's summary reports
+    assert model.precision == "fp32" and check["accepted"] is False and check["f1"] < 0.99 and check["min_agreement"] == 0.99
     assert all(torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items())
     assert model.inference(texts[:4], labels) == before
 
@@ -48,9 +56,10 @@ def test_bf16_that_agrees_is_accepted_and_everything_keeps_working(checkpoints, 
     exact_sweep = model.inference_at_thresholds([LONG_TEXT], labels, [0.3, 0.6])
     model.set_precision("bf16", min_agreement=0.98)
     check = model.precision_check
-    assert model.precision == "bf16" and check["f1"] >= 0.98 and check["fp32_entities"] > 20
+    assert model.precision == "bf16" and check["accepted"] and check["f1"] >= 0.98 and check["fp32_entities"] > 20
     assert model.model.backbone.embeddings.word_embeddings.weight.dtype == torch.bfloat16
-    assert model.model.span_head.project_start[0].weight.dtype == torch.float32  # the head, logits and threshold stay fp32
+    assert model.model.span_head.project_start[0].weight.dtype == torch.bfloat16
+    assert model.model.span_head.last_layer.weight.dtype == torch.float32  # label dot-products and logits stay fp32
 
     cached = len(model._label_cache)  # the calibration's label set, encoded during the check
     reduced = model.inference([LONG_TEXT], labels, long_text="window")
@@ -65,16 +74,19 @@ def test_bf16_that_agrees_is_accepted_and_everything_keeps_working(checkpoints, 
     assert all(tensor.dtype == torch.float32 for tensor in saved.state_dict().values() if tensor.is_floating_point())
     assert saved.inference([LONG_TEXT], labels) == exact
     model.set_precision("fp32")
-    assert model.precision == "fp32" and model.inference([LONG_TEXT], labels) == exact
+    assert model.precision == "fp32" and model.precision_check is None and model.inference([LONG_TEXT], labels) == exact
 
 
 def test_int8_runs_windows_and_decoding_when_allowed(checkpoints):
-    """min_agreement=0 lets int8 through: quantized backbone linears, fp32 logits, windows and decoding as usual."""
+    """min_agreement=0 lets int8 through: quantized backbone and head linears (not the factorised out_project),
+    fp32 logits, windows and decoding as usual."""
     model = GLiNER.from_pretrained(checkpoints["uni"]).set_precision("int8", min_agreement=0.0)
     assert model.precision == "int8" and 0.0 < model.precision_check["f1"] < 0.99
     quantized = [module for module in model.model.backbone.modules() if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
     assert len(quantized) >= 6 * 6  # 6 layers x (query, key, value, attention output, intermediate, output)
     assert not any(type(module) is torch.nn.Linear for module in model.model.backbone.modules())
+    head = model.model.span_head
+    assert isinstance(head.project_start[0], torch.ao.nn.quantized.dynamic.Linear) and type(head.out_project[0]) is torch.nn.Linear
     found = model.inference([LONG_TEXT, "Aspirin"], ["disease", "chemical"], long_text="window")
     assert found[0] and all(isinstance(entity["score"], float) for entity in found[0])
     model.train()  # training never updates a reduced copy
@@ -84,9 +96,11 @@ def test_int8_runs_windows_and_decoding_when_allowed(checkpoints):
 def test_agreement_over_no_entities_is_undefined_and_refused(checkpoints):
     model = GLiNER.from_pretrained(checkpoints["uni"])
     with pytest.raises(PrecisionRefused, match="undefined: fp32 finds no entity"):
-        model.set_precision("bf16", calibration=(["and the of"], ["disease"]), min_agreement=0.0)
+        model.set_precision("bf16", calibration=(["and the of"], ["disease"]), min_agreement=0.01)
     assert entity_agreement("bf16", [[]], [[]], 0.5).f1 is None
-    assert model.precision == "fp32"
+    assert model.precision == "fp32" and model.precision_check["f1"] is None and model.precision_check["accepted"] is False
+    model.set_precision("bf16", calibration=(["and the of"], ["disease"]), min_agreement=0.0)  # 0: measure, never refuse
+    assert model.precision == "bf16" and model.precision_check["f1"] is None and model.precision_check["accepted"] is True
 
 
 def test_a_cpu_without_the_kernels_stays_fp32_with_a_warning(checkpoints, monkeypatch):
