@@ -1,17 +1,23 @@
 """Inference throughput: this library against upstream gliner==0.2.29, same checkpoints, same texts, one run.
 
-    .venv/bin/python benchmarks/inference_vs_upstream.py [--quick]
+    .venv/bin/python benchmarks/inference_vs_upstream.py [--quick] [--only NAME] [--resume]
 
-Texts: every abstract of data/ncbi-disease-pubtator/test.pubtator (100 documents, title + abstract).
-Checkpoints: MiniLM-backbone uni- and bi-encoders (hidden 512, max_len 384, max_width 12) built and briefly trained
-by upstream's own trainer (made once, cached in benchmarks/.work/). Each measurement runs in a fresh process (so
-peak RSS is its own): upstream in .venv-upstream, ours in .venv, torch on 2 threads, best of 2 timed runs after a
-warm-up. Runs per scenario: upstream fp32 and its own CPU options (`quantize("int8")`, `dtype="bf16"`), ours fp32,
-bf16 and int8 (gliner/precision.py, self-check measured, not enforced). Agreement: ours fp32 against upstream fp32 as
-the share of documents with identical entity lists; each reduced run against its own side's fp32 as entity F1
-(undefined when neither has an entity). Backbone-only: the time inside the backbone's forward (hooks), so
-"ours fp32 over backbone-only" is how far the exact computation is from its limit.
-Upstream truncates texts longer than max_len words, so ours runs with long_text="truncate" for the comparison.
+Texts: the abstracts of data/ncbi-disease-pubtator/test.pubtator (title + abstract; all 100, or the first 24 for the
+DeBERTa-base shapes). Words/s counts each text's words up to the checkpoint's max_len, where both sides truncate.
+Checkpoints (made once, cached in benchmarks/.work/):
+  MiniLM uni and bi: MiniLM-backbone encoders (hidden 512, max_len 384, max_width 12) briefly trained by upstream's
+      own trainer, so they predict several entities per abstract;
+  DeBERTa-base uni and bi: a random DeBERTa-v2 backbone shaped as deberta-v3-base under the MiniLM models' trained
+      heads (for speed: their entities are a real head's reading of random features);
+  trained: the model benchmarks/train_minilm.py trains (outputs/minilm_cpu), where agreement means most.
+Each measurement runs in a fresh process (so peak RSS is its own): upstream in .venv-upstream, ours in .venv, torch
+on 2 threads, the best of the timed runs after a warm-up. Runs per scenario: upstream fp32 and its own CPU options
+(`quantize("int8")`, `dtype="bf16"`), ours fp32, bf16 and int8 (gliner/precision.py, self-check measured, not
+enforced). Agreement: ours fp32 against upstream fp32 as the share of documents with identical entity lists; each
+reduced run against its own side's fp32 as entity F1 (undefined when neither has an entity). Backbone-only: the time
+inside the backbone's forward (hooks), so "ours fp32 over backbone-only" is how far the exact computation is from
+its limit. Upstream truncates texts longer than max_len words, so ours runs with long_text="truncate" here.
+Results are written after each scenario.
 """
 from __future__ import annotations
 
@@ -170,7 +176,8 @@ def main() -> None:
         tag = scenario["model"] + str(len(scenario["labels"]))
         texts_file = WORK / f"texts_{len(texts)}.json"
         texts_file.write_text(json.dumps(texts))
-        words = sum(min(len(split_words(text)), 384) for text in texts)
+        max_len = json.loads((checkpoint / "gliner_config.json").read_text())["max_len"]  # both sides truncate there
+        words = sum(min(len(split_words(text)), max_len) for text in texts)
         runs = {}
         for side, mode in RUNS:
             python, script, flag = (UPSTREAM, "upstream_inference_worker.py", "--mode") if side == "upstream" else (OURS, "ours_inference_worker.py", "--precision")

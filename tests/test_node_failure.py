@@ -107,14 +107,19 @@ def engine_node_ids() -> set[str]:
     return alive_actor_nodes("vLLM")
 
 
+def wait_for_engine_nodes(timeout_s: float) -> set[str]:
+    deadline = time.time() + timeout_s
+    while not (nodes := engine_node_ids()) and time.time() < deadline:
+        time.sleep(0.5)
+    return nodes
+
+
 def replace_engine_node_once_it_runs(cluster) -> str:
     """A few seconds after the engine has loaded (its actor is alive), its node dies and a new GPU node joins (from
     the main thread: starting a node installs signal handlers). Returns the dead node's id."""
-    deadline = time.time() + 900
-    while time.time() < deadline and not engine_node_ids():
-        time.sleep(0.5)
+    wait_for_engine_nodes(timeout_s=900)
     time.sleep(ENGINE_WORK_S)
-    engine_nodes = engine_node_ids()
+    engine_nodes = wait_for_engine_nodes(timeout_s=60)  # the state API can miss an alive actor for a moment (seen once in CI-like runs)
     victim = next(node for node in cluster.worker_nodes if node.node_id in engine_nodes)
     cluster.remove_node(victim, allow_graceful=False)
     cluster.add_node(num_cpus=1, num_gpus=1)
