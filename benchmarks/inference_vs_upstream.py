@@ -217,12 +217,12 @@ def write_results(rows: list[dict], args) -> list[dict]:
     return rows
 
 
-def fastest_upstream_agreeing_no_better(runs: dict, f1: float | None) -> float:
+def fastest_upstream_agreeing_no_better(runs: dict, f1: float | None) -> float | None:
     """words/s of upstream's fastest run (fp32 included) whose entity F1 against its fp32 is at most `f1`: the
-    option to beat at equal or better agreement."""
+    option to beat at equal or better agreement; None when every upstream run agrees better."""
     agreements = {name: run["entity_f1_vs_own_fp32"] for name, run in runs.items() if name.startswith("upstream")}
     eligible = [runs[name]["words_per_s"] for name, agreement in agreements.items() if f1 is None or agreement is None or agreement <= f1]
-    return max(eligible or [runs["upstream fp32"]["words_per_s"]])
+    return max(eligible, default=None)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -233,9 +233,10 @@ def print_table(rows: list[dict]) -> None:
         ours_fp32 = runs["ours fp32"]["words_per_s"]
         for name, run in runs.items():
             f1 = run["entity_f1_vs_own_fp32"]
-            versus_upstream = run["words_per_s"] / fastest_upstream_agreeing_no_better(runs, f1)
+            upstream = fastest_upstream_agreeing_no_better(runs, f1)
+            versus_upstream = "n/a" if upstream is None else f"{run['words_per_s'] / upstream:.2f}"
             print(f"| {row['scenario']} | {name} | {run['words_per_s']:.0f} | {run['words_per_s'] / ours_fp32:.2f} | "
-                  f"{versus_upstream:.2f} | {run['entities']} | {'undefined' if f1 is None else f'{f1:.4f}'} | {run['peak_rss_mib']:.0f} |")
+                  f"{versus_upstream} | {run['entities']} | {'undefined' if f1 is None else f'{f1:.4f}'} | {run['peak_rss_mib']:.0f} |")
         print(f"| {row['scenario']} | ours fp32 identical to upstream fp32: {row['ours_fp32_identical_to_upstream_fp32']:.1%} of documents; "
               f"ours fp32 = {row['ours_fp32_over_backbone_only']:.2f}x the backbone-only time | | | | | | |")
 
