@@ -11,9 +11,10 @@ Checkpoints (made once, cached in benchmarks/.work/):
       heads (for speed: their entities are a real head's reading of random features);
   trained: the model benchmarks/train_minilm.py trains (outputs/minilm_cpu), where agreement means most.
 Each measurement runs in a fresh process (so peak RSS is its own): upstream in .venv-upstream, ours in .venv, torch
-on 2 threads, the best of the timed runs after a warm-up. Runs per scenario: upstream fp32 and its own CPU options
-(`quantize("int8")`, `dtype="bf16"`), ours fp32, bf16 and int8 (gliner/precision.py, self-check measured, not
-enforced). Agreement: ours fp32 against upstream fp32 as the share of documents with identical entity lists; each
+on 2 threads, the best of the timed runs after a warm-up (compiled runs: a warm-up over all the texts, so every
+batch shape is compiled before timing; warmup_seconds records it). Runs per scenario: upstream fp32 and its own CPU
+options (`quantize("int8")`, `dtype="bf16"`, and bf16 with `compile()`), ours fp32, bf16, bf16 compiled and int8
+(gliner/precision.py, self-check measured, not enforced). Agreement: ours fp32 against upstream fp32 as the share of documents with identical entity lists; each
 reduced run against its own side's fp32 as entity F1 (undefined when neither has an entity). Backbone-only: the time
 inside the backbone's forward (hooks), so "ours fp32 over backbone-only" is how far the exact computation is from
 its limit. Upstream truncates texts longer than max_len words, so ours runs with long_text="truncate" here.
@@ -48,7 +49,8 @@ TWENTY_LABELS = [
     "symptom", "dosage", "medical procedure", "organism", "mutation", "biomarker", "pathway", "clinical outcome",
     "adverse drug event", "laboratory test", "medical device",
 ]
-RUNS = [("upstream", "fp32"), ("upstream", "int8"), ("upstream", "bf16"), ("ours", "fp32"), ("ours", "bf16"), ("ours", "int8")]
+RUNS = [("upstream", "fp32"), ("upstream", "int8"), ("upstream", "bf16"), ("upstream", "bf16-compiled"),
+        ("ours", "fp32"), ("ours", "bf16"), ("ours", "bf16-compiled"), ("ours", "int8")]
 TRAINED_MODEL = REPO / "outputs" / "minilm_cpu" / "final_model"  # benchmarks/train_minilm.py makes it
 # documents: how many of the 100 abstracts (DeBERTa-base runs at about a seventh of MiniLM's speed); repeats: timed runs.
 SCENARIOS = [
@@ -181,7 +183,8 @@ def main() -> None:
         runs = {}
         for side, mode in RUNS:
             python, script, flag = (UPSTREAM, "upstream_inference_worker.py", "--mode") if side == "upstream" else (OURS, "ours_inference_worker.py", "--precision")
-            extra = (flag, mode, "--repeats", str(scenario["repeats"]))
+            precision, _, compiled = mode.partition("-")
+            extra = (flag, precision, "--repeats", str(scenario["repeats"]), *(["--compile"] if compiled else []))
             runs[side, mode] = run_worker(python, script, checkpoint, texts_file, scenario["labels"], WORK / f"{side}_{mode}_{tag}.json", extra, args.resume)
             print(f"{scenario['name']}: {side} {mode} {words / runs[side, mode]['seconds']:.0f} words/s", flush=True)
         same, max_diff = identical_documents(runs["ours", "fp32"]["predictions"], runs["upstream", "fp32"]["predictions"])
@@ -193,6 +196,7 @@ def main() -> None:
             reference = runs[side, "fp32"]["predictions"]
             row["runs"][f"{side} {mode}"] = {
                 "words_per_s": words / run["seconds"], "peak_rss_mib": run["peak_rss_mib"],
+                "warmup_seconds": run.get("warmup_seconds"), "switch_seconds": run.get("switch_seconds"),
                 "entities": sum(map(len, run["predictions"])),
                 "entity_f1_vs_own_fp32": entity_agreement(f"{side} {mode}", reference, run["predictions"], 0.5).f1,  # None: undefined
                 "identical_documents_vs_own_fp32": identical_documents(run["predictions"], reference)[0],

@@ -80,16 +80,17 @@ def precision_modes(threshold: float = 0.5) -> dict:
     golds = {name: load_gold(str(REPO / path), label_map=label_map) for name, (path, label_map) in PRECISION_DATASETS.items()}
     as_entities = lambda spans_per_doc: [[{"start": s, "end": e, "label": label} for s, e, label in spans] for spans in spans_per_doc]  # noqa: E731
     model, fp32, modes = GLiNER.from_pretrained(OUTPUT / "final_model"), {}, {}
-    for precision in ("fp32", "bf16", "int8"):
-        model.set_precision(precision, min_agreement=0.0, threshold=threshold)
-        modes[precision] = {"self_check": model.precision_check}
+    for mode in ("fp32", "bf16", "bf16-compiled", "int8"):
+        precision, _, compiled = mode.partition("-")
+        model.set_precision(precision, min_agreement=0.0, threshold=threshold, compile=bool(compiled))
+        modes[mode] = {"self_check": model.precision_check}
         for name, gold in golds.items():
             started = time.perf_counter()
             predicted = predict(model, gold, threshold)
             seconds = time.perf_counter() - started
             fp32.setdefault(name, predicted)
             agreement = entity_agreement(precision, as_entities(fp32[name]), as_entities(predicted), threshold)
-            modes[precision][name] = {"strict_f1": evaluate_predictions(gold, predicted)["strict"]["f1"],
+            modes[mode][name] = {"strict_f1": evaluate_predictions(gold, predicted)["strict"]["f1"],
                                       "entity_f1_vs_fp32": agreement.f1, "entities": agreement.entities, "seconds": round(seconds, 2)}
     return modes
 

@@ -44,6 +44,7 @@ from gliner.model_path import check_model_path
 from gliner.report import format_markdown, summary_table
 
 from .job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_job_args
+from .inference_precision import InferencePrecision
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
@@ -87,7 +88,7 @@ class FewShotSection(Section):
     use_gpu: bool = False
 
 
-class EvaluateConfig(Section):
+class EvaluateConfig(InferencePrecision):
     name: str = "gliner-evaluate"
     model: str  # a GLiNER checkpoint directory or hub id
     output: str | None = None  # default: outputs/evaluate/<name>
@@ -95,8 +96,6 @@ class EvaluateConfig(Section):
     flat_ner: bool = True
     batch_size: int = Field(8, ge=1)
     long_text: Literal["window", "truncate", "error"] = "window"
-    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"  # bf16/int8 on CPUs check themselves (gliner/precision.py)
-    min_agreement: float = Field(0.99, ge=0.0, le=1.0)  # a reduced CPU precision agreeing less with fp32 is refused
     num_cpus_per_task: float = Field(1.0, gt=0)
     num_gpus_per_task: float = Field(0.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)  # per task; default: num_cpus_per_task (at least 1)
@@ -177,7 +176,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
     device = "cuda" if options["num_gpus"] > 0 and torch.cuda.is_available() else "cpu"
     loaded = time.perf_counter()
     gliner = GLiNER.from_pretrained(model, map_location=device)
-    set_precision_or_fp32(gliner, options["precision"], options["min_agreement"], options["threshold"], gold.labels)
+    set_precision_or_fp32(gliner, options["precision"], options["min_agreement"], options["threshold"], gold.labels, options["compile"])
     load_s = time.perf_counter() - loaded
     predicting = time.perf_counter()
     threshold, sweep = options["threshold"], options["sweep_thresholds"]
@@ -228,6 +227,7 @@ def run(config: EvaluateConfig, address: str | None = None) -> dict:
         "long_text": config.long_text,
         "precision": config.precision,
         "min_agreement": config.min_agreement,
+        "compile": config.compile,
         "num_cpus": config.num_cpus_per_task,
         "num_gpus": config.num_gpus_per_task,
         "torch_threads": config.torch_threads,

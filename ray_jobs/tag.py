@@ -39,7 +39,7 @@ from synth.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_uni
 from synth.work_units import WorkUnit, plan_inputs
 
 from .job_command import job_main, parse_job_args
-from .job_config import Section
+from .inference_precision import InferencePrecision
 from .job_summary import write_summary
 from .output_root import OutputRoot
 from .unit_markers import check_same_cuts, done_units, read_markers, write_marker
@@ -51,7 +51,7 @@ DOCUMENT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("t
 FILTERED = "filtered"  # a version that exists but is not tagged (an error row says why)
 
 
-class TagConfig(Section):
+class TagConfig(InferencePrecision):
     name: str = "gliner-tag"
     model: str
     labels: list[str] | None = None
@@ -79,8 +79,6 @@ class TagConfig(Section):
     read_cpus: float = Field(1.0, gt=0)  # per read task
     commit_cpus: float = Field(0.5, gt=0)  # per commit task
     torch_threads: int | None = Field(None, ge=1)  # per actor; default: cpus_per_actor
-    precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"  # bf16/int8 on CPUs check themselves (gliner/precision.py)
-    min_agreement: float = Field(0.99, ge=0.0, le=1.0)  # a reduced CPU precision agreeing less with fp32 is refused
 
     @model_validator(mode="after")
     def _check(self) -> "TagConfig":
@@ -161,7 +159,9 @@ class UnitTagger:
             raise RuntimeError(f"gpus_per_actor={self.config.gpus_per_actor}, but this actor sees no CUDA device (a CPU-only torch?)")
         device = "cuda" if self.config.gpus_per_actor > 0 else "cpu"
         model = GLiNER.from_pretrained(self.config.model, map_location=device)
-        return set_precision_or_fp32(model, self.config.precision, self.config.min_agreement, self.config.threshold, self.labels)
+        torch.set_num_threads(self.threads)  # before a compile: its kernels keep the thread count they were built with
+        return set_precision_or_fp32(model, self.config.precision, self.config.min_agreement, self.config.threshold, self.labels,
+                                     self.config.compile)
 
     def predict(self, texts: list[str]) -> list[list[dict]]:
         import torch

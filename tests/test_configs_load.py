@@ -87,3 +87,13 @@ def test_cpu_configs_read_what_the_configs_before_them_write():
     demo = {"train/minilm_demo", "tag/ncbi_demo", "evaluate/ncbi_demo"}
     checked = {"curate/tiny_cpu", "annotate/tiny_cpu", "distill/tiny_cpu", "train/minilm_cpu", "evaluate/tiny_cpu", "pipeline/tiny_cpu", *demo}
     assert {f"{path.parent.name}/{path.stem}" for path in YAML_FILES if "cpu" in path.stem} | demo == checked
+
+
+def test_the_cpu_cluster_tagging_config_compiles_bf16_and_compile_needs_bf16():
+    """configs/tag/pubmed_hpc.yaml, the shipped CPU-cluster tagging config, asks for compiled bf16 on CPU actors;
+    compile with any other precision is a config error, in tag and evaluate alike."""
+    hpc = load_config(tag.TagConfig, CONFIGS / "tag/pubmed_hpc.yaml")
+    assert (hpc.precision, hpc.compile, hpc.gpus_per_actor, hpc.min_agreement) == ("bf16", True, 0.0, 0.99)
+    for job_config, path in ((tag.TagConfig, "tag/pubmed_hpc.yaml"), (evaluate.EvaluateConfig, "evaluate/ncbi_demo.yaml")):
+        with pytest.raises(ValueError, match="compile: true is for precision bf16, got precision int8"):
+            load_config(job_config, CONFIGS / path, ["precision=int8", "compile=true"])

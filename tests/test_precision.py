@@ -13,7 +13,7 @@ from assemble import assemble_checkpoint  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
 from gliner import precision as precision_module  # noqa: E402
-from gliner.precision import PrecisionRefused, entity_agreement, load_calibration  # noqa: E402
+from gliner.precision import PrecisionRefused, entity_agreement, load_calibration, reduced_copy  # noqa: E402
 
 LONG_TEXT = " ".join(load_calibration()[0][:3])  # about 600 words: several windows
 
@@ -91,6 +91,41 @@ def test_int8_runs_windows_and_decoding_when_allowed(checkpoints):
     assert found[0] and all(isinstance(entity["score"], float) for entity in found[0])
     model.train()  # training never updates a reduced copy
     assert model.precision == "fp32" and type(model.model.backbone.encoder.layer[0].attention.self.query) is torch.nn.Linear
+
+
+def test_compiled_bf16_checks_itself_and_keeps_windows_decoding_and_fp32_working(checkpoints):
+    """compile=True: the bf16 copy's text backbone is compiled (inductor freezing) before the self-check, which
+    measures the compiled model; windows, a batch of one (a new shape) and the way back to exact fp32 keep working."""
+    model = GLiNER.from_pretrained(checkpoints["uni"])
+    labels = ["disease", "gene", "chemical"]
+    exact = model.inference([LONG_TEXT], labels)
+    eager = GLiNER.from_pretrained(checkpoints["uni"]).set_precision("bf16", min_agreement=0.0).inference([LONG_TEXT], labels)
+    model.set_precision("bf16", compile=True, min_agreement=0.98)
+    check = model.precision_check
+    assert model.precision == "bf16" and check["compiled"] is True and check["accepted"] and check["f1"] >= 0.98
+    assert "forward" in vars(model.model.backbone) and "forward" not in vars(model._exact_model[0].backbone)
+    compiled = model.inference([LONG_TEXT], labels, long_text="window")
+    assert entity_agreement("bf16", exact, compiled, 0.5).f1 >= 0.95 and entity_agreement("bf16", eager, compiled, 0.5).f1 >= 0.98
+    assert model.inference(["Aspirin causes Reye syndrome."], labels, batch_size=1)[0]
+    model.set_precision("fp32")
+    assert model.precision == "fp32" and model.inference([LONG_TEXT], labels) == exact
+    with pytest.raises(ValueError, match="compile=True is for precision bf16"):
+        model.set_precision("int8", compile=True)
+    # A model compiled by GLiNER.compile() gives reduced copies that run their own weights, not the original's.
+    copy = reduced_copy(model.compile().model, "bf16")
+    assert "forward" in vars(model.model.backbone) and "forward" not in vars(copy.backbone)
+
+
+def test_a_model_that_cannot_compile_runs_eager_bf16_with_a_warning(checkpoints, monkeypatch):
+    import torch._inductor.config as inductor
+    from torch._inductor.utils import fresh_cache
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "/nonexistent/c++"))  # a node without a C++ compiler
+    model = GLiNER.from_pretrained(checkpoints["uni"])
+    with fresh_cache(), pytest.warns(UserWarning, match="precision bf16: the model could not be compiled, it runs eager: .*C\\+\\+ compiler"):
+        model.set_precision("bf16", compile=True, min_agreement=0.0)  # no kernel compiled earlier may stand in
+    assert model.precision == "bf16" and model.precision_check["compiled"] is False
+    assert "forward" not in vars(model.model.backbone) and model.inference([LONG_TEXT], ["disease"])
 
 
 def test_agreement_over_no_entities_is_undefined_and_refused(checkpoints):
