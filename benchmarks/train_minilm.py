@@ -1,6 +1,6 @@
 """Train the CPU config (all-MiniLM-L6-v2 backbone) on BC5CDR + NCBI-disease and evaluate it.
 
-    .venv/bin/python benchmarks/train_minilm.py [--reuse]
+    .venv/bin/python benchmarks/train_minilm.py [--reuse | --precision-only]
 
 1. Data: BC5CDR and NCBI-disease train sentences from data/, each with its corpus's annotated types as `ner_labels`
    (NCBI sentences never teach "chemical" as a negative: that corpus does not annotate chemicals); the config lists both.
@@ -9,8 +9,8 @@
 3. Evaluate with `ray_jobs.evaluate` (configs/evaluate/biomed_zero_shot.yaml): supervised BC5CDR and NCBI-disease
    test, zero-shot BC2GM, linnaeus, JNLPBA, and NCBI-disease abstracts (PubTator, document level).
 4. Precision modes: strict F1 on NCBI-disease test (sentences and PubTator abstracts) with the trained model in fp32,
-   bf16 and int8 (gliner/precision.py; min_agreement 0, so every mode runs and its self-check is recorded), and each
-   mode's entity F1 against fp32's on the same documents.
+   bf16, compiled bf16 and int8 (gliner/precision.py; min_agreement 0, so every mode runs and its self-check is recorded), and each
+   mode's entity F1 against fp32's on the same documents. `--precision-only` reruns just this step.
 5. Upstream check: the trained checkpoint loaded by upstream gliner==0.2.29 predicts on the 100 NCBI test
    abstracts; the share of abstracts with identical entity lists against ours (upstream's computation, tests/parity/reference.py) is reported.
 Writes benchmarks/results/train_minilm.json; benchmarks/train_minilm.md records a run's output.
@@ -113,7 +113,15 @@ def upstream_agreement() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reuse", action="store_true", help="keep an existing trained model")
+    parser.add_argument("--precision-only", action="store_true", help="rerun only the precision modes on the existing model, "
+                        "replacing that part of the results file")
     args = parser.parse_args()
+    if args.precision_only:
+        record = json.loads(RESULTS.read_text())
+        record["precision_modes"] = precision_modes()
+        RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record["precision_modes"], indent=2))
+        return
     ensure_upstream_venv()
     examples = count_training_examples()
     summary_file = OUTPUT / "_SUMMARY.json"
