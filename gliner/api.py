@@ -175,7 +175,7 @@ class GLiNER(nn.Module):
         with the model left in fp32; min_agreement 0 accepts whatever it measures.
         `self.precision_check` keeps the measured agreement and whether it was accepted, refused modes included.
         `compile` (bf16): on a CPU the bf16 copy's text backbone is compiled for inference before the check (inductor
-        freezing; about 1.1x eager bf16 after 15-60 s of compiling), falling back to eager bf16 with a warning where
+        freezing; 1.0-1.5x eager bf16 after 15-100 s of compiling), falling back to eager bf16 with a warning where
         it cannot compile; on a GPU, `self.compile()`."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")

@@ -13,8 +13,9 @@ warning.
 
 A compiled CPU bf16 copy (`compile=True`) runs its text backbone through torch.compile with inductor's freezing: the
 copy never trains, so its weights become constants, prepacked once in oneDNN's blocked layout, with bias, GELU and
-residual adds fused into the matmuls. On the 2-core EPYC this takes bf16 from about 1.7x fp32 to about 1.8-1.9x,
-after 15-60 s of compiling (docs/performance.md): worth it for a batch job, not for a few documents.
+residual adds fused into the matmuls. On the 2-core EPYC that is 1.0-1.1x eager bf16 with MiniLM backbones and 1.5x
+at the DeBERTa-base shape, after 15-25 s and 50-95 s of compiling (docs/performance.md): worth it for a batch job, not
+for a few documents.
 
 A reduced CPU mode checks itself when it is switched on: the model predicts a calibration sample (given, or
 DEFAULT_CALIBRATION: shipped biomedical abstracts and labels) in fp32 and in the mode, and the mode is refused, with

@@ -10,8 +10,8 @@ from .job_config import Section
 
 class InferencePrecision(Section):
     """precision: "fp32" (exact), or a reduced mode that checks itself against fp32 first on CPUs (gliner/precision.py).
-    compile (bf16 only): compile the model for inference; on CPUs 15-60 s per actor for about 1.1x eager bf16 (up to
-    1.5x at the DeBERTa-base shape), so it pays for a batch job of thousands of documents, not for a handful."""
+    compile (bf16 only): compile the model for inference; on CPUs 15-100 s per actor for 1.0-1.1x eager bf16 with MiniLM
+    backbones and 1.5x at the DeBERTa-base shape, so it pays for a batch job of thousands of documents, not a handful."""
 
     precision: Literal["fp32", "bf16", "fp16", "int8"] = "fp32"
     min_agreement: float = Field(0.99, ge=0.0, le=1.0)  # a reduced CPU precision agreeing less with fp32 is refused
