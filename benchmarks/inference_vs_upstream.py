@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/inference_vs_upstream.py [--quick] [--only NAME] [--resume]
 
 Texts: the abstracts of data/ncbi-disease-pubtator/test.pubtator (title + abstract; all 100, or the first 24 for the
-DeBERTa-base shapes). Words/s counts each text's words up to the checkpoint's max_len, where both sides truncate.
+DeBERTa-base shapes; one scenario cuts them into the first 200 pieces of at most 100 words). Words/s counts each
+text's words up to the checkpoint's max_len, where both sides truncate.
 Checkpoints (made once, cached in benchmarks/.work/):
   MiniLM uni and bi: MiniLM-backbone encoders (hidden 512, max_len 384, max_width 12) briefly trained by upstream's
       own trainer, so they predict several entities per abstract;
@@ -52,10 +53,13 @@ TWENTY_LABELS = [
 RUNS = [("upstream", "fp32"), ("upstream", "int8"), ("upstream", "bf16"), ("upstream", "bf16-compiled"),
         ("ours", "fp32"), ("ours", "bf16"), ("ours", "bf16-compiled"), ("ours", "int8")]
 TRAINED_MODEL = REPO / "outputs" / "minilm_cpu" / "final_model"  # benchmarks/train_minilm.py makes it
-# documents: how many of the 100 abstracts (DeBERTa-base runs at about a seventh of MiniLM's speed); repeats: timed runs.
+# documents: how many of the 100 abstracts (DeBERTa-base runs at about a seventh of MiniLM's speed); repeats: timed runs;
+# chunk_words, chunks: the abstracts cut into pieces of at most that many words, the first `chunks` of them.
 SCENARIOS = [
     {"name": "MiniLM uni, 3 labels", "model": "uni", "labels": ["disease", "chemical", "gene"], "documents": 100, "repeats": 2},
     {"name": "MiniLM uni, 20 labels", "model": "uni", "labels": TWENTY_LABELS, "documents": 100, "repeats": 2},
+    {"name": "MiniLM uni, 20 labels, 100-word chunks", "model": "uni", "labels": TWENTY_LABELS, "documents": 100, "chunk_words": 100,
+     "chunks": 200, "repeats": 2},
     {"name": "MiniLM bi, 127 labels", "model": "bi", "labels": UMLS_SEMANTIC_TYPES, "documents": 100, "repeats": 2},
     {"name": "DeBERTa-base uni, 3 labels", "model": "deberta_uni", "labels": ["disease", "chemical", "gene"], "documents": 24, "repeats": 1},
     {"name": "DeBERTa-base bi, 20 labels", "model": "deberta_bi", "labels": TWENTY_LABELS, "documents": 24, "repeats": 1},
@@ -129,6 +133,17 @@ def run_worker(python: Path, script: str, checkpoint: Path, texts: Path, labels:
     return json.loads(out.read_text())
 
 
+def chunks(texts: list[str], words: int) -> list[str]:
+    """Each text cut into pieces of at most `words` words (the sentence-sized inputs of the issue's measurement)."""
+    pieces = []
+    for text in texts:
+        split = split_words(text)
+        for first in range(0, len(split), words):
+            last = min(first + words, len(split)) - 1
+            pieces.append(text[split.starts[first] : split.ends[last]])
+    return pieces
+
+
 def identical_documents(ours: list[list[dict]], theirs: list[list[dict]]) -> tuple[float, float]:
     """(share of documents whose entity lists are identical, largest score difference among those)."""
     same, max_diff = 0, 0.0
@@ -175,8 +190,10 @@ def main() -> None:
             print(f"{scenario['name']}: skipped, no {TRAINED_MODEL.relative_to(REPO)} (run benchmarks/train_minilm.py)")
             continue
         texts = [document.text for document in documents][: 24 if args.quick else scenario["documents"]]
-        tag = scenario["model"] + str(len(scenario["labels"]))
-        texts_file = WORK / f"texts_{len(texts)}.json"
+        if "chunk_words" in scenario:
+            texts = chunks(texts, scenario["chunk_words"])[: scenario["chunks"]]
+        tag = scenario["model"] + str(len(scenario["labels"])) + ("_chunks" if "chunk_words" in scenario else "")
+        texts_file = WORK / f"texts_{len(texts)}{'_chunks' if 'chunk_words' in scenario else ''}.json"
         texts_file.write_text(json.dumps(texts))
         max_len = json.loads((checkpoint / "gliner_config.json").read_text())["max_len"]  # both sides truncate there
         words = sum(min(len(split_words(text)), max_len) for text in texts)

@@ -98,11 +98,13 @@ def test_compiled_bf16_checks_itself_and_keeps_windows_decoding_and_fp32_working
     measures the compiled model; windows, a batch of one (a new shape) and the way back to exact fp32 keep working."""
     model = GLiNER.from_pretrained(checkpoints["uni"])
     labels = ["disease", "gene", "chemical"]
+    calibration = (load_calibration()[0][:8], labels)  # a short check: compiling is the slow part here
     exact = model.inference([LONG_TEXT], labels)
-    eager = GLiNER.from_pretrained(checkpoints["uni"]).set_precision("bf16", min_agreement=0.0).inference([LONG_TEXT], labels)
-    model.set_precision("bf16", compile=True, min_agreement=0.98)
+    eager = GLiNER.from_pretrained(checkpoints["uni"]).set_precision("bf16", calibration=calibration, min_agreement=0.0)
+    eager = eager.inference([LONG_TEXT], labels)
+    model.set_precision("bf16", calibration=calibration, compile=True, min_agreement=0.95)
     check = model.precision_check
-    assert model.precision == "bf16" and check["compiled"] is True and check["accepted"] and check["f1"] >= 0.98
+    assert model.precision == "bf16" and check["compiled"] is True and check["accepted"] and check["f1"] >= 0.95 and check["texts"] == 8
     assert "forward" in vars(model.model.backbone) and "forward" not in vars(model._exact_model[0].backbone)
     compiled = model.inference([LONG_TEXT], labels, long_text="window")
     assert entity_agreement("bf16", exact, compiled, 0.5).f1 >= 0.95 and entity_agreement("bf16", eager, compiled, 0.5).f1 >= 0.98
@@ -123,7 +125,7 @@ def test_a_model_that_cannot_compile_runs_eager_bf16_with_a_warning(checkpoints,
     monkeypatch.setattr(inductor.cpp, "cxx", (None, "/nonexistent/c++"))  # a node without a C++ compiler
     model = GLiNER.from_pretrained(checkpoints["uni"])
     with fresh_cache(), pytest.warns(UserWarning, match="precision bf16: the model could not be compiled, it runs eager: .*C\\+\\+ compiler"):
-        model.set_precision("bf16", compile=True, min_agreement=0.0)  # no kernel compiled earlier may stand in
+        model.set_precision("bf16", calibration=(["Aspirin causes Reye syndrome."], ["disease"]), compile=True, min_agreement=0.0)
     assert model.precision == "bf16" and model.precision_check["compiled"] is False
     assert "forward" not in vars(model.model.backbone) and model.inference([LONG_TEXT], ["disease"])
 
