@@ -42,3 +42,21 @@ def check_model_path(model: str) -> None:
         raise FileNotFoundError(f"model path is a file, not a model directory: {model}")
     if "://" in model or not HUB_ID.match(model) or model.startswith("."):
         raise FileNotFoundError(f"model directory not found: {model}")
+
+
+def model_fingerprint(model: str) -> str:
+    """What identifies a model's weights: for a local directory (or `package:`), a SHA-256 over the names, sizes and
+    contents of its files; for a hub id, the id itself (the hub may serve other weights under it later: download a
+    revision into a directory to pin them)."""
+    import hashlib
+
+    directory = Path(resolve_packaged_model(model)).expanduser()
+    if not directory.is_dir():
+        return f"hub:{model}"
+    digest = hashlib.sha256()
+    for path in sorted(item for item in directory.rglob("*") if item.is_file() and not item.name.startswith(".")):
+        digest.update(f"{path.relative_to(directory).as_posix()}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"

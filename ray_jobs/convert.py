@@ -157,7 +157,7 @@ def _read_input(patterns: str | list[str], config: ConvertConfig, to_rows, colum
     if not formats <= {"parquet", "jsonl"} or len(formats) != 1:
         raise BadInput(f"{patterns}: input formats {sorted(formats)}; convert reads Parquet or JSON Lines, one of them: "
                        "name the files *.parquet or *.jsonl, or pass format=parquet or format=jsonl")
-    read = ReadStage(read_unit_rows, {"to_rows": to_rows, "columns": columns})
+    read = ReadStage(read_unit_rows, {"to_rows": to_rows, "columns": columns}, unit_rows=False)
     return units_dataset(units, read), sorted({unit.path for unit in units})
 
 

@@ -57,12 +57,13 @@ from synth.error_rows import error_row, reading_error
 from synth.quality import QualityConfig
 from synth.source_balance import balance_cutoffs, balance_scores, within_cutoffs
 
-from .job_command import FLAGS, Flag, job_main, parse_job_args
+from .job_command import FLAGS, Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import previous_run, write_summary
 from .output_root import OutputRoot
+from .output_settings import SETTINGS_FILE, require_same_settings
 from .table_steps import map_tables, per_partition
-from .unit_pipeline import ReadStage, UnitSettings, stream_units
+from .unit_pipeline import FAILED, ReadStage, UnitSettings, stream_units
 
 FORMAT = Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"]
 # Staged passages: the documents contract plus what the later stages need.
@@ -165,7 +166,7 @@ def curate_units(units: list, config: dict, staging: str, input_of: dict[str, in
     staged, started = OutputRoot(staging), time.perf_counter()
     for unit, records in read_units(units, Columns(spec.id_column, spec.text_column, spec.title_column)):
         summary = curate_unit(unit, records, settings, spec, staged)
-        yield pa.table({"summary": [json.dumps(dict(summary, seconds=round(time.perf_counter() - started, 3)))]})
+        yield pa.table({"unit_id": [unit.unit_id], "summary": [json.dumps(dict(summary, seconds=round(time.perf_counter() - started, 3)))]})
         started = time.perf_counter()
 
 
@@ -296,6 +297,9 @@ def run(config: CurateConfig, address: str | None = None) -> dict:
 
     started = time.time()
     output = OutputRoot(config.output)
+    if config.overwrite:
+        output.remove(SETTINGS_FILE)
+    require_same_settings(output, row_settings(config))  # a complete output made otherwise is refused, not kept
     previous = previous_run(output, config.overwrite)
     if previous is not None:
         return previous
@@ -306,6 +310,14 @@ def run(config: CurateConfig, address: str | None = None) -> dict:
     fields = _Job(config, staging, resources).execute()
     _commit(output, staging)
     return write_summary(output, "curate", config, started, fields, ("pyarrow", "numpy"))
+
+
+def row_settings(config: CurateConfig) -> dict:
+    """What decides the output's rows (OUTPUT/_SETTINGS.json): the inputs, passages, filters, dedup and balance;
+    not the shuffle partitions or batch sizes, which decide only the speed."""
+    dedup = config.dedup.model_dump(exclude={"partitions", "rows_per_partition", "batch_size"})
+    return {"inputs": [spec.model_dump() for spec in config.inputs], "passages": config.passages.model_dump(),
+            "quality": config.quality.model_dump(), "dedup": dedup, "balance": config.balance.model_dump()}
 
 
 class _Job:
@@ -333,7 +345,12 @@ class _Job:
     # -------------------------------------------------------------- stages
     def _read_filter(self, units: list, input_of: dict[str, int]) -> list[dict]:
         read = ReadStage(curate_units, {"config": self.config.model_dump(), "staging": self.staging.url(), "input_of": input_of})
-        return [json.loads(row["summary"]) for row in stream_units(units, read)]
+        rows = list(stream_units(units, read, retries=self.config.units.retries))
+        failed = [row for row in rows if FAILED in row]
+        if failed:
+            raise JobFailed(f"{len(failed)} of {len(units)} unit(s) could not be read, so nothing was written (a rerun tries again): "
+                            + "; ".join(f"{row['unit_id']}: {row[FAILED]}" for row in failed[:5]))
+        return [json.loads(row["summary"]) for row in rows]
 
     def _exact(self, passages):
         keyed = map_tables(passages, with_partition, key="exact_key", partitions=self.partitions)

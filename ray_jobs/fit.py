@@ -6,6 +6,7 @@ from typing import Callable, Literal
 
 from pydantic import Field, field_validator
 
+from .job_command import BadInput
 from .job_config import Section
 
 
@@ -48,20 +49,30 @@ class FitConfig(Section):
     max_steps: int = Field(ge=1)
     checkpoint_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
-    max_failures: int = Field(0, ge=-1)
+    # Restarts from the latest checkpoint after a failure (a lost node, a preempted or crashed worker); -1: no limit.
+    max_failures: int = Field(2, ge=-1)
     log_every: int = Field(25, ge=1)
-    seed: int = 42
+    seed: int = 42  # initial weights, and with the epoch the order of each epoch's rows (fit_loop.RowStream)
     fail_at_step: int | None = None  # for tests: raise once at this step in a run that did not resume
+    row_trace: str | None = None  # for tests: a folder where each worker writes the row ids it trains on (fit_loop.trace_micro_batch)
 
 
 def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], dataset, storage_path: str):
-    """Runs the loop on `scale.num_workers` Ray Train workers (gloo on CPU, nccl on GPU) over the dataset's shards,
-    with the validated config as a dict; returns the Ray Train result. `storage_path` must be storage every node
-    sees (Ray Train's workers write their checkpoint shards there, and a restarted run reads them back)."""
+    """Runs the loop on `scale.num_workers` Ray Train workers (gloo on CPU, nccl on GPU) over the dataset, with the
+    validated config as a dict; returns the Ray Train result. `storage_path` must be storage every node sees (Ray
+    Train's workers write their checkpoint shards there, and a restarted run reads them back): a local path or a URL.
+
+    The dataset is materialized once, in a fixed order, and every worker gets all of it (not a Ray Data split, whose
+    blocks go to whichever worker asks first): the fit loop shards and shuffles its rows by row number, the same way
+    in every attempt, so a restarted run can go on from the row after the last one its checkpoint covered."""
     import ray.train
+    from ray.data import ExecutionOptions
     from ray.train.torch import TorchConfig, TorchTrainer
 
     scale = config.scale
+    rows = materialized_in_order(dataset)
+    if rows.count() < scale.num_workers:
+        raise BadInput(f"{rows.count()} training rows: fewer than the {scale.num_workers} workers")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config.model_dump(),
@@ -78,6 +89,14 @@ def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], datase
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
         ),
         torch_config=TorchConfig(backend="nccl" if scale.use_gpu else "gloo", timeout_s=scale.collective_timeout_s),
-        datasets={"train": dataset},
+        datasets={"train": rows},
+        dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)),
     )
     return trainer.fit()
+
+
+def materialized_in_order(dataset):
+    """The dataset's blocks in the object store, in the order of its inputs (files, then rows within a file): row
+    number i is the same example in every attempt, and in a rerun of the job on the same data."""
+    dataset.context.execution_options.preserve_order = True  # the context copy the dataset was read with, not the process's
+    return dataset.materialize()

@@ -11,12 +11,16 @@ What the loop guarantees on a GPU cluster, whatever the task:
 - The host never waits for the device between log steps: losses are summed on the device, and micro-batches are
   built (tokenised, targets, pinned and copied) one ahead on a background thread.
 - Torch threads follow the CPUs Ray assigned to the worker, not the host's core count.
+- The data stream resumes: each worker trains on its share of a per-epoch permutation of the dataset's row numbers
+  (RowStream), and a checkpoint records how many micro-batches every worker has trained on; a restarted run skips
+  exactly those, so it goes on from the row after the last one the checkpoint covered.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import os
 import queue
 import tempfile
 import threading
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -37,6 +42,7 @@ STATE_FILE = "trainer_state.json"
 DEEPSPEED_DIR = "deepspeed"
 DEEPSPEED_TAG = "state"
 PREFETCH_MICRO_BATCHES = 2
+EPOCH_SEED_FACTOR = 1_000_003  # an epoch's permutation is seeded with seed * EPOCH_SEED_FACTOR + epoch
 
 
 @dataclass
@@ -47,12 +53,14 @@ class MicroBatch:
     tensors: dict[str, torch.Tensor]
     counts: dict[str, float] = field(default_factory=dict)
     weight: float = 1.0
+    epoch: int = 0  # set by the loop: the epoch and dataset row numbers the micro-batch was built from
+    row_ids: list[int] = field(default_factory=list)
 
 
 class FitTask(Protocol):
     """What a job trains. The loop calls these; nothing else differs between the jobs."""
 
-    config: object  # a FitConfig
+    config: object  # a FitConfig with a `data.shuffle` (a new order of the rows every epoch, or the dataset's own)
     count_keys: tuple[str, ...]  # the counts a MicroBatch may carry, summed over the workers at each report
     rate_keys: tuple[str, ...]  # of those, the ones reported as KEY_per_s and KEY_seen (the first also steady_KEY_per_s)
 
@@ -78,7 +86,7 @@ def run_fit_loop(task: FitTask) -> None:
     torch.set_num_threads(threads)
     device = ray.train.torch.get_device()
     checkpoint = ray.train.get_checkpoint()
-    state = {"step": 0, "totals": {}, "loss_history": []}
+    state = {"step": 0, "micro_batches": 0, "totals": {}, "loss_history": []}
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as checkpoint_dir:
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -88,36 +96,36 @@ def run_fit_loop(task: FitTask) -> None:
             # Only trainable weights may have been saved (distill's frozen base comes from the base model).
             engine.load_checkpoint(str(checkpoint_dir / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, load_module_strict=False)
             state = json.loads((checkpoint_dir / STATE_FILE).read_text())
+            state.setdefault("micro_batches", state["step"] * config.scale.grad_accum)  # saved before it was recorded
             if rank != 0:
                 state["totals"] = {}  # the saved totals are all workers'; rank 0 carries them on
     state["resumed_from_step"] = state["step"] if checkpoint else None
     task.start(rank, state["step"])
     window = Window(task.count_keys, task.rate_keys, device)
     static = {"torch_threads": threads, "resumed_from_step": state["resumed_from_step"]}
-    shard = ray.train.get_dataset_shard("train")
+    rows = TrainingRows(ray.train.get_dataset_shard("train"))
+    stream = RowStream(len(rows), rank, world_size, config.scale.micro_batch_size, config.seed, config.data.shuffle)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.scale.precision == "bf16")
-    while state["step"] < config.max_steps:
-        micro_batches = 0
-        for micro in prefetched(micro_batches_of(task, shard, config.scale.micro_batch_size, device)):
-            micro_batches += 1
-            with autocast:
-                loss = task.loss(engine, micro.tensors) * micro.weight
-            engine.backward(loss)
-            engine.step()
-            window.add(loss.detach(), micro)
-            event = step_event(engine, state, config, resumed=checkpoint is not None)
-            if event in ("checkpoint", "log"):
-                metrics = {**window.report(state, engine, task, world_size), **static}
-                if event == "checkpoint":
-                    save_checkpoint(engine, task, state, metrics, rank)
-                else:
-                    ray.train.report(metrics)
-                if rank == 0:
-                    print(f"[fit] step {metrics['step']} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}", flush=True)
-            if state["step"] >= config.max_steps:
-                break
-        if micro_batches == 0:
-            raise RuntimeError(f"worker {rank} got no training rows: fewer rows than workers?")
+    for micro in prefetched(micro_batches_of(task, rows, stream, state["micro_batches"], device)):
+        if state["step"] >= config.max_steps:  # also a restored run that had already finished
+            break
+        if config.row_trace:
+            trace_micro_batch(config.row_trace, rank, state, micro)
+        state["micro_batches"] += 1
+        with autocast:
+            loss = task.loss(engine, micro.tensors) * micro.weight
+        engine.backward(loss)
+        engine.step()
+        window.add(loss.detach(), micro)
+        event = step_event(engine, state, config, resumed=checkpoint is not None)
+        if event in ("checkpoint", "log"):
+            metrics = {**window.report(state, engine, task, world_size), **static}
+            if event == "checkpoint":
+                save_checkpoint(engine, task, state, metrics, rank)
+            else:
+                ray.train.report(metrics)
+            if rank == 0:
+                print(f"[fit] step {metrics['step']} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}", flush=True)
     task.finish(engine, rank)
 
 
@@ -132,12 +140,76 @@ def worker_threads(configured: int | None) -> int:
     return max(1, math.floor(assigned))
 
 
-def micro_batches_of(task: FitTask, shard, micro_batch_size: int, device: torch.device) -> Iterator[MicroBatch]:
-    """One epoch of the worker's shard as micro-batches, their tensors already on the device."""
-    for rows in shard.iter_batches(batch_size=micro_batch_size, batch_format="pyarrow", drop_last=False):
-        micro = task.micro_batch(rows.to_pylist())
+class TrainingRows:
+    """Every row of the job's dataset, numbered in the order the driver materialized it (fit.materialized_in_order).
+    Each worker holds all of it: Arrow tables read from its node's object store without a copy."""
+
+    def __init__(self, dataset_iterator):
+        import ray
+
+        self.blocks = ray.get(dataset_iterator.materialize().to_arrow_refs())
+        self.starts = np.cumsum([0] + [block.num_rows for block in self.blocks])  # the row number each block starts at
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def take(self, row_ids: np.ndarray) -> list[dict]:
+        block_of_row = np.searchsorted(self.starts, row_ids, side="right") - 1
+        return [self.blocks[block].slice(row - self.starts[block], 1).to_pylist()[0] for row, block in zip(row_ids, block_of_row)]
+
+
+@dataclass(frozen=True)
+class RowStream:
+    """The rows one worker trains on, a function of the row count, the run's config and its rank alone, so that every
+    attempt of a run sees the same stream. Epoch e orders all rows by a permutation seeded with the seed and e (a new
+    order every epoch), or keeps the dataset's order (`shuffle` off); the worker of rank r takes the rows at
+    positions r, r + world_size, ... of it (shards differ by one row at most; every row is trained on once an epoch),
+    in micro-batches of `micro_batch_size`, the epoch's last one shorter when the shard does not divide."""
+
+    rows: int
+    rank: int
+    world_size: int
+    micro_batch_size: int
+    seed: int
+    shuffle: bool
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.rows)
+        return np.random.default_rng((self.seed * EPOCH_SEED_FACTOR + epoch) % 2**64).permutation(self.rows)  # numpy seeds are >= 0
+
+    def epoch_micro_batches(self, epoch: int) -> list[np.ndarray]:
+        shard = self.epoch_order(epoch)[self.rank::self.world_size]
+        return [shard[start:start + self.micro_batch_size] for start in range(0, len(shard), self.micro_batch_size)]
+
+    def micro_batches_per_epoch(self) -> int:
+        return math.ceil(len(range(self.rank, self.rows, self.world_size)) / self.micro_batch_size)
+
+    def after(self, consumed: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(epoch, row numbers) of every micro-batch after the first `consumed`, without end."""
+        epoch, skip = divmod(consumed, self.micro_batches_per_epoch())
+        while True:
+            for row_ids in self.epoch_micro_batches(epoch)[skip:]:
+                yield epoch, row_ids
+            epoch, skip = epoch + 1, 0
+
+
+def micro_batches_of(task: FitTask, rows: TrainingRows, stream: RowStream, consumed: int, device: torch.device) -> Iterator[MicroBatch]:
+    """The worker's micro-batches after the first `consumed`, epoch after epoch, their tensors already on the device."""
+    for epoch, row_ids in stream.after(consumed):
+        micro = task.micro_batch(rows.take(row_ids))
         micro.tensors = to_device(micro.tensors, device)
+        micro.epoch, micro.row_ids = epoch, row_ids.tolist()
         yield micro
+
+
+def trace_micro_batch(folder: str, rank: int, state: dict, micro: MicroBatch) -> None:
+    """`row_trace` (tests): a JSON line for each micro-batch a worker trains on, in a file of its own per attempt."""
+    record = {"rank": rank, "resumed_from_step": state["resumed_from_step"], "step": state["step"] + 1, "epoch": micro.epoch,
+              "rows": micro.row_ids}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / f"rank{rank}-pid{os.getpid()}.jsonl", "a", encoding="utf-8") as trace:
+        trace.write(json.dumps(record) + "\n")
 
 
 def prefetched(items: Iterable, depth: int = PREFETCH_MICRO_BATCHES) -> Iterator:
@@ -265,6 +337,7 @@ def save_checkpoint(engine, task: FitTask, state: dict, metrics: dict, rank: int
         engine.save_checkpoint(str(Path(directory) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
         if rank == 0:
             task.save_model(engine, Path(directory))
-            saved = {"step": state["step"], "totals": state["all_totals"], "loss_history": state["loss_history"]}
+            saved = {"step": state["step"], "micro_batches": state["micro_batches"], "totals": state["all_totals"],
+                     "loss_history": state["loss_history"]}
             (Path(directory) / STATE_FILE).write_text(json.dumps(saved))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))

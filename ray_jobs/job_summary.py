@@ -15,12 +15,15 @@ from .versions import package_versions
 
 SUMMARY_FILE = "_SUMMARY.json"
 COMPLETE = "complete"
+INCOMPLETE = "incomplete"
 
 
-def write_summary(output: OutputRoot | str, job: str, config, started: float, fields: dict, packages: tuple[str, ...] = ()) -> dict:
-    """Write the summary last, once every other file of the output is in place; returns it."""
+def write_summary(output: OutputRoot | str, job: str, config, started: float, fields: dict, packages: tuple[str, ...] = (),
+                  complete: bool = True) -> dict:
+    """Write the summary last, once every other file of the output is in place; returns it. A run that leaves work
+    undone (units that failed) writes its summary as "incomplete": the output is then not complete."""
     output = output if isinstance(output, OutputRoot) else OutputRoot(output)
-    summary = {"job": job, "status": COMPLETE, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    summary = {"job": job, "status": COMPLETE if complete else INCOMPLETE, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "seconds": round(time.time() - started, 2), **fields,
                "config": config.model_dump(), "versions": package_versions("ray", *packages)}
     output.write_json(SUMMARY_FILE, summary)

@@ -35,18 +35,21 @@ from pydantic import Field, model_validator
 from synth.contracts import ENTITIES_SCHEMA
 from synth.documents import Columns, Deletion, Document, DocumentError, read_units
 from synth.error_rows import error_row, error_table, reading_error
+from synth.faults import describe, is_device_error
 from synth.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_unit, superseded_versions, version_order
 from synth.work_units import WorkUnit, plan_inputs
 
-from .job_command import job_main, parse_job_args
+from .job_command import JobFailed, job_main, parse_job_args
 from .inference_precision import InferencePrecision
 from .job_summary import write_summary
 from .output_root import OutputRoot
+from .output_settings import require_same_settings
 from .unit_markers import check_same_cuts, done_units, read_markers, write_marker
-from .unit_pipeline import ActorStage, ReadStage, TaskStage, UnitSettings, pack, stream_units, unit_of, unpack
+from .unit_pipeline import FAILED, ActorStage, ReadStage, TaskStage, UnitSettings, end_actor, pack, stream_units, unit_of, unpack
 
+ATTEMPTS_DIR = "_attempts"  # each actor's attempts at each unit (unit_pipeline.record_attempt)
 LOCAL_VERSION_ROWS = 2_000_000  # up to this many (unit, doc_id) versions, current/ is worked out on the driver
-TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json")
+TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json", "_SETTINGS.json", ATTEMPTS_DIR)
 DOCUMENT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
 FILTERED = "filtered"  # a version that exists but is not tagged (an error row says why)
 
@@ -59,6 +62,7 @@ class TagConfig(InferencePrecision):
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     flat_ner: bool = True
     multi_label: bool = False
+    long_text: Literal["window", "truncate"] = "window"  # a document over the model's budget: windows over all of it, or cut
     input: str  # a file, a directory, a glob; local or any fsspec URL
     format: Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"] = "auto"
     id_column: str = "doc_id"
@@ -137,8 +141,13 @@ def _untaggable(document: Document, max_chars: int) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ 2. tag
+PROBE_TEXT = "Aspirin reduced the risk of myocardial infarction in patients with type 2 diabetes."
+
+
 class UnitTagger:
-    """A model actor: entities for the documents of one unit per call."""
+    """A model actor: entities for the documents of one unit per call. A document the model fails on becomes an
+    error row, unless the device is at fault: a CUDA error, or a failure that the known-good probe text then hits too.
+    Then the actor ends (`end_actor`), Ray replaces it and its unit runs again elsewhere, with no error rows."""
 
     def __init__(self, config: dict, labels: list[str]):
         import ray
@@ -148,6 +157,7 @@ class UnitTagger:
         self.threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
         self.actor_id, self.node_id = ray.get_runtime_context().get_actor_id(), ray.get_runtime_context().get_node_id()
         self.model = self.load_model()
+        self.predict([PROBE_TEXT])  # a model that cannot take the probe now could not tell a bad device from a bad document later
 
     def load_model(self):
         import torch
@@ -169,7 +179,7 @@ class UnitTagger:
         # OpenMP's thread count is per calling thread, and Ray Data may call from another thread than __init__.
         torch.set_num_threads(self.threads)
         return self.model.inference(texts, self.labels, threshold=self.config.threshold, flat_ner=self.config.flat_ner,
-                                    multi_label=self.config.multi_label, batch_size=self.config.batch_size)
+                                    multi_label=self.config.multi_label, batch_size=self.config.batch_size, long_text=self.config.long_text)
 
     def __call__(self, row: pa.Table) -> pa.Table:
         started_at, started = time.time(), time.perf_counter()
@@ -184,15 +194,26 @@ class UnitTagger:
         those that fail alone become error rows (stage "tag") while the unit goes on."""
         try:
             return self.predict(texts), []
-        except Exception:  # noqa: BLE001 (whatever broke, one document at a time finds it)
+        except Exception as error:  # noqa: BLE001 (whatever broke, one document at a time finds it)
+            self.end_if_device_fault(error)
             predictions, failures = [], []
             for doc_id, text in zip(doc_ids, texts):
                 try:
                     predictions += self.predict([text])
                 except Exception as error:  # noqa: BLE001
+                    self.end_if_device_fault(error)
                     predictions.append([])
-                    failures.append(error_row("tag", type(error).__name__, f"{type(error).__name__}: {error}"[:2000], doc_id, input=path))
+                    failures.append(error_row("tag", type(error).__name__, describe(error)[:2000], doc_id, input=path))
             return predictions, failures
+
+    def end_if_device_fault(self, error: Exception) -> None:
+        """End the actor if the device is at fault: the error says so, or the probe text fails now too."""
+        if is_device_error(error):
+            end_actor(f"device error: {describe(error)}")
+        try:
+            self.predict([PROBE_TEXT])
+        except Exception as probe_error:  # noqa: BLE001
+            end_actor(f"the probe text fails too ({describe(probe_error)}) after {describe(error)}")
 
 
 def tagged_unit(row: pa.Table, documents: pa.Table, predictions: list[list[dict]], config: TagConfig, stats: dict,
@@ -234,7 +255,7 @@ def commit_unit(row: pa.Table, config: dict) -> pa.Table:
                    index_deleted=deleted, commit_seconds=round(time.perf_counter() - started, 3), committed_at=time.time(),
                    commit_peak_rss_mb=peak_rss_mb())
     write_marker(output, unit.unit_id, summary)
-    return pa.table({"summary": [json.dumps(summary)]})
+    return pa.table({"unit_id": [unit.unit_id], "summary": [json.dumps(summary)]})
 
 
 def peak_rss_mb() -> float:
@@ -256,29 +277,51 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     units = plan_inputs(config.input, config.format, config.units.sizes())
     if config.updates is None:
         config = config.model_copy(update={"updates": any(unit.format == "pubmed-xml" for unit in units)})
+    require_same_settings(output, row_settings(config, labels))
     done = done_units(output)
     check_same_cuts(done, units, output)
     output.remove_temporaries()
+    output.remove(ATTEMPTS_DIR)  # a rerun gives every unit not done its full number of attempts again
     pending = [unit for unit in units if unit.unit_id not in done]
     init_ray(address, outputs=[config.output], inputs=[config.model, config.input])
     settings = config.model_dump()
     read = ReadStage(read_documents, {"config": settings}, num_cpus=config.read_cpus)
     stages = [
         ActorStage(tagger, {"config": settings, "labels": labels}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
-                   min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type),
+                   min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type,
+                   attempts_root=output.url(ATTEMPTS_DIR)),
         TaskStage(commit_unit, {"config": settings}, num_cpus=config.commit_cpus),
     ]
     tagging = time.time()
-    this_run = [json.loads(row["summary"]) for row in stream_units(pending, read, stages)] if pending else []
+    rows = list(stream_units(pending, read, stages, config.units.retries)) if pending else []
     tagging_s = time.time() - tagging
-    markers = read_markers(output, done | {unit.unit_id for unit in units})  # every unit in OUTPUT, now all done
-    fields = _counts(units, this_run, markers, tagging_s)
-    if config.updates:
+    this_run = [json.loads(row["summary"]) for row in rows if FAILED not in row]
+    output.remove(ATTEMPTS_DIR)
+    failed = sorted((row["unit_id"], row[FAILED]) for row in rows if FAILED in row)
+    markers = read_markers(output, done | {item["unit"]["unit_id"] for item in this_run})  # every committed unit in OUTPUT
+    fields = _counts(units, len(units) - len(pending), this_run, markers, tagging_s)
+    fields["counts"]["units_failed"] = len(failed)
+    fields["failed_units"] = [{"unit_id": unit_id, "reason": reason} for unit_id, reason in failed]
+    if config.updates and not failed:
         fields["current"] = build_current(output, markers, config.commit_cpus)
-    return write_summary(output, "tag", config, started, fields, ("torch", "transformers"))
+    summary = write_summary(output, "tag", config, started, fields, ("torch", "transformers"), complete=not failed)
+    if failed:
+        raise JobFailed(f"{len(failed)} of {len(units)} unit(s) failed and were not committed (a rerun does only those"
+                        f"{'; current/ is built once every unit is done' if config.updates else ''}): "
+                        + "; ".join(f"{unit_id}: {reason}" for unit_id, reason in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+    return summary
 
 
-def _counts(units: list[WorkUnit], this_run: list[dict], markers: list[dict], tagging_s: float) -> dict:
+def row_settings(config: TagConfig, labels: list[str]) -> dict:
+    """What decides the output's rows (OUTPUT/_SETTINGS.json): a rerun with other values is refused."""
+    from gliner.model_path import model_fingerprint
+
+    fields = ["model", "threshold", "flat_ner", "multi_label", "long_text", "precision", "max_chars", "format", "id_column", "text_column",
+              "title_column", "updates"]
+    return {"weights": model_fingerprint(config.model), "labels": labels, **{name: getattr(config, name) for name in fields}}
+
+
+def _counts(units: list[WorkUnit], skipped: int, this_run: list[dict], markers: list[dict], tagging_s: float) -> dict:
     """Totals over the input's units (this run's and those done before), and what this run's actors did."""
     planned = {unit.unit_id for unit in units}
     mine = [marker for marker in markers if marker["unit"]["unit_id"] in planned]
@@ -295,7 +338,7 @@ def _counts(units: list[WorkUnit], this_run: list[dict], markers: list[dict], ta
     documents_run = sum(item["documents"] for item in this_run)
     return {
         "inputs": {"files": len({unit.file_key for unit in units}), "units": len(units)},
-        "counts": {"units": len(units), "units_run": len(this_run), "units_skipped": len(units) - len(this_run),
+        "counts": {"units": len(units), "units_run": len(this_run), "units_skipped": skipped,
                    "documents": sum(marker["documents"] for marker in mine), "entities": sum(marker["entities"] for marker in mine),
                    "errors": sum(marker["errors"] for marker in mine), "deletions": sum(marker["deletions"] for marker in mine),
                    "entities_per_label": dict(sorted(per_label.items()))},
@@ -323,8 +366,8 @@ def build_current(output: OutputRoot, markers: list[dict], num_cpus: float) -> d
             by_unit.setdefault(unit_id, []).append(doc_id)
     manifest = output.read_json("current/_manifest.json") or {}
     fingerprints = {unit_id: _fingerprint(by_unit.get(unit_id, [])) for unit_id in ranks}
-    stale = [unit_id for unit_id in ranks if manifest.get(unit_id, {}).get("fingerprint") != fingerprints[unit_id]
-             or not output.exists(f"current/{unit_id}.parquet")]
+    present = set(output.names("current", ".parquet"))
+    stale = [unit_id for unit_id in ranks if manifest.get(unit_id, {}).get("fingerprint") != fingerprints[unit_id] or unit_id not in present]
     write = ray.remote(num_cpus=num_cpus)(write_current_unit)
     written = ray.get([write.remote(output.url(), unit_id, sorted(by_unit.get(unit_id, []))) for unit_id in stale])
     for unit_id, entities in zip(stale, written):

@@ -3,18 +3,22 @@
     python -m ray_jobs.train --config configs/train/<name>.yaml [key=value ...]
     python -m ray_jobs.train --config ... --train-data PATH --output DIR --max-steps N --num-workers N
 
-Each worker reads its shard of the examples through Ray Data, builds batches with in-batch negative types, and
-steps a DeepSpeed engine in the shared fit loop (fit_loop.py: fp32 weights, bf16 autocast, ranks in lockstep;
-ZeRO stage, micro-batch and accumulation from the config; gloo on CPU, NCCL on GPU).
+The examples are read through Ray Data and materialized once; each worker trains on its share of a new permutation
+of them every epoch, builds batches with in-batch negative types, and steps a DeepSpeed engine in the shared fit loop
+(fit_loop.py: fp32 weights, bf16 autocast, ranks in lockstep; ZeRO stage, micro-batch and accumulation from the
+config; gloo on CPU, NCCL on GPU).
 Checkpoints (upstream-compatible model files plus DeepSpeed optimizer state) are reported to Ray Train every
-`checkpoint_every` steps and at the end; a failed run restarts from the latest one (`max_failures`).
-The final model is copied to OUTPUT/final_model and a summary written to OUTPUT/_SUMMARY.json.
+`checkpoint_every` steps and at the end; a failed run restarts from the latest one (`max_failures`), and goes on
+with the example after the last one that checkpoint covered.
+The final model is copied to OUTPUT/final_model and a summary written to OUTPUT/_SUMMARY.json; OUTPUT may be a local
+path or an fsspec URL (s3://, gs://, ...), where the checkpoints go too.
 """
 from __future__ import annotations
 
 import random
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -31,7 +35,7 @@ from .fit_loop import DEEPSPEED_DIR, STATE_FILE, MicroBatch, run_fit_loop
 from .job_command import Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
-from .shared_storage import absolute_local_path
+from .shared_storage import absolute_local_path, is_url
 
 
 class ModelSection(Section):
@@ -62,7 +66,7 @@ class DataSection(Section):
     label_map: dict[str, str] | None = None  # IOB only: gold type -> label (every type the corpus has)
     max_types: int = Field(25, ge=1)
     max_neg_type_ratio: int = Field(1, ge=0)
-    shuffle: bool = True
+    shuffle: bool = True  # a new order of the examples every epoch (fit_loop.RowStream), else the files' order
 
     def sources(self) -> list[TrainSource]:
         if isinstance(self.train, str):
@@ -211,14 +215,17 @@ def fit_model(config: TrainConfig, address: str | None = None):
     from .example_reader import read_examples
     from .ray_runtime import init_ray
 
-    output = Path(config.output).resolve() if "://" not in config.output else config.output
+    output = output_location(config.output)
     sources = config.data.sources()
-    init_ray(address, outputs=[str(output)], inputs=[*(source.path for source in sources), config.model.init_from or config.model.backbone])
+    init_ray(address, outputs=[output], inputs=[*(source.path for source in sources), config.model.init_from or config.model.backbone])
     parts = [read_examples(source.path, source.format, source.label_map) for source in sources]
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    if config.data.shuffle:
-        dataset = dataset.random_shuffle(seed=config.seed)
-    return fit(with_absolute_model_paths(config), train_loop_per_worker, dataset, str(output))
+    return fit(with_absolute_model_paths(config), train_loop_per_worker, dataset, output)  # the fit loop shuffles
+
+
+def output_location(output: str) -> str:
+    """A URL as it is (Ray Train writes checkpoints there itself), a local path made absolute."""
+    return output if is_url(output) else str(Path(output.removeprefix("file://")).expanduser().resolve())
 
 
 def with_absolute_model_paths(config: TrainConfig) -> TrainConfig:
@@ -228,14 +235,35 @@ def with_absolute_model_paths(config: TrainConfig) -> TrainConfig:
     return config.model_copy(update={"model": model.model_copy(update={key: absolute_local_path(path) for key, path in paths.items()})})
 
 
-def export_final_model(result, output: Path) -> Path:
-    """Copy the last checkpoint's model files (not the optimizer state) to OUTPUT/final_model."""
-    final = output / "final_model"
+def export_final_model(result, output: str | Path) -> Path | str:
+    """Copy the last checkpoint's model files (not the optimizer state) to OUTPUT/final_model, replacing an earlier
+    one. Returns the local folder, or for a URL output the URL it was uploaded to."""
+    if is_url(str(output)):
+        return upload_final_model(result, f"{str(output).rstrip('/')}/final_model")
+    final = Path(output_location(str(output))) / "final_model"
     if final.exists():
         shutil.rmtree(final)
-    with result.checkpoint.as_directory() as checkpoint_dir:
-        shutil.copytree(checkpoint_dir, final, ignore=shutil.ignore_patterns(DEEPSPEED_DIR, STATE_FILE))
+    copy_model_files(result, final)
     return final
+
+
+def upload_final_model(result, url: str) -> str:
+    """The model files gathered in a local temporary folder, then uploaded to `url` (fsspec)."""
+    import fsspec
+
+    filesystem, path = fsspec.core.url_to_fs(url, use_listings_cache=False)
+    with tempfile.TemporaryDirectory() as local:
+        final = Path(local) / "final_model"
+        copy_model_files(result, final)
+        if filesystem.exists(path):
+            filesystem.rm(path, recursive=True)
+        filesystem.put(f"{final}/", path, recursive=True)  # the trailing slash: the folder's contents, not the folder
+    return url
+
+
+def copy_model_files(result, destination: Path) -> None:
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        shutil.copytree(checkpoint_dir, destination, ignore=shutil.ignore_patterns(DEEPSPEED_DIR, STATE_FILE))
 
 
 def run(config: TrainConfig, address: str | None = None) -> dict:
@@ -244,7 +272,7 @@ def run(config: TrainConfig, address: str | None = None) -> dict:
     result = fit_model(config, address)
     if result.error is not None:
         raise JobFailed(f"training failed: {result.error}") from result.error
-    final = export_final_model(result, Path(config.output).resolve())
+    final = export_final_model(result, config.output)
     fields = {"final_model": str(final), "metrics": result.metrics}
     return write_summary(config.output, "train", config, started, fields, ("torch", "transformers", "deepspeed"))
 

@@ -13,6 +13,8 @@ import re
 import zlib
 from collections.abc import Iterator
 
+from .faults import is_transient
+
 READ_CHUNK = 1 << 20
 GZIP_CHUNK = 1 << 16  # a damaged .gz loses what decompressed into the chunk being filled, so a small one
 
@@ -58,22 +60,34 @@ def lines_in_range(path: str, start: int, end: int | None) -> Iterator[tuple[int
             offset += len(line)
 
 
-MAX_GZIP_RATIO = 50  # text rarely packs tighter; a trailer claiming more is taken for a truncated file's garbage
-
-
 def uncompressed_size(path: str) -> int:
-    """The file's size; for `.gz`, an estimate: the size its trailer records (modulo 4 GiB, and garbage in a
-    truncated file), at most MAX_GZIP_RATIO times the compressed size. A planner must not rely on it for more than
-    balance: the last range of a file is open-ended."""
+    """The file's size; for `.gz`, its uncompressed size, found by decompressing it once (`gzip_size`): the size a
+    gzip trailer records is modulo 4 GiB and covers only the last member of a multi-member file, so it can be off by
+    any factor, and a unit planned from it could hold gigabytes."""
     import fsspec
 
-    filesystem, resolved = fsspec.core.url_to_fs(path)
-    size = filesystem.size(resolved)
-    if not str(path).endswith(".gz") or size < 18:
-        return size
-    with filesystem.open(resolved, "rb") as handle:
-        handle.seek(size - 4)
-        return min(int.from_bytes(handle.read(4), "little"), size * MAX_GZIP_RATIO)
+    if not str(path).endswith(".gz"):
+        filesystem, resolved = fsspec.core.url_to_fs(path)
+        return filesystem.size(resolved)
+    with fsspec.open(str(path), "rb") as raw:
+        return gzip_size(raw)
+
+
+def gzip_size(stream: io.RawIOBase, chunk: int = READ_CHUNK) -> int:
+    """The uncompressed size of a gzip stream of one or more members; a damaged stream counts what decompresses
+    before the damage (its reader reports the damage)."""
+    size, decompressor = 0, zlib.decompressobj(wbits=31)
+    try:
+        while data := stream.read(chunk):
+            while data:
+                size += len(decompressor.decompress(data))
+                if not decompressor.eof:
+                    break
+                data = decompressor.unused_data  # the next member starts here
+                decompressor = zlib.decompressobj(wbits=31)
+    except zlib.error:
+        pass
+    return size
 
 
 def head(path: str, size: int) -> bytes:
@@ -88,8 +102,9 @@ def head(path: str, size: int) -> bytes:
                     break
                 chunks.append(chunk)
                 read += len(chunk)
-    except (OSError, EOFError, zlib.error):
-        pass
+    except (OSError, EOFError, zlib.error) as error:
+        if is_transient(error):
+            raise
     return b"".join(chunks)
 
 

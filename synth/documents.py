@@ -1,8 +1,9 @@
 """Documents from corpora, by work unit: PubMed XML, PubTator, JSONL, Parquet, text files.
 
 Every reader yields `Document`, `DocumentError` or (PubMed) `Deletion` values in file order and never raises for a
-bad record, so a job can route errors to its `errors` output and keep going; a file that cannot be read on ends
-its unit with one error. A document's text is what entity offsets refer to. An error's `location` says where its
+bad record, so a job can route errors to its `errors` output and keep going; a file whose bytes are bad (a
+truncated .gz) ends its unit with one error; a transient fault (storage, network) is raised, never turned into an
+error (`synth.faults`). A document's text is what entity offsets refer to. An error's `location` says where its
 record is: "byte N" (uncompressed, for line and record formats) or "row N" (Parquet).
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow as pa
 from gliner.pubtator import PubtatorFormatError, iter_pubtator_records
 
 from .byte_ranges import open_binary
+from .faults import is_transient
 from .pubmed_xml import PubmedArticle, PubmedDeletion, parse_record
 from .unit_records import parquet_batches, parquet_columns, records_by_unit
 from .work_units import FORMATS, UnitSizes, WorkUnit, infer_format, plan_file  # noqa: F401 (infer_format: readers' callers)
@@ -80,6 +82,8 @@ def read_unit(unit: WorkUnit, columns: Columns = Columns()) -> Iterator[Record]:
     try:
         yield from (_parquet(unit, columns) if unit.format == "parquet" else _text_file(unit))
     except (OSError, EOFError, zlib.error, pa.ArrowInvalid) as error:
+        if is_transient(error):
+            raise
         yield DocumentError(unit.path, f"unreadable file: {error}")
 
 

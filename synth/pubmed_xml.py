@@ -2,9 +2,15 @@
 
 Records (`<PubmedArticle>`, `<PubmedBookArticle>`, `<DeleteCitation>`) are found by a scan over bytes and each is
 parsed on its own, so a broken record becomes one error and the rest of the file is still read; a byte range of the
-file reads the records that start inside it (`synth.byte_ranges`). A document's text is its title and abstract
-joined by a space (PubTator's convention); structured abstracts keep their section labels as "LABEL: text",
-sections joined by a space. Errors carry the byte offset of their record (uncompressed, for `.gz`).
+file reads the records that start inside it (`synth.byte_ranges`). Errors carry the byte offset of their record
+(uncompressed, for `.gz`).
+
+A document's text is its title and abstract joined by one space (PubTator's convention); structured abstracts keep
+their section labels as "LABEL: text", sections joined by one space. Title and section texts are the XML's exactly:
+inline markup (`<i>`, `<sup>`, ...) is flattened to its text and whitespace inside a field is kept as is (double spaces,
+tabs, newlines), so entity offsets into `PubmedArticle.text` index the text PubMed and PubTator have. Only the
+whitespace at the two ends of a field is stripped; the joined text is the one that is tagged, so offsets into it stay
+valid. Metadata (journal, year, language) is not tagged and has its whitespace collapsed.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .byte_ranges import TagScanner, open_at
+from .faults import is_transient
 
 RECORD_START = re.compile(rb"<(PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
 _SPACES = re.compile(r"\s+")
@@ -53,6 +60,8 @@ def iter_pubmed_records(path: str, start: int = 0, end: int | None = None) -> It
         for offset, (tag, record) in raw_pubmed_records(path, start, end):
             yield parse_record(record, tag, path, offset)
     except (OSError, EOFError) as error:  # a truncated or corrupt .gz
+        if is_transient(error):
+            raise
         yield PubmedRecordError(path, start, f"unreadable file: {error}")
 
 
@@ -91,8 +100,8 @@ def _article(citation: ElementTree.Element, article: ElementTree.Element | None,
     title = _text(scope.find("ArticleTitle")) or _text(scope.find(".//ArticleTitle")) or _text(scope.find(".//BookTitle"))
     parts = scope.findall("Abstract/AbstractText") or scope.findall(".//Abstract/AbstractText")
     abstract = " ".join(section for section in map(_section, parts) if section)
-    meta = {"journal": _text(scope.find("Journal/Title")), "year": _text(scope.find("Journal/JournalIssue/PubDate/Year")),
-            "language": _text(scope.find("Language")), "structured_abstract": any(part.get("Label") for part in parts)}
+    meta = {"journal": _collapsed(scope.find("Journal/Title")), "year": _collapsed(scope.find("Journal/JournalIssue/PubDate/Year")),
+            "language": _collapsed(scope.find("Language")), "structured_abstract": any(part.get("Label") for part in parts)}
     return PubmedArticle(pmid.text.strip(), title, abstract, {key: value for key, value in meta.items() if value})
 
 
@@ -103,7 +112,13 @@ def _section(part: ElementTree.Element) -> str:
 
 
 def _text(element: ElementTree.Element | None) -> str:
-    """All text inside an element (inline markup such as <i>, <sup> flattened), whitespace collapsed."""
+    """All text inside an element (inline markup such as <i>, <sup> flattened), its whitespace kept as is but for the
+    two ends, which are stripped."""
     if element is None:
         return ""
-    return _SPACES.sub(" ", "".join(element.itertext())).strip()
+    return "".join(element.itertext()).strip()
+
+
+def _collapsed(element: ElementTree.Element | None) -> str:
+    """An element's text with runs of whitespace made one space, for metadata that is not tagged."""
+    return _SPACES.sub(" ", _text(element))

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 
 from .byte_ranges import lines_in_range
+from .faults import is_transient
 from .pubmed_xml import raw_pubmed_records
 from .work_units import WorkUnit
 
@@ -51,19 +52,22 @@ def parquet_columns(path: str) -> list[str]:
 
 
 class ReadFailure(str):
-    """Where the file could not be read on (a truncated .gz, a lost connection): the message, in place of a record."""
+    """Where the file could not be read on because its bytes are bad (a truncated or corrupt .gz): the message, in
+    place of a record. A transient fault (a lost connection) is raised instead (`synth.faults`)."""
 
 
 def raw_records(path: str, data_format: str, start: int, end: int | None) -> Iterator[tuple[int | None, object]]:
     """(byte offset, raw record) for the records that start in [start, end): a JSON line (bytes), a PubTator block
     (list of lines), a PubMed XML record ((tag, bytes), bytes None for a record the file ends inside); then
-    (None, ReadFailure) if the file cannot be read to the end of the range."""
+    (None, ReadFailure) if the file's bytes are bad before the end of the range. Transient faults are raised."""
     readers = {"jsonl": _json_lines, "pubtator": _pubtator_blocks, "pubmed-xml": raw_pubmed_records}
     if data_format not in readers:
         raise ValueError(f"{data_format} is not read by byte ranges")
     try:
         yield from readers[data_format](path, start, end)
     except (OSError, EOFError, zlib.error) as error:
+        if is_transient(error):
+            raise
         yield None, ReadFailure(f"unreadable file: {error}")
 
 

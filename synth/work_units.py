@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
+from .faults import retry_transient
+
 FORMATS = ("pubmed-xml", "pubtator", "jsonl", "parquet", "text")
 SAMPLE_BYTES = 1 << 20
 _PUBTATOR_TITLE = re.compile(rb"(?m)^[^|\t\n]+\|t\|")
@@ -96,7 +98,8 @@ def plan_inputs(pattern: str, data_format: str, sizes: UnitSizes, key_prefix: st
     files = list_input_files(pattern)
 
     def plan(path: str) -> list[WorkUnit]:
-        return plan_file(path, infer_format(path) if data_format == "auto" else data_format, key_prefix + file_key(path), sizes)
+        file_format = infer_format(path) if data_format == "auto" else data_format
+        return retry_transient(lambda: plan_file(path, file_format, key_prefix + file_key(path), sizes), f"planning {path}")
 
     with ThreadPoolExecutor(max(1, min(threads, len(files)))) as pool:
         return [unit for units in pool.map(plan, files) for unit in units]

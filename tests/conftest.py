@@ -49,6 +49,19 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def s3_server():
+    """moto's S3 server on 127.0.0.1 behind a fault-injecting proxy (tests/s3_server.py, tests/fault_proxy.py), with
+    the AWS variables that point clients at the proxy set for the whole session, before any test starts a Ray, so
+    that every Ray's workers inherit them."""
+    from s3_server import S3Server, environment
+
+    server = S3Server(free_port())
+    with environment(server.environment()):
+        yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     return make_tiny_backbone(tmp_path_factory.mktemp("tiny_backbone"))

@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -71,7 +73,9 @@ def assert_schema_valid(raw_output: str) -> None:
 
 
 def read_annotations(output) -> dict[str, dict]:
-    rows = pq.read_table(output / "annotations").to_pylist()
+    """The output's rows by doc_id (the output a path or an s3:// URL); a document must have one row."""
+    filesystem, path = fsspec.core.url_to_fs(str(output), use_listings_cache=False)
+    rows = pq.read_table(f"{path}/annotations", filesystem=filesystem).to_pylist()
     by_doc = {row["doc_id"]: row for row in rows}
     assert len(by_doc) == len(rows), "a document was annotated twice"
     return by_doc
@@ -202,26 +206,39 @@ def vllm_server(tiny_llm):
         server.wait(timeout=60)
 
 
-def test_http_backend_against_vllm_serve(vllm_server, documents, tmp_path, fresh_ray):
+def test_http_failures_are_error_rows_that_a_rerun_annotates_again(vllm_server, documents, tmp_path, fresh_ray, capsys, s3_server):
+    """Documents and output on S3, and an endpoint that is down: every request fails after its retries, and the rows
+    say so. A connection error is transient: the run exits 1 with an incomplete summary, and a rerun against a live
+    endpoint annotates just those documents, replacing their error rows (none twice). A rerun with another prompt is
+    refused."""
     from ray_jobs.annotate import main
 
-    output = tmp_path / "http"
-    assert main(["--documents", str(documents), "--model", "tiny", "--backend", "http", "--url", vllm_server,
-                 "--output", str(output), "http.in_flight=4", *SETTINGS]) == 0
-    check_rows(read_annotations(output), "tiny")
-
-
-def test_http_failures_become_error_rows(documents, tmp_path, fresh_ray):
-    from ray_jobs.annotate import main
-
-    output = tmp_path / "down"
+    bucket = s3_server.new_bucket()
+    filesystem, _ = fsspec.core.url_to_fs(bucket)
+    filesystem.put(str(documents), f"{bucket}/documents", recursive=True)
+    output = f"{bucket}/down"
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    assert main(["--documents", str(documents), "--model", "tiny", "--backend", "http", "--url", closed, "--output", str(output),
-                 "http.max_retries=1", *SETTINGS]) == 0
+    argv = ["--documents", f"{bucket}/documents", "--model", "tiny", "--backend", "http", "--output", output, "http.max_retries=1", *SETTINGS]
+    assert main([*argv, "--url", closed]) == 1
+    assert "6 document(s) failed for a reason a rerun can change" in capsys.readouterr().err
     rows = read_annotations(output)
     assert len(rows) == 8
     assert all(rows[doc_id]["error"].startswith("connection_error") and "after 1 retries" in rows[doc_id]["error"]
                for doc_id in rows if doc_id not in ("empty", "huge"))
+    summary = json.loads(filesystem.cat_file(f"{output}/_SUMMARY.json"))
+    assert summary["status"] == "incomplete" and summary["counts"]["to_retry"] == 6
+
+    assert main([*argv, "--url", vllm_server, "http.in_flight=4"]) == 0  # the HTTP backend against `vllm serve`
+    rerun = read_annotations(output)  # one row per document
+    check_rows(rerun, "tiny")
+    assert rerun["empty"] == rows["empty"] and rerun["huge"] == rows["huge"]  # final errors are kept, not redone
+    counts = json.loads(filesystem.cat_file(f"{output}/_SUMMARY.json"))["counts"]
+    assert counts["to_retry"] == 0 and counts["previously_done"] == 2 and counts["rows"] == 8
+
+    other_prompt = tmp_path / "prompt.yaml"
+    other_prompt.write_text((Path(__file__).resolve().parents[1] / "configs/annotate/prompt_biomed.yaml").read_text().replace("biomedical", "clinical", 1))
+    assert main([*argv, "--url", vllm_server, f"prompt={other_prompt}"]) == 2
+    assert "was made with other settings (prompt_sha256:" in capsys.readouterr().err
 
 
 def test_synthesize_annotates_only_what_the_teacher_did_not(tiny_llm, documents, tmp_path, fresh_ray, capsys):

@@ -169,6 +169,34 @@ def test_rerun_on_a_complete_output_skips(corpus, curated):
     assert {path: path.stat().st_mtime_ns for path in output.rglob("*")} == before
 
 
+@pytest.mark.ray
+def test_curate_from_and_to_s3_writes_the_local_runs_rows_and_refuses_other_filters(corpus, curated, s3_server):
+    """Inputs and output on S3 (moto): the same documents and rejected rows as the local run; a rerun with another
+    quality filter is refused, naming it, instead of keeping the output made with the old one."""
+    import fsspec
+
+    from ray_jobs.job_command import BadInput
+
+    folder, _, _ = corpus
+    local, summary = curated
+    bucket = s3_server.new_bucket()
+    filesystem, _ = fsspec.core.url_to_fs(bucket, use_listings_cache=False)
+    filesystem.put(str(folder), f"{bucket}/corpus", recursive=True)
+    config = make_config(Path("unused"), Path("unused"))
+    inputs = [spec.model_copy(update={"path": f"{bucket}/corpus/{Path(spec.path).name}"}) for spec in config.inputs]
+    remote = config.model_copy(update={"inputs": inputs, "output": f"{bucket}/out"})
+    assert run(remote)["totals"] == summary["totals"]
+    for folder_name in ("documents", "rejected"):
+        rows = [row for path in sorted(filesystem.glob(f"{bucket}/out/{folder_name}/*.parquet"))
+                for row in pq.read_table(path, filesystem=filesystem).to_pylist()]
+        assert sorted(rows, key=json.dumps) == sorted(read_rows(local / folder_name), key=json.dumps)
+    assert not filesystem.glob(f"{bucket}/out/.staging-*")
+    stricter = remote.model_copy(update={"quality": remote.quality.model_copy(update={"min_sentences": remote.quality.min_sentences + 1})})
+    with pytest.raises(BadInput, match="was made with other settings \\(quality: "):
+        run(stricter)
+    assert run(remote)["skipped"] is True
+
+
 def test_command_line_flags_and_overrides(tmp_path):
     config, address = parse_args(["--input", "data/x.jsonl", "--source", "trials", "--output", str(tmp_path),
                                   "dedup.threshold=0.8", "quality.per_source.drug_labels.max_newline_ratio=0.5", "--address", "auto"])

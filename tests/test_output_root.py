@@ -1,22 +1,90 @@
-"""An output root on an fsspec URL behaves as on a local disk: atomic writes, listings without temporaries, and the
-leftovers of a killed run removed (memory:// stands in for s3:// or gs://)."""
+"""An output root on a local disk and on a real S3-compatible server (moto on 127.0.0.1): atomic writes, listings
+that are never stale, a commit whose request count does not grow with the units already committed, and the
+leftovers of a killed run removed."""
+import json
+
 import fsspec
 import pyarrow as pa
+import pytest
 
 from ray_jobs.output_root import OutputRoot
+from ray_jobs.tag import TagConfig, commit_unit
+from ray_jobs.unit_markers import done_units, read_markers
+from ray_jobs.unit_pipeline import pack
+from s3_server import counted_s3_calls
+from synth.contracts import ENTITIES_SCHEMA
+from synth.error_rows import error_table
+from synth.latest_versions import INDEX_SCHEMA
+from synth.work_units import WorkUnit
 
 
-def test_an_fsspec_url_root_writes_atomically_and_cleans_up_after_a_killed_run():
-    root = OutputRoot("memory://bucket/run")
-    assert root.url("entities", "a.parquet") == "memory:///bucket/run/entities/a.parquet" and root.protocol == "memory"
+def test_a_local_root_writes_through_a_temporary_and_cleans_up_after_a_killed_run(tmp_path):
+    root = OutputRoot(str(tmp_path / "run"))
+    assert root.protocol is None and not root.atomic_puts and root.url("a") == f"{tmp_path}/run/a"
     root.write_parquet("entities/a.parquet", pa.table({"doc_id": ["d1"]}))
     root.write_json("_done/a.json", {"documents": 1})
-    filesystem = fsspec.filesystem("memory")
-    filesystem.pipe("/bucket/run/entities/.tmp-0123-b.parquet", b"PAR1 half")  # a killed run's half-written file
-    filesystem.pipe("/bucket/run/_done/broken.json", b'{"documents": ')
+    (tmp_path / "run/entities/.tmp-0123-b.parquet").write_bytes(b"PAR1 half")  # a killed run's half-written file
+    (tmp_path / "run/_done/broken.json").write_bytes(b'{"documents": ')
     assert root.names("entities", ".parquet") == ["a"] and root.names("_done", ".json") == ["a", "broken"]
     assert root.read_json("_done/a.json") == {"documents": 1} and root.read_json("_done/broken.json") is None
     assert root.read_json("_done/missing.json") is None and root.names("nothing") == []
-    assert root.remove_temporaries() == 1 and not filesystem.exists("/bucket/run/entities/.tmp-0123-b.parquet")
+
+    def crash_half_way(handle):
+        handle.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        root.write_with("_done/a.json", crash_half_way)
+    assert root.read_json("_done/a.json") == {"documents": 1} and root.remove_temporaries() == 1
     root.remove("_done", "entities")
     assert not root.exists("_done") and not root.exists("entities")
+
+
+def test_memory_urls_put_each_file_whole():
+    root = OutputRoot("memory://bucket/run")
+    assert root.url("entities", "a.parquet") == "memory:///bucket/run/entities/a.parquet" and root.atomic_puts
+    root.write_json("_done/a.json", {"documents": 1})
+    assert fsspec.filesystem("memory").ls("/bucket/run/_done", detail=False) == ["/bucket/run/_done/a.json"]
+
+
+def unit_row(index: int) -> pa.Table:
+    """A tagged unit as the commit stage receives it: two entities, no errors."""
+    unit = WorkUnit(f"corpus.jsonl-0000.b{index * 100}-{index * 100 + 100}", "corpus.jsonl-0000", "s3://in/corpus.jsonl", "jsonl", "bytes",
+                    index * 100, index * 100 + 100)
+    entities = [{"doc_id": f"d{index}", "start": 0, "end": 7, "text": "aspirin", "label": "chemical", "score": 0.9, "model": "m"},
+                {"doc_id": f"d{index}", "start": 12, "end": 20, "text": "headache", "label": "disease", "score": 0.8, "model": "m"}]
+    stats = {"documents": 1, "deletions": 0, "replaced_in_unit": 0}
+    return pack(unit, documents=pa.table({"doc_id": [f"d{index}"]}), errors=error_table([]), index=INDEX_SCHEMA.empty_table(),
+                entities=pa.Table.from_pylist(entities, ENTITIES_SCHEMA), stats=json.dumps(stats))
+
+
+def test_s3_commits_cost_the_same_requests_at_10_and_1000_units_and_listings_are_never_stale(s3_server):
+    output = s3_server.new_bucket() + "/tagged"
+    config = TagConfig(model="m", labels=["chemical", "disease"], input="s3://in/corpus.jsonl", output=output).model_dump()
+    root = OutputRoot(output)
+    assert done_units(root) == set()  # a listing of _done/ before anything is in it (what a rerun does first)
+
+    requests_per_commit = {}
+    for index in range(1000):
+        with counted_s3_calls() as calls:
+            commit_unit(unit_row(index), config)
+        if index + 1 in (10, 1000):
+            requests_per_commit[index + 1] = sorted(calls.operations)
+    # One PUT per file (entities, errors, marker): no listing, no temporary, no copy, no delete, at 10 units as at 1,000.
+    assert requests_per_commit == {10: ["put_object"] * 3, 1000: ["put_object"] * 3}
+
+    # The same OutputRoot listed _done/ when it was empty: it still sees all 1,000 markers, and reads each by one GET.
+    unit_ids = {unit_row(index).column("unit_id")[0].as_py() for index in range(1000)}
+    assert done_units(root) == unit_ids
+    with counted_s3_calls() as calls:
+        markers = read_markers(root, unit_ids)
+    assert None not in markers and sum(marker["entities"] for marker in markers) == 2000
+    assert sorted(set(calls.operations)) == ["get_object"] and len(calls.operations) == 1000
+    keys = s3_server.keys(output)
+    assert len(keys) == 3000 and not [key for key in keys if ".tmp-" in key]
+
+    # The finding this guards against: s3fs's own directory cache answers from the first listing of a folder.
+    cached, path = fsspec.core.url_to_fs(output)
+    cached.ls(f"{path}/_done")
+    root.write_json("_done/late.json", {"documents": 0})
+    assert not cached.exists(f"{path}/_done/late.json") and root.read_json("_done/late.json") == {"documents": 0}

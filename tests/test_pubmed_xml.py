@@ -1,5 +1,5 @@
-"""PubMed XML records: structured abstracts, missing abstracts, deletions, non-ASCII, broken records; byte ranges of a
-file read every record once, wherever they are cut."""
+"""PubMed XML records: structured abstracts, missing abstracts, deletions, non-ASCII, broken records; the source's
+whitespace kept and inline markup flattened; byte ranges of a file read every record once, wherever they are cut."""
 import gzip
 
 import pytest
@@ -37,7 +37,7 @@ def test_records_in_order_with_errors_in_place(sample):
     first = records[0]
     assert first.pmid == "101"
     assert first.title == "Cisplatin nephrotoxicity in mice."
-    assert first.abstract == "BACKGROUND: Cisplatin causes kidney injury. RESULTS: Mice developed acute renal failure (ARF)."
+    assert first.abstract == "BACKGROUND: Cisplatin causes kidney injury. RESULTS: Mice developed   acute renal\nfailure (ARF)."
     assert first.text == first.title + " " + first.abstract
     assert first.meta == {"journal": "J Test", "year": "2024", "language": "eng", "structured_abstract": True}
     assert records[1].abstract == "" and records[1].text == "Ménière's disease and β-amyloid."
@@ -83,3 +83,42 @@ def test_undecodable_bytes_become_an_error(tmp_path):
     records = list(iter_pubmed_records(str(path)))
     assert isinstance(records[1], PubmedRecordError) and "UTF-8" in records[1].reason
     assert [r.pmid for r in records if isinstance(r, PubmedArticle)] == ["101", "104"]  # only that record is lost
+
+
+def one_article(tmp_path, title: str, abstract: str, journal: str = "J Test") -> PubmedArticle:
+    xml = (f'<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID Version="1">7</PMID>'
+           f"<Article><Journal><Title>{journal}</Title></Journal><ArticleTitle>{title}</ArticleTitle><Abstract>{abstract}</Abstract>"
+           "</Article></MedlineCitation></PubmedArticle></PubmedArticleSet>")
+    path = tmp_path / "one.xml"
+    path.write_text(xml, encoding="utf-8")
+    [record] = iter_pubmed_records(str(path))
+    return record
+
+
+def test_whitespace_inside_a_field_is_kept_as_in_the_source(tmp_path):
+    """Double spaces, a tab and a newline inside the title and abstract survive, so offsets index PubMed's own text;
+    only the ends of each field are stripped (the joined text is what is tagged)."""
+    record = one_article(tmp_path, "  Copper  toxicosis\tin terriers. ",
+                         "<AbstractText>\n BACKGROUND/AIMS  The  copper\ttoxicosis\nlocus was mapped.  \n</AbstractText>",
+                         journal=" Journal  of\nTests ")
+    assert record.title == "Copper  toxicosis\tin terriers."
+    assert record.abstract == "BACKGROUND/AIMS  The  copper\ttoxicosis\nlocus was mapped."
+    assert record.text == "Copper  toxicosis\tin terriers. BACKGROUND/AIMS  The  copper\ttoxicosis\nlocus was mapped."
+    assert record.text.index("locus") == len(record.title) + 1 + record.abstract.index("locus")
+    assert record.meta["journal"] == "Journal of Tests"  # metadata is not tagged: collapsed
+
+
+def test_structured_sections_keep_their_inner_whitespace_and_join_with_one_space(tmp_path):
+    record = one_article(tmp_path, "T.", '<AbstractText Label="METHODS"> Mice  were\ttreated. </AbstractText>\n  '
+                                         '<AbstractText Label="RESULTS">Renal  failure.</AbstractText>')
+    assert record.abstract == "METHODS: Mice  were\ttreated. RESULTS: Renal  failure."
+    assert record.meta["structured_abstract"] is True
+
+
+def test_inline_markup_is_flattened_to_its_text(tmp_path):
+    """<i>, <b>, <sup>, <sub> and nested markup become their text, the spaces around them as in the source."""
+    record = one_article(tmp_path, "<i>BRCA1</i>  and Ca<sup>2+</sup> in H<sub>2</sub>O.",
+                         "<AbstractText>The <b>p53 <i>(TP53)</i></b>  gene; IC<sub>50</sub> &lt; 5 &amp; 10<sup>-3</sup>  M.</AbstractText>")
+    assert record.title == "BRCA1  and Ca2+ in H2O."
+    assert record.abstract == "The p53 (TP53)  gene; IC50 < 5 & 10-3  M."
+    assert record.text == record.title + " " + record.abstract

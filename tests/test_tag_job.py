@@ -3,11 +3,14 @@ entities the library's own `inference` finds; a run killed part-way through a fi
 its odd records; PubMed baseline and update files folded into OUTPUT/current."""
 import gzip
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -82,9 +85,18 @@ def tag_config(model: Path, input_path: Path, output: Path, **changes) -> TagCon
     return TagConfig.model_validate(values | changes)
 
 
-def read_rows(folder: Path) -> list[dict]:
-    rows = [row for path in sorted(folder.glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+def read_rows(folder: Path | str) -> list[dict]:
+    """The rows of a folder's Parquet files, sorted; the folder a path or an s3:// URL."""
+    filesystem, path = fsspec.core.url_to_fs(str(folder), use_listings_cache=False)
+    rows = [row for name in sorted(filesystem.glob(f"{path}/*.parquet")) for row in pq.read_table(name, filesystem=filesystem).to_pylist()]
     return sorted(rows, key=lambda row: tuple(str(value) for value in row.values()))
+
+
+def upload(local: Path, url: str) -> str:
+    """A local file or folder copied to object storage; returns its URL."""
+    filesystem, path = fsspec.core.url_to_fs(url)
+    filesystem.put(str(local), path, recursive=local.is_dir())
+    return url
 
 
 def by_document(rows: list[dict]) -> dict[str, list[dict]]:
@@ -148,28 +160,129 @@ def test_parsing_and_committing_never_run_inside_the_model_actors(local_ray, big
     assert "TaskPoolMapOperator[MapBatches(_read_group)]" in optimized and "TaskPoolMapOperator[MapBatches(commit_unit)]" in optimized
 
 
-def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted_run_writes(tagged_big_files, big_files, decisive_model, tmp_path):
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted_run_writes(tagged_big_files, big_files, decisive_model, tmp_path,
+                                                                                          s3_server, storage, capsys):
+    """The job's driver and its local Ray killed after a few units, on a local disk and with the input and output on
+    S3; the rerun writes the uninterrupted run's rows, none twice, no temporaries; a rerun with other labels is
+    refused, naming what differs."""
+    from ray_jobs.tag import main
+
     reference, _ = tagged_big_files
-    jsonl = big_files / "corpus.jsonl"
-    output = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "ray_jobs.tag", "--model", str(decisive_model), "--labels", ",".join(LABELS), "--threshold", str(THRESHOLD), "--input", str(jsonl),
-               "--output", str(output), "batch_size=32", "units.documents=2500", "min_actors=1", "max_actors=1", "torch_threads=1"]
-    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jsonl = str(big_files / "corpus.jsonl") if storage == "local" else upload(big_files / "corpus.jsonl", f"{s3_server.new_bucket()}/corpus.jsonl")
+    output = str(tmp_path / "interrupted") if storage == "local" else jsonl.rsplit("/", 1)[0] + "/interrupted"
+    filesystem, output_path = fsspec.core.url_to_fs(output, use_listings_cache=False)
+    markers = lambda: filesystem.glob(f"{output_path}/_done/*.json")  # noqa: E731
+    flags = ["--model", str(decisive_model), "--threshold", str(THRESHOLD), "--input", jsonl, "--output", output, "batch_size=32",
+             "units.documents=2500", "min_actors=1", "max_actors=1", "torch_threads=1"]
+    process = subprocess.Popen([sys.executable, "-m", "ray_jobs.tag", "--labels", ",".join(LABELS), *flags], cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((output / "_done").glob("*.json")):
+    while time.time() < deadline and not markers():
         assert process.poll() is None, "the job ended before it could be killed"
         time.sleep(0.1)
     kill_process_tree(process.pid)  # the driver and the local Ray it started: GCS, raylet, actor, read and commit tasks
     process.wait()
-    done_before = len(list((output / "_done").glob("*.json")))
+    done_before = len(markers())
     assert 1 <= done_before < 8, "the run should have been killed part-way"
 
     summary = run(tag_config(decisive_model, jsonl, output, min_actors=1, max_actors=1))
     assert summary["counts"]["units_skipped"] == done_before and summary["counts"]["units"] >= 8
     jsonl_rows = [row for row in read_rows(reference / "entities") if row["doc_id"].startswith("j")]
-    assert read_rows(output / "entities") == jsonl_rows  # the same rows, none twice, none missing
-    assert len(list((output / "entities").glob("*.parquet"))) == summary["counts"]["units"]
-    assert not list(output.rglob(".tmp-*"))  # what the killed run left half-written is gone
+    assert read_rows(f"{output}/entities") == jsonl_rows  # the same rows, none twice, none missing
+    assert len(filesystem.glob(f"{output_path}/entities/*.parquet")) == summary["counts"]["units"]
+    assert not [path for path in filesystem.find(output_path) if "/.tmp-" in path]  # what the killed run left half-written is gone
+
+    assert main(["--labels", "disease", *flags]) == 2
+    assert 'was made with other settings (labels: ["disease", "chemical"] before, ["disease"] now)' in capsys.readouterr().err
+
+
+def faulty_tagger(marks: Path) -> type:
+    """The real model, meeting the faults of a real cluster on cue: a document "POISON" kills its worker as the
+    kernel's OOM killer does, every time; "DEVICE-FAULT" makes the first actor that meets it hit a sticky CUDA error;
+    "BROKEN-DEVICE" breaks the first actor that meets it for good, with an error that names no device (the probe
+    text then fails too). `marks` records what happened, across the actors' processes."""
+    def first_time(name: str) -> bool:
+        try:
+            os.close(os.open(marks / name, os.O_CREAT | os.O_EXCL))
+            return True
+        except FileExistsError:
+            return False
+
+    class FaultyTagger(UnitTagger):
+        broken = False
+
+        def predict(self, texts: list[str]) -> list[list[dict]]:
+            joined = "\n".join(texts)
+            if "POISON" in joined:
+                with open(marks / "poison_attempts", "a") as handle:
+                    handle.write("attempt\n")
+                os.kill(os.getpid(), signal.SIGKILL)
+            if "DEVICE-FAULT" in joined and first_time("device_fault"):
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            if "BROKEN-DEVICE" in joined and first_time("broken_device"):
+                self.broken = True
+            if self.broken:
+                raise RuntimeError("the kernel cannot be launched")
+            return super().predict(texts)
+
+    return FaultyTagger
+
+
+def test_faults_on_s3_are_retried_or_fail_their_unit_and_a_rerun_completes_the_same_rows(local_ray, decisive_model, short_texts, s3_server, tmp_path):
+    """Tag two JSONL files on S3 (moto behind a fault proxy) into S3, against a clean run of the same input:
+    - connection resets mid-file and throttled writes are retried and leave no trace;
+    - a sticky CUDA error, and a broken device the probe text reveals, end their actor: Ray replaces it and the unit
+      is tagged again, with no error rows;
+    - a poison unit is tried retries + 1 times, then fails; a read that keeps failing fails its unit too;
+    - the job finishes every other unit, exits 1 naming both failed units, and a rerun does only those two:
+      the entities and errors are then exactly the clean run's."""
+    from ray import cloudpickle
+
+    from ray_jobs.job_command import JobFailed
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    texts = list(short_texts[:4000])
+    for index, cue in ((200, "DEVICE-FAULT"), (1700, "POISON"), (2700, "BROKEN-DEVICE")):
+        texts[index] = f"{cue} {texts[index]}"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, part in (("a.jsonl", range(3000)), ("b.jsonl", range(3000, 4000))):
+        (corpus / name).write_text("".join(json.dumps({"doc_id": f"d{index:04d}", "text": texts[index]}) + "\n" for index in part))
+    bucket = s3_server.new_bucket()
+    inputs = upload(corpus, f"{bucket}/corpus")
+    settings = {"units": {"documents": 500, "retries": 1}, "min_actors": 1, "max_actors": 1}
+    clean = run(tag_config(decisive_model, inputs, f"{bucket}/clean", **settings))
+    units = clean["counts"]["units"]
+    assert clean["counts"]["documents"] == 4000 and units >= 6
+
+    proxy, marks = s3_server.proxy, tmp_path / "marks"
+    marks.mkdir()
+    proxy.inject("reset", r"GET /[^ ]*/corpus/a\.jsonl", 2)  # absorbed by the S3 client's own retries
+    proxy.inject("throttle", r"PUT /[^ ]*/faulty/entities/", 3)
+    proxy.inject("reset", r"GET /[^ ]*/corpus/b\.jsonl .*range: bytes=[1-9]", 10_000)  # b's second unit, for good
+    faulty = tag_config(decisive_model, inputs, f"{bucket}/faulty", **settings)
+    try:
+        with pytest.raises(JobFailed, match=rf"2 of {units} unit\(s\) failed and were not committed") as failure:
+            run(faulty, tagger=faulty_tagger(marks))
+    finally:
+        proxy.heal()
+    injected = " ".join(proxy.injected)
+    assert "throttle: PUT" in injected and injected.count("reset: GET") > 2
+    assert (marks / "poison_attempts").read_text().count("attempt") == 2 and (marks / "device_fault").exists() and (marks / "broken_device").exists()
+    summary = json.loads(fsspec.open(f"{bucket}/faulty/_SUMMARY.json").open().read())
+    assert summary["status"] == "incomplete" and summary["counts"]["units_failed"] == 2
+    failed = {item["unit_id"]: item["reason"] for item in summary["failed_units"]}
+    assert sum("poison unit" in reason for reason in failed.values()) == 1 and all(unit_id in str(failure.value) for unit_id in failed)
+    assert sum(unit_id.startswith("b.jsonl") and "reading" in reason and "(after 5 attempts)" in reason for unit_id, reason in failed.items()) == 1
+    assert summary["counts"]["errors"] == 0  # no device fault became an error row
+
+    again = run(faulty)
+    assert again["counts"]["units_run"] == 2 and again["counts"]["units_skipped"] == units - 2 and again["status"] == "complete"
+    assert read_rows(f"{bucket}/faulty/entities") == read_rows(f"{bucket}/clean/entities")  # none lost, none twice
+    assert read_rows(f"{bucket}/faulty/errors") == read_rows(f"{bucket}/clean/errors") == []
+    keys = s3_server.keys(f"{bucket}/faulty")
+    assert not [key for key in keys if ".tmp-" in key or "/_attempts/" in key]
 
 
 PUBMED_XML = """<?xml version="1.0" encoding="utf-8"?>
@@ -278,7 +391,7 @@ def pubmed_release(tmp_path_factory, short_texts):
     return folder, final
 
 
-def test_pubmed_updates_leave_each_pmids_latest_version_in_current(local_ray, decisive_model, pubmed_release, tmp_path, monkeypatch):
+def test_pubmed_updates_leave_each_pmids_latest_version_in_current(local_ray, decisive_model, pubmed_release, tmp_path, monkeypatch, s3_server):
     from gliner import GLiNER
 
     folder, final = pubmed_release
@@ -289,18 +402,20 @@ def test_pubmed_updates_leave_each_pmids_latest_version_in_current(local_ray, de
     expected = [dict(entity, doc_id=document.doc_id) for document, entities in zip(documents, found) for entity in entities]
     assert len({row["doc_id"] for row in expected}) > len(final) / 2
 
-    together = tmp_path / "together"  # baseline and both updates in one run; versions sorted out over the cluster
+    # Baseline and both updates in one run, read from and written to S3; versions sorted out over the cluster.
+    release = upload(folder, f"{s3_server.new_bucket()}/pubmed")
+    together = release.rsplit("/", 1)[0] + "/together"
     monkeypatch.setattr("ray_jobs.tag.LOCAL_VERSION_ROWS", 0)
-    summary = run(tag_config(decisive_model, str(folder / "**/pubmed25n*.xml.gz"), together, **settings))
+    summary = run(tag_config(decisive_model, f"{release}/**/pubmed25n*.xml.gz", together, **settings))
     monkeypatch.undo()
     assert summary["counts"]["units"] >= 7
-    assert_same_entities(read_rows(together / "current"), expected)
+    assert_same_entities(read_rows(f"{together}/current"), expected)
     current = summary["current"]
     assert current["documents"] == len(final) == 24 - 3 + 2  # 102, 110, 112 deleted (111 added again), 200 and 202 new
     # replaced: 100, 101, 103 and 111 (baseline); 101 and 200 (update 1); 202's first version (update 2)
     assert current["replaced"] == 7
     assert current["deleted"] == 4  # latest record a deletion: 110, 112 (update 1), 102, 201 (update 2)
-    assert current["entities"] == len(read_rows(together / "current"))
+    assert current["entities"] == len(read_rows(f"{together}/current"))
 
     stepwise = tmp_path / "stepwise"  # an update run added to an earlier output; versions sorted out on the driver
     first = run(tag_config(decisive_model, str(folder / "**/pubmed25n000*.xml.gz"), stepwise, **settings))
@@ -312,3 +427,35 @@ def test_pubmed_updates_leave_each_pmids_latest_version_in_current(local_ray, de
     assert {key: after["current"][key] for key in ("documents", "replaced", "deleted")} == {
         key: current[key] for key in ("documents", "replaced", "deleted")}
     assert after["current"]["units_rewritten"] == 0 and after["counts"]["units_skipped"] == after["counts"]["units"]
+
+
+def test_pubmed_xml_offsets_index_pubtators_text_of_the_same_abstracts(local_ray, decisive_model, data_dir, tmp_path):
+    """The NCBI-disease test abstracts written as PubMed XML and tagged: every entity's offsets index PubTator's text of
+    its PMID, where 15 abstracts have runs of spaces (e.g. "BACKGROUND/AIMS  The") that a reader collapsing
+    whitespace would shift every later offset past."""
+    import re
+    from xml.sax.saxutils import escape
+
+    from gliner.pubtator import read_pubtator
+
+    abstracts = read_pubtator(data_dir / "ncbi-disease-pubtator/test.pubtator")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for index, half in enumerate((abstracts[:50], abstracts[50:])):
+        records = [article(document.pmid, escape(document.title), escape(document.abstract)) for document in half]
+        xml = '<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n' + "".join(records) + "</PubmedArticleSet>\n"
+        (corpus / f"pubmed25n000{index + 1}.xml").write_text(xml, encoding="utf-8")
+    pubtator_texts = {document.pmid: document.text for document in abstracts}
+    read = {record.doc_id: record.text for path in corpus.iterdir() for record in read_documents(str(path), "pubmed-xml")}
+    assert read == {pmid: text.rstrip() for pmid, text in pubtator_texts.items()}  # PubTator's abstracts end with a space
+
+    summary = run(tag_config(decisive_model, corpus, tmp_path / "out", units={"documents": 25}, min_actors=1, max_actors=1))
+    counts = summary["counts"]
+    assert counts["documents"] == len(abstracts) == 100 and counts["errors"] == 0 and counts["units"] >= 4
+    entities = read_rows(tmp_path / "out/entities")
+    assert len(entities) == counts["entities"] > 50
+    for entity in entities:
+        assert entity["text"] == pubtator_texts[entity["doc_id"]][entity["start"]:entity["end"]], entity
+    runs = {pmid: match.end() for pmid, text in pubtator_texts.items() if (match := re.search(r"\s{2,}", text.rstrip()))}
+    assert len(runs) == 15
+    assert any(entity["doc_id"] in runs and entity["start"] >= runs[entity["doc_id"]] for entity in entities)

@@ -136,3 +136,33 @@ def test_units_of_one_compressed_file_read_in_one_pass_as_if_read_alone(tmp_path
     damaged = unreadable[0]
     assert unreadable == list(range(damaged, len(units)))
     assert 0 < damaged < len(units) - 1 and all(len(records) == 1 for _, records in read[damaged + 1:])
+
+
+def test_multi_member_gzip_units_are_sized_by_the_decompressed_size_not_the_trailer(tmp_path):
+    """A gzip file of several members (what `cat a.gz b.gz` or a parallel compressor makes): its trailer records only
+    the last member's size, here 1/25 of the file, so units planned from it would be 25 times too big and the last,
+    open-ended one would hold almost everything. Planned from the decompressed size, every unit is within its
+    byte budget and the units read every record once."""
+    from synth.byte_ranges import uncompressed_size
+
+    members = [jsonl_corpus(1000) for _ in range(24)] + [jsonl_corpus(40)]
+    path = tmp_path / "members.jsonl.gz"
+    path.write_bytes(b"".join(gzip.compress(member) for member in members))
+    whole = b"".join(members)
+    trailer = int.from_bytes(path.read_bytes()[-4:], "little")
+    assert trailer * 20 < len(whole) == uncompressed_size(str(path))
+    budget = 64 << 10
+    units = plan_file(str(path), "jsonl", "members", UnitSizes(documents=1 << 30, bytes=budget))
+    assert len(units) == -(-len(whole) // budget) and units[-1].end is None and len(whole) - units[-1].start <= budget
+    read = [key for unit in units for key in keys(read_unit(unit))]
+    assert len(read) == 24 * 999 + 39 and read == keys(read_documents(str(path), "jsonl"))  # each member has one blank line
+
+
+def test_a_unit_is_at_most_1_gib_of_input_so_its_text_fits_one_arrow_array():
+    """A unit's text travels as one Arrow string array (at most 2 GiB) and is held by its read task: a unit budget
+    over 1 GiB is refused, however the documents estimate comes out."""
+    from ray_jobs.unit_pipeline import MAX_UNIT_BYTES, UnitSettings
+
+    assert UnitSettings(bytes=MAX_UNIT_BYTES).bytes == 1 << 30
+    with pytest.raises(ValueError, match="less than or equal to 1073741824"):
+        UnitSettings(bytes=3 << 30)
