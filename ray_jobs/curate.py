@@ -478,9 +478,10 @@ class _Job:
 def _commit(output: OutputRoot, staging: OutputRoot) -> None:
     """Replace documents/ and rejected/ by the staged ones (the summary, written after, marks them complete)."""
     output.remove("_SUMMARY.json", "documents", "rejected")
+    staged = staging.root.removeprefix(output.root + "/")
     for name in ("documents", "rejected"):
-        output.filesystem.mv(staging.path(name), output.path(name), recursive=True)
-    output.filesystem.rm(staging.path(), recursive=True)
+        output.move_folder(f"{staged}/{name}", name)
+    output.remove(staged)
 
 
 def print_summary(summary: dict) -> None:

@@ -113,6 +113,18 @@ class OutputRoot:
             if self.exists(relative):
                 retry_transient(lambda: self.filesystem.rm(self.path(relative), recursive=True), f"removing {self.url(relative)}")
 
+    def move_folder(self, source: str, target: str) -> None:
+        """Move a folder of this root to another place in it (`target` must not exist): a rename on a file system;
+        on object storage a copy of each file, then the source's deletion (object stores have no folders to rename)."""
+        if not self.atomic_puts:
+            retry_transient(lambda: self.filesystem.mv(self.path(source), self.path(target), recursive=True), f"moving {self.url(source)}")
+            return
+        prefix = self.path(source) + "/"
+        for path in retry_transient(lambda: self.filesystem.find(self.path(source)), f"listing {self.url(source)}"):
+            destination = self.path(target, path.removeprefix(prefix))
+            retry_transient(lambda: self.filesystem.copy(path, destination), f"copying {path}")
+        self.remove(source)
+
     def remove_temporaries(self) -> int:
         """Delete what killed runs left half-written anywhere under the root; returns how many (object stores have none)."""
         if self.atomic_puts or not self.exists():

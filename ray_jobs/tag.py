@@ -141,7 +141,7 @@ def _untaggable(document: Document, max_chars: int) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ 2. tag
-PROBE_TEXT = "Aspirin reduced the risk of myocardial infarction in patients with type 2 diabetes."
+PROBE_TEXT = "Imatinib induced remission of chronic myeloid leukemia in most patients with the BCR-ABL1 fusion."
 
 
 class UnitTagger:

@@ -21,6 +21,7 @@ and fails too. Ray Data is told to go on past such units
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -180,7 +181,7 @@ def _apply(dataset, stage: TaskStage | ActorStage, retries: int):
     import ray
 
     if isinstance(stage, TaskStage):
-        return dataset.map_batches(_task, fn_kwargs={"function": stage.function, "kwargs": stage.kwargs}, batch_size=1, batch_format="pyarrow",
+        return dataset.map_batches(_passing_failed_rows(stage.function), fn_kwargs=stage.kwargs, batch_size=1, batch_format="pyarrow",
                                    num_cpus=stage.num_cpus, max_retries=retries)
     pool = ray.data.ActorPoolStrategy(min_size=stage.min_actors, max_size=stage.max_actors, max_tasks_in_flight_per_actor=IN_FLIGHT_PER_ACTOR)
     options = {"accelerator_type": stage.accelerator_type} if stage.accelerator_type else {}
@@ -194,14 +195,19 @@ def _apply(dataset, stage: TaskStage | ActorStage, retries: int):
                                **options)
 
 
-def _task(row: pa.Table, function: Callable, kwargs: dict) -> pa.Table:
-    """A task stage's call: a failed row passes on; a transient fault that persisted fails the unit."""
-    if is_failed(row):
-        return row
-    try:
-        return function(row, **kwargs)
-    except TransientFault as error:
-        return failed_row(unit_of(row), str(error))
+def _passing_failed_rows(function: Callable[..., pa.Table]) -> Callable[..., pa.Table]:
+    """A task stage's function, passing a failed row on, and failing the unit on a transient fault that persisted
+    (named as the function: Ray Data's plan shows it)."""
+    @functools.wraps(function)
+    def task(row: pa.Table, **kwargs) -> pa.Table:
+        if is_failed(row):
+            return row
+        try:
+            return function(row, **kwargs)
+        except TransientFault as error:
+            return failed_row(unit_of(row), str(error))
+
+    return task
 
 
 def _guarded_actor(actor_class: type, attempts_root: str | None, retries: int) -> type:
