@@ -316,7 +316,7 @@ def node_removed(model: Path, local_corpus: Path) -> dict:
         job.join(timeout=900)
         summary = result.get("summary")
         outcome = ("the actor's node was removed; " if victim else "no actor node found to remove; ") + (
-            f"actor restarted on the other node; complete, exit 0 ({summary['counts']['units_run']} units)" if summary else "the job did not finish")
+            f"the job finished on the remaining node; complete, exit 0 ({summary['counts']['units_run']} units)" if summary else "the job did not finish")
     finally:
         ray.shutdown()
         cluster.shutdown()
