@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table, is_transient_error
+from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table
 from synth.chat_endpoint import ChatEndpoint
 from synth.contracts import annotation_json_schema
-from synth.faults import retry_transient
+from synth.faults import is_transient_row_error, retry_transient
 from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_chat_tokenizer, load_prompt
 
 from .gpu_capacity import EngineShape, cluster_verdict, describe
@@ -252,7 +252,7 @@ def completed_doc_ids(output: OutputRoot) -> set[str]:
         if statuses is None:
             output.remove(relative)
             continue
-        transient = pa.array([is_transient_error(error) for error in statuses["error"].to_pylist()], pa.bool_())
+        transient = pa.array([is_transient_row_error(error) for error in statuses["error"].to_pylist()], pa.bool_())
         if pc.any(transient).as_py():
             output.write_parquet(relative, _read_annotation_file(output, relative).filter(pc.invert(transient)))
         done.update(statuses.filter(pc.invert(transient))["doc_id"].to_pylist())
@@ -459,7 +459,7 @@ def _counts(output: OutputRoot, previously_done: int) -> dict:
             "previously_done": previously_done,
             "annotated_this_run": table.num_rows - previously_done,
             "ok": table.num_rows - len(errors),
-            "to_retry": sum(is_transient_error(error) for error in table["error"].to_pylist()),
+            "to_retry": sum(is_transient_row_error(error) for error in table["error"].to_pylist()),
             "errors": {reason: errors.count(reason) for reason in sorted(set(errors))},
             "entities": int(pc.sum(pc.list_value_length(table["entities"])).as_py() or 0),
             "input_tokens": int(pc.sum(table["input_tokens"]).as_py() or 0),

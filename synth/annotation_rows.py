@@ -24,12 +24,3 @@ def annotation_row(doc_id: str, model: str, raw_output: str | None, error: str |
 def annotation_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=ANNOTATION_TABLE_SCHEMA)
 
-
-# Row errors a rerun can change: the engine failed (vLLM's per-row inference error), the endpoint could not be
-# reached or timed out, or answered with a status that says "try again". Any other error (output that does not
-# parse, a document too long for the prompt, an HTTP 400) is final.
-TRANSIENT_ERROR_PREFIXES = ("inference_error", "connection_error", "http_408", "http_409", "http_429", "http_5")
-
-
-def is_transient_error(error: str | None) -> bool:
-    return bool(error) and error.startswith(TRANSIENT_ERROR_PREFIXES)

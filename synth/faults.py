@@ -34,6 +34,12 @@ DEVICE_MESSAGES = ("CUDA error", "CUBLAS_STATUS", "CUDNN_STATUS", "cuDNN error",
                    "an illegal memory access", "unspecified launch failure", "ECC error", "GPU is lost", "HIP error")
 
 
+# The annotation rows' errors (`synth.annotation_rows`, `synth.chat_endpoint`) that a rerun can change: the engine
+# failed (vLLM's per-row inference error), the endpoint could not be reached or timed out, or answered with a status
+# that says "try again". Any other (output that does not parse, a document too long for the prompt, HTTP 400) is final.
+TRANSIENT_ROW_ERRORS = ("inference_error", "connection_error", "http_408", "http_409", "http_429", "http_5")
+
+
 class TransientFault(Exception):
     """A fault that persisted through its retries; its unit is not committed."""
 
@@ -82,3 +88,8 @@ def retry_transient(function: Callable[[], Result], what: str, attempts: int = R
 
 def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
+
+
+def is_transient_row_error(error: str | None) -> bool:
+    """An annotation row's error that a rerun can change (TRANSIENT_ROW_ERRORS)."""
+    return bool(error) and error.startswith(TRANSIENT_ROW_ERRORS)
