@@ -149,20 +149,21 @@ def faulty_tagger(marks: Path, kind: str) -> type:
             return False
 
     class FaultyTagger(UnitTagger):
-        def predict(self, texts: list[str]) -> list[list[dict]]:
-            if len(texts) > 1 and any(text.startswith(CUE) for text in texts):
+        def predict(self, batches: list, doc_ids: list[str]) -> dict:
+            chunks = [index for batch in batches for index in batch.chunk_indices]
+            if len(chunks) > 1 and any(doc_ids[index] == CUE for index in chunks):
                 if kind == "oom":
                     with open(marks / "oom_attempts", "a") as handle:
                         handle.write("attempt\n")
                     os.kill(os.getpid(), signal.SIGKILL)
                 if kind == "device" and first_time("device"):
                     raise RuntimeError("CUDA error: an illegal memory access was encountered")
-            return super().predict(texts)
+            return super().predict(batches, doc_ids)
 
     return FaultyTagger
 
 
-CUE = ""  # set from the corpus: the text of document d00500
+CUE = "d00500"  # the document a fault waits for
 
 
 def scenario(name: str, storage: Storage, model: Path, reference: Counter, s3) -> dict:
@@ -325,7 +326,6 @@ def node_removed(model: Path, local_corpus: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
-    global CUE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help=f"comma-separated faults (default all: {','.join(FAULTS)})")
     parser.add_argument("--documents", type=int, default=3000)
@@ -340,7 +340,6 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     model, local_corpus = tiny_model(WORK), corpus(WORK / "corpus", args.documents)
-    CUE = json.loads((local_corpus / "a.jsonl").read_text().splitlines()[500])["text"]
     server = S3Server(free_port())
     rows = []
     with environment(server.environment()):

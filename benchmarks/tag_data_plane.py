@@ -28,6 +28,7 @@ import platform
 import shutil
 import sys
 import time
+import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,10 +50,13 @@ class NullTagger(UnitTagger):
     """The model stage without a model: every document gets no entities."""
 
     def load_model(self):
-        return None
+        return types.SimpleNamespace(precision="fp32", precision_check=None)
 
-    def predict(self, texts: list[str]) -> list[list[dict]]:
-        return [[] for _ in texts]
+    def probe(self) -> None:
+        pass
+
+    def predict(self, batches: list, doc_ids: list[str]) -> dict:
+        return {}
 
 
 # ------------------------------------------------------------------------------------------------ corpora
@@ -90,17 +94,16 @@ def short_documents(path: Path, count: int) -> Path:
 
 # ------------------------------------------------------------------------------------------------ plane
 def one_core(path: Path, config: TagConfig) -> dict:
-    """The job's read, (null) tag and commit functions, one unit after another in this process."""
+    """The job's read (and prepare), (null) tag and commit functions, one unit after another in this process."""
     from synth.work_units import plan_inputs
 
     settings, documents = config.model_dump(), 0
     started = time.perf_counter()
     for group in read_groups(plan_inputs(str(path), "auto", config.units.sizes())):
-        for row in read_documents(group, settings):
-            parsed = unpack(row, "documents")
+        for row in read_documents(group, settings, LABELS):
             null = {"actor": "none", "tag_seconds": 0.0, "tag_started_at": 0.0, "actor_peak_rss_mb": 0.0}
-            commit_unit(tagged_unit(row, parsed, [[] for _ in range(parsed.num_rows)], config, null), settings)
-            documents += parsed.num_rows
+            commit_unit(tagged_unit(row, {}, LABELS, null), settings, LABELS)
+            documents += unpack(row, "documents").num_rows
     seconds = time.perf_counter() - started
     return {"documents": documents, "seconds": round(seconds, 2), "docs_per_s": round(documents / seconds, 1)}
 
@@ -121,7 +124,7 @@ def measure_plane(count: int, repeats: int) -> dict:
     results = {}
     for data_format, path in corpora(count).items():
         output = WORK / "out_plane"
-        config = TagConfig.model_validate({"model": "none", "labels": LABELS, "input": str(path), "output": str(output),
+        config = TagConfig.model_validate({"model": str(tiny_model()), "labels": LABELS, "input": str(path), "output": str(output),
                                            "updates": False, "units": {"documents": 2500}, "min_actors": 1, "max_actors": 1,
                                            "cpus_per_actor": 0.25, "read_cpus": 0.75, "commit_cpus": 0.25})
         single, job = [], []

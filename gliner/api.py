@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +14,7 @@ from transformers import AutoConfig
 from .checkpoint import (
     CONFIG_FILE,
     LABELS_TOKENIZER_DIR,
+    ensure_prompt_tokens,
     load_tokenizer,
     load_weights_strictly,
     read_state_dict,
@@ -23,21 +22,13 @@ from .checkpoint import (
     write_weights,
 )
 from .config import GLiNERConfig
-from .decoding import Span, above_threshold, find_candidates, greedy_select
-from .inputs import (
-    Window,
-    Words,
-    build_prompt,
-    count_tokens_per_word,
-    encode_labels_for_bi_encoder,
-    encode_words,
-    normalize_labels,
-    plan_windows,
-    split_words,
-    to_device,
-)
-from .model import MODEL_INPUTS, SpanModel, build_model
+from .decoding import Span, decode_batch
+from .device_feed import on_device
+from .inputs import Words, encode_labels_for_bi_encoder, encode_words, normalize_labels, split_words
+from .merge import merge_windows, to_entities
+from .model import SpanModel, build_model
 from .model_path import resolve_packaged_model
+from .prepare import Prepared, PreparedBatch, Preparer, check_options
 from .precision import (
     AUTOCAST_DTYPES,
     DEFAULT_MIN_AGREEMENT,
@@ -49,16 +40,6 @@ from .precision import (
     reduced_copy,
 )
 
-LONG_TEXT_MODES = ("window", "truncate", "error")
-LEGACY_EXTRA_TOKEN = "[FLERT]"  # upstream adds it first when it adds prompt tokens, shifting <<ENT>> by one
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    text_index: int
-    window: Window
-
-
 class GLiNER(nn.Module):
     def __init__(self, config: GLiNERConfig, model: SpanModel, tokenizer, labels_tokenizer=None):
         super().__init__()
@@ -66,7 +47,8 @@ class GLiNER(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.labels_tokenizer = labels_tokenizer
-        self.window_overlap = max(2 * config.max_width, 32)
+        position_limit = getattr(model.backbone.config, "max_position_embeddings", None)
+        self.preparer = Preparer(tokenizer, config, position_limit)  # the prepare stage: tokenizer and config, no weights
         self._label_cache: dict[tuple, torch.Tensor] = {}  # bi-encoders: label vectors per label set
         # Inference precision (set_precision): GPU autocast dtype, and on a CPU the fp32 model behind a reduced copy.
         self.autocast_dtype: torch.dtype | None = None
@@ -106,7 +88,7 @@ class GLiNER(nn.Module):
             labels_tokenizer = load_tokenizer(labels_dir if (labels_dir / "tokenizer_config.json").is_file() else config.labels_encoder)
             model = build_model(config)
         else:
-            needs_resize = _ensure_prompt_tokens(config, tokenizer)
+            needs_resize = ensure_prompt_tokens(config, tokenizer)
             model = build_model(config)
             if needs_resize:
                 _resize_embeddings(model, config, len(tokenizer))
@@ -148,7 +130,7 @@ class GLiNER(nn.Module):
         tokenizer = load_tokenizer(backbone)
         labels_tokenizer = load_tokenizer(labels_encoder) if labels_encoder else None
         model = build_model(config, backbone_path=str(backbone), labels_backbone_path=str(labels_encoder) if labels_encoder else None)
-        if not config.is_bi_encoder and _ensure_prompt_tokens(config, tokenizer):
+        if not config.is_bi_encoder and ensure_prompt_tokens(config, tokenizer):
             _resize_embeddings(model, config, len(tokenizer))
         return cls(config, model, tokenizer, labels_tokenizer)
 
@@ -290,7 +272,7 @@ class GLiNER(nn.Module):
         words_per_text = [split_words(text) for text in texts]
         spans_per_threshold = self._predict_words(words_per_text, labels, thresholds, flat_ner, multi_label, batch_size, long_text)
         return {
-            threshold: [_to_entities(text, words, spans) for text, words, spans in zip(texts, words_per_text, spans_per_text)]
+            threshold: [to_entities(text, words, spans) for text, words, spans in zip(texts, words_per_text, spans_per_text)]
             for threshold, spans_per_text in spans_per_threshold.items()
         }
 
@@ -329,14 +311,45 @@ class GLiNER(nn.Module):
         return self._predict_words(words_per_text, labels, thresholds, flat_ner, multi_label, batch_size, long_text)
 
     def _predict_words(self, words_per_text: list[Words], labels, thresholds, flat_ner, multi_label, batch_size, long_text) -> dict[float, list[list[Span]]]:
-        labels = normalize_labels(labels, reserved_tokens=(self.config.ent_token, self.config.sep_token))
-        _check_options(thresholds, batch_size, long_text)
-        chunks = self._plan_chunks(words_per_text, labels, long_text)
-        spans_per_threshold = self._predict_chunks(chunks, words_per_text, labels, thresholds, flat_ner, multi_label, batch_size)
+        """The four stages: prepare (CPU), forward (the model's device), decode (there, one transfer per batch),
+        merge (windows back to texts)."""
+        check_options(thresholds, batch_size, long_text)
+        prepared = self.preparer.prepare(words_per_text, labels, long_text, batch_size)
+        spans_per_chunk = self._spans_per_chunk(prepared, thresholds, flat_ner, multi_label)
         return {
-            threshold: _merge_chunks(chunks, spans_per_chunk, len(words_per_text), flat_ner, multi_label)
-            for threshold, spans_per_chunk in spans_per_threshold.items()
+            threshold: merge_windows(prepared.chunks, spans, len(words_per_text), flat_ner, multi_label)
+            for threshold, spans in spans_per_chunk.items()
         }
+
+    def _spans_per_chunk(self, prepared: Prepared, thresholds, flat_ner: bool, multi_label: bool) -> dict[float, list[list[Span]]]:
+        """{threshold: spans per chunk}. One model pass finds the candidates above the lowest threshold; each
+        threshold then decodes those above it, which are exactly the candidates a pass at that threshold finds."""
+        results: dict[float, list[list[Span]]] = {threshold: [[] for _ in prepared.chunks] for threshold in thresholds}
+        for batch, decoded in self.predict_batches(prepared.batches, prepared.labels, thresholds, flat_ner, multi_label):
+            for threshold, spans_per_row in decoded.items():
+                for chunk_index, spans in zip(batch.chunk_indices, spans_per_row):
+                    results[threshold][chunk_index] = spans
+        return results
+
+    @torch.inference_mode()
+    def predict_batches(self, batches, labels: list[str], thresholds, flat_ner: bool = True, multi_label: bool = False):
+        """(batch, {threshold: spans per row}) for each prepared batch: the forward and decode stages, with the next
+        batch's copy to the device overlapping this one's forward. `labels` as the batches were prepared with."""
+        for batch, logits in self.forward_batches(batches, labels):
+            yield batch, decode_batch(logits, batch.inputs["text_lengths"].tolist(), labels, list(thresholds), flat_ner, multi_label)
+
+    @torch.inference_mode()
+    def forward_batches(self, batches, labels: list[str]):
+        """(batch, its (B, W, K, C) fp32 logits on the model's device) for each prepared batch."""
+        label_inputs = self._label_inputs(labels)
+        for batch, inputs in on_device(batches, self.device):
+            yield batch, self.forward_inputs(inputs, label_inputs)
+
+    def forward_inputs(self, inputs: dict[str, torch.Tensor], label_inputs: dict) -> torch.Tensor:
+        """The forward stage of one batch already on the device: (B, W, K, C) fp32 logits."""
+        with self._autocast():
+            logits, _ = self.model(**inputs, **label_inputs)
+        return logits.float()
 
     def encode_labels(self, labels: Sequence[str]) -> torch.Tensor:
         """Bi-encoders only: (C, D) pooled label vectors, the tensor upstream's `encode_labels` returns."""
@@ -346,65 +359,6 @@ class GLiNER(nn.Module):
         encoded = encode_labels_for_bi_encoder(self.labels_tokenizer, labels)
         with torch.inference_mode():
             return self.model.encode_labels(encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device))
-
-    def _plan_chunks(self, words_per_text: list[Words], labels: list[str], long_text: str) -> list[_Chunk]:
-        max_tokens = self._text_token_budget(labels)
-        chunks = []
-        for text_index, words in enumerate(words_per_text):
-            if len(words) == 0:
-                continue
-            for window in self._windows_for(words, max_tokens, long_text, text_index):
-                chunks.append(_Chunk(text_index, window))
-        return chunks
-
-    def _windows_for(self, words: Words, max_tokens: int | None, long_text: str, text_index: int) -> list[Window]:
-        max_words = self.config.max_len
-        if long_text == "truncate":
-            if len(words) > max_words:
-                warnings.warn(f"Sentence of length {len(words)} has been truncated to {max_words}", stacklevel=_caller_stacklevel())
-            end = min(len(words), max_words)
-            return [Window(0, end, 0, end)]
-        counts = count_tokens_per_word(self.tokenizer, words.tokens)
-        fits = len(words) <= max_words and (max_tokens is None or sum(counts) <= max_tokens)
-        if fits:
-            return [Window(0, len(words), 0, len(words))]
-        if long_text == "error":
-            raise ValueError(
-                f"text {text_index} has {len(words)} words and {sum(counts)} subword tokens; the model takes at most "
-                f"{max_words} words and {max_tokens} tokens with these labels (use long_text='window' to split it)"
-            )
-        return plan_windows(counts, max_words, max_tokens, self.window_overlap)
-
-    def _text_token_budget(self, labels: list[str]) -> int | None:
-        """Subword tokens left for text once special tokens and the label prompt are in the encoder window."""
-        limit = self.tokenizer.model_max_length
-        if limit is None or limit > 1_000_000:
-            limit = getattr(self.model.backbone.config, "max_position_embeddings", None)
-            if limit is None:
-                return None
-        prompt = self._prompt(labels)
-        return limit - self.tokenizer.num_special_tokens_to_add(pair=False) - sum(count_tokens_per_word(self.tokenizer, prompt))
-
-    def _prompt(self, labels: list[str]) -> list[str]:
-        return [] if self.config.is_bi_encoder else build_prompt(labels, self.config.ent_token, self.config.sep_token)
-
-    def _predict_chunks(self, chunks, words_per_text, labels, thresholds, flat_ner, multi_label, batch_size) -> dict[float, list[list[Span]]]:
-        """{threshold: spans per chunk}. One model pass finds the candidates above the lowest threshold; each
-        threshold then decodes those above it, which are exactly the candidates a pass at that threshold finds."""
-        word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in chunks]
-        label_inputs = self._label_inputs(labels)
-        lowest = min(thresholds)
-        # Similar lengths share a batch, so little compute goes to padding; results return in input order.
-        order = sorted(range(len(chunks)), key=lambda index: -sum(len(word) for word in word_lists[index]))
-        results: dict[float, list[list[Span]]] = {threshold: [[] for _ in chunks] for threshold in thresholds}
-        for first in range(0, len(order), batch_size):
-            batch_indices = order[first : first + batch_size]
-            logits = self._logits([word_lists[i] for i in batch_indices], labels, label_inputs)
-            for row, index in enumerate(batch_indices):
-                candidates = find_candidates(logits[row], len(word_lists[index]), labels, lowest)
-                for threshold in thresholds:
-                    results[threshold][index] = greedy_select(above_threshold(candidates, threshold), flat_ner, multi_label)
-        return results
 
     def _label_inputs(self, labels: list[str]) -> dict[str, torch.Tensor]:
         """Bi-encoders: the (C, D) label vectors, encoded once per label set, device and dtype; none for uni-encoders."""
@@ -418,13 +372,12 @@ class GLiNER(nn.Module):
                 self._label_cache[key] = self.encode_labels(labels)
         return {"labels_embeds": self._label_cache[key]}
 
-    def _logits(self, word_lists: list[list[str]], labels: list[str], label_inputs: dict) -> torch.Tensor:
-        """(B, W, K, C) fp32 logits of one batch of word lists."""
-        inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self._prompt(labels))
-        inputs = to_device({key: inputs[key] for key in MODEL_INPUTS}, self.device)
-        with self._autocast():
-            logits, _ = self.model(**inputs, **label_inputs)
-        return logits.float()
+    @torch.inference_mode()
+    def logits(self, word_lists: list[list[str]], labels: list[str]) -> torch.Tensor:
+        """(B, W, K, C) fp32 logits of word lists, as one batch in input order."""
+        inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self.preparer.prompt(labels))
+        inputs = {key: inputs[key] for key in ("input_ids", "attention_mask", "words_mask", "text_lengths")}
+        return self.forward_inputs(next(on_device([PreparedBatch(list(range(len(word_lists))), inputs)], self.device))[1], self._label_inputs(labels))
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -433,18 +386,6 @@ class GLiNER(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-def _ensure_prompt_tokens(config: GLiNERConfig, tokenizer) -> bool:
-    """Make the tokenizer know <<ENT>>/<<SEP>>; True when embeddings must grow (upstream's legacy path)."""
-    if config.class_token_index == -1 or config.vocab_size == -1:
-        tokenizer.add_tokens([LEGACY_EXTRA_TOKEN, config.ent_token, config.sep_token], special_tokens=True)
-        config.class_token_index = tokenizer.convert_tokens_to_ids(config.ent_token)
-        return True
-    token_id = tokenizer.convert_tokens_to_ids(config.ent_token)
-    if token_id != config.class_token_index:
-        raise ValueError(f"tokenizer maps {config.ent_token!r} to {token_id}, but the config says class_token_index={config.class_token_index}")
-    return False
-
-
 def _resize_embeddings(model: SpanModel, config: GLiNERConfig, size: int) -> None:
     backbone = model.backbone
     if backbone.get_input_embeddings().num_embeddings != size:
@@ -462,48 +403,3 @@ def _check_texts(texts) -> list[str]:
         if not isinstance(text, str):
             raise ValueError(f"text {index} is a {type(text).__name__}, not a string")
     return list(texts)
-
-
-def _caller_stacklevel() -> int:
-    """The stacklevel that makes a warning point at the first frame outside this package and torch's wrappers."""
-    import inspect
-
-    package_dir = str(Path(__file__).parent)
-    frame, level = inspect.currentframe(), 1
-    while frame is not None and (frame.f_code.co_filename.startswith(package_dir) or "torch/utils/_contextlib" in frame.f_code.co_filename):
-        frame, level = frame.f_back, level + 1
-    return level - 1
-
-
-def _check_options(thresholds: Sequence[float], batch_size: int, long_text: str) -> None:
-    if isinstance(thresholds, str) or not isinstance(thresholds, Sequence) or not thresholds:
-        raise ValueError(f"thresholds must be a non-empty list of numbers, got {thresholds!r}")
-    for threshold in thresholds:
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if long_text not in LONG_TEXT_MODES:
-        raise ValueError(f"long_text must be one of {LONG_TEXT_MODES}, got {long_text!r}")
-
-
-def _merge_chunks(chunks: list[_Chunk], spans_per_chunk: list[list[Span]], num_texts: int, flat_ner: bool, multi_label: bool) -> list[list[Span]]:
-    """Shift window spans to document words, keep those each window owns, re-resolve where windows were many."""
-    merged: list[list[Span]] = [[] for _ in range(num_texts)]
-    windows_per_text = [0] * num_texts
-    for chunk, spans in zip(chunks, spans_per_chunk):
-        windows_per_text[chunk.text_index] += 1
-        offset = chunk.window.start
-        for span in spans:
-            start = span.start + offset
-            if chunk.window.own_start <= start < chunk.window.own_end:
-                merged[chunk.text_index].append(Span(start, span.end + offset, span.label, span.score))
-    return [greedy_select(spans, flat_ner, multi_label) if count > 1 else spans for spans, count in zip(merged, windows_per_text)]
-
-
-def _to_entities(text: str, words: Words, spans: list[Span]) -> list[dict]:
-    entities = []
-    for span in spans:
-        start, end = words.starts[span.start], words.ends[span.end]
-        entities.append({"start": start, "end": end, "text": text[start:end], "label": span.label, "score": span.score})
-    return entities

@@ -15,6 +15,7 @@ CONFIG_FILE = "gliner_config.json"
 SAFETENSORS_FILE = "model.safetensors"
 PICKLE_FILE = "pytorch_model.bin"
 LABELS_TOKENIZER_DIR = "labels_tokenizer"
+LEGACY_EXTRA_TOKEN = "[FLERT]"  # upstream adds it first when it adds prompt tokens, shifting <<ENT>> by one
 
 
 def resolve_model_dir(model_id: str | Path, *, revision=None, cache_dir=None, local_files_only=False, token=None) -> Path:
@@ -109,3 +110,15 @@ def _preview(items: list[str], limit: int = 8) -> str:
         return "none"
     shown = ", ".join(items[:limit])
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def ensure_prompt_tokens(config, tokenizer) -> bool:
+    """Make the tokenizer know <<ENT>>/<<SEP>>; True when embeddings must grow (upstream's legacy path)."""
+    if config.class_token_index == -1 or config.vocab_size == -1:
+        tokenizer.add_tokens([LEGACY_EXTRA_TOKEN, config.ent_token, config.sep_token], special_tokens=True)
+        config.class_token_index = tokenizer.convert_tokens_to_ids(config.ent_token)
+        return True
+    token_id = tokenizer.convert_tokens_to_ids(config.ent_token)
+    if token_id != config.class_token_index:
+        raise ValueError(f"tokenizer maps {config.ent_token!r} to {token_id}, but the config says class_token_index={config.class_token_index}")
+    return False

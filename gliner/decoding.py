@@ -14,22 +14,50 @@ class Span:
     score: float
 
 
-def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], threshold: float) -> list[Span]:
-    """Spans with sigmoid(logit) > threshold (strict), in (start, width, label) row-major order.
+def decode_batch(logits: torch.Tensor, text_lengths: list[int], labels: list[str], thresholds: list[float], flat_ner: bool = True,
+                 multi_label: bool = False) -> dict[float, list[list[Span]]]:
+    """{threshold: kept spans per row} of one batch's logits (B, W, K, C): candidates above the lowest threshold
+    found on the logits' device and moved to the host in one transfer, then each threshold's greedy selection."""
+    candidates = batch_candidates(logits, text_lengths, labels, min(thresholds))
+    return {threshold: [greedy_select(above_threshold(row, threshold), flat_ner, multi_label) for row in candidates] for threshold in thresholds}
 
-    logits: (W, K, C) for one text. Spans that run past the text's last word are dropped. The probability is
-    the fp32 sigmoid of the logit, taken over the text's whole logit tensor: torch's vectorised and scalar sigmoid
-    can differ in the last bit on CPU, so a sigmoid of only the spans near the threshold would give a span a
-    score that depends on the threshold.
+
+def batch_candidates(logits: torch.Tensor, text_lengths: list[int], labels: list[str], threshold: float) -> list[list[Span]]:
+    """Per row, the spans inside its text with sigmoid(logit) > threshold (strict), in (start, width, label) order.
+
+    logits: (B, W, K, C); row b has text_lengths[b] words. The probability is the fp32 sigmoid of the logit, taken
+    over a row's whole logit tensor: torch's vectorised and scalar sigmoid can differ in the last bit on a CPU, where
+    each row's sigmoid is its own call so that a score never depends on the threshold or on the other rows (a GPU
+    computes every element alike, so there one call covers the batch).
     """
-    logits = logits[:num_words].float()
-    probs = torch.sigmoid(logits)
-    widths = torch.arange(logits.size(1), device=logits.device)
-    inside = (torch.arange(logits.size(0), device=logits.device).unsqueeze(1) + widths) < num_words
-    starts, offsets, classes = torch.where(inside.unsqueeze(-1) & (probs > float32_threshold(threshold)))
-    scores = probs[starts, offsets, classes].tolist()
-    starts, offsets, classes = starts.tolist(), offsets.tolist(), classes.tolist()
-    return [Span(s, s + k, labels[c], p) for s, k, c, p in zip(starts, offsets, classes, scores)]
+    probs = _probabilities(logits.float(), text_lengths)
+    batch, num_words, max_width = probs.shape[:3]
+    device = probs.device
+    lengths = torch.tensor(text_lengths, device=device).view(-1, 1, 1)
+    inside = (torch.arange(num_words, device=device).unsqueeze(1) + torch.arange(max_width, device=device)).unsqueeze(0) < lengths  # (B, W, K)
+    rows, starts, widths, classes = torch.where(inside.unsqueeze(-1) & (probs > float32_threshold(threshold)))
+    found = torch.stack([rows, starts, widths, classes, probs[rows, starts, widths, classes]], dim=1) if rows.numel() else None
+    per_row: list[list[Span]] = [[] for _ in range(batch)]
+    if found is None:
+        return per_row
+    # One transfer: float64 holds the indices and the fp32 scores exactly.
+    for row, start, width, label, score in found.double().cpu().tolist():
+        per_row[int(row)].append(Span(int(start), int(start + width), labels[int(label)], score))
+    return per_row
+
+
+def _probabilities(logits: torch.Tensor, text_lengths: list[int]) -> torch.Tensor:
+    if logits.device.type != "cpu":
+        return torch.sigmoid(logits)
+    probs = torch.zeros_like(logits)
+    for row, length in enumerate(text_lengths):
+        probs[row, :length] = torch.sigmoid(logits[row, :length])
+    return probs
+
+
+def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], threshold: float) -> list[Span]:
+    """`batch_candidates` of one text's logits (W, K, C)."""
+    return batch_candidates(logits.unsqueeze(0), [num_words], labels, threshold)[0]
 
 
 def above_threshold(candidates: list[Span], threshold: float) -> list[Span]:

@@ -5,11 +5,15 @@
                            [--threshold 0.5] [--format auto|pubmed-xml|pubtator|jsonl|parquet|text]
 
 Input files are cut into work units (`units.documents`/`units.bytes`: row ranges of Parquet, byte ranges of JSONL,
-PubTator and PubMed XML; `synth.work_units`) that stream through three stages (`ray_jobs.unit_pipeline`):
+PubTator and PubMed XML; `synth.work_units`) that stream through three stages (`ray_jobs.unit_pipeline`), which run
+the library's inference stages (`gliner.prepare`, forward, `gliner.decoding`, `gliner.merge`) where each belongs:
 1. read, in CPU tasks: the unit's documents (`synth.documents`); records that cannot be tagged become error rows;
-2. tag, in a pool of `min_actors`..`max_actors` actors that each hold the model on a GPU or CPUs: entities per
-   document, long documents through the library's windows;
-3. commit, in CPU tasks: OUTPUT/entities/<unit>.parquet (the `entities` contract), OUTPUT/errors/<unit>.parquet,
+   then the prepare stage: words, windows and token ids, in batches of up to `batch_tokens` padded tokens over
+   windows sorted by length (`ray_jobs.tag_batches` carries them);
+2. tag, in a pool of `min_actors`..`max_actors` actors that each hold the model on a GPU or CPUs: the forward and
+   decode stages only, the next batch's copy to the GPU overlapping the current forward;
+3. commit, in CPU tasks: the merge stage (windows back to documents, character offsets), then
+   OUTPUT/entities/<unit>.parquet (the `entities` contract), OUTPUT/errors/<unit>.parquet,
    optional OUTPUT/exports/{pubtator,bioc}/<unit>.*, OUTPUT/index/<unit>.parquet (PubMed updates), each written
    atomically, then the unit's marker OUTPUT/_done/<unit>.json.
 A rerun skips units with a marker, so a run killed at any point and rerun writes exactly the rows of an
@@ -73,7 +77,10 @@ class TagConfig(InferencePrecision):
     updates: bool | None = None  # OUTPUT/current from PubMed's versions and deletions; default: on for pubmed-xml
     overwrite: bool = False  # start afresh instead of resuming
     units: UnitSettings = UnitSettings()
-    batch_size: int = Field(8, ge=1)  # documents per model call
+    batch_size: int = Field(64, ge=1)  # windows (most documents are one) per model call, at most
+    # Padded tokens per model call: batches are cut from windows sorted by length until rows x length would pass
+    # this. None: `batch_size` windows per call, sorted by characters, as GLiNER.inference batches them.
+    batch_tokens: int | None = Field(16_384, ge=1)
     max_chars: int = Field(2_000_000, ge=1)  # longer documents become error rows instead of stalling a unit
     min_actors: int = Field(1, ge=1)
     max_actors: int | None = Field(None, ge=1)  # None: as many as the cluster can place
@@ -98,13 +105,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[TagConfig, str | None]:
 
 
 # ------------------------------------------------------------------------------------------------ 1. read
-def read_documents(units: list[WorkUnit], config: dict) -> Iterator[pa.Table]:
-    """Each unit's documents, error rows and (PubMed updates) the final state of each doc_id it holds, as one row."""
+def read_documents(units: list[WorkUnit], config: dict, labels: list[str] | None = None) -> Iterator[pa.Table]:
+    """Each unit's documents, error rows and (PubMed updates) the final state of each doc_id it holds, as one row;
+    with `labels`, its documents prepared for the model too (`prepare_unit`)."""
     settings = TagConfig.model_validate(config)
     columns = Columns(settings.id_column, settings.text_column, settings.title_column)
     started = time.perf_counter()
     for unit, records in read_units(units, columns):
-        yield unit_documents(unit, records, settings, time.perf_counter() - started)
+        row = unit_documents(unit, records, settings, time.perf_counter() - started)
+        yield prepare_unit(row, settings, labels) if labels else row
         started = time.perf_counter()
 
 
@@ -132,6 +141,35 @@ def unit_documents(unit: WorkUnit, records: list, settings: TagConfig, read_seco
                 index=pa.Table.from_pylist(index, INDEX_SCHEMA), stats=json.dumps(stats))
 
 
+def prepare_unit(row: pa.Table, settings: TagConfig, labels: list[str]) -> pa.Table:
+    """The prepare stage, on this task's CPU: the unit's documents as words, windows and ready batches."""
+    from gliner.inputs import split_words
+
+    from .tag_batches import batches_table, windows_table, words_table
+
+    started = time.perf_counter()
+    documents = unpack(row, "documents")
+    words_per_text = [split_words(text) for text in documents["text"].to_pylist()]
+    prepared = preparer_of(settings.model).prepare(words_per_text, labels, settings.long_text, settings.batch_size, settings.batch_tokens)
+    padded = sum(batch.padded_tokens for batch in prepared.batches)
+    stats = dict(json.loads(row["stats"][0].as_py()), prepare_seconds=round(time.perf_counter() - started, 3), windows=len(prepared.chunks),
+                 batches=len(prepared.batches), padded_tokens=padded, real_tokens=sum(batch.real_tokens for batch in prepared.batches))
+    return pack(unit_of(row), documents=documents, errors=unpack(row, "errors"), index=unpack(row, "index"), windows=windows_table(prepared.chunks),
+                batches=batches_table(prepared), words=words_table(words_per_text), stats=json.dumps(stats))
+
+
+_PREPARERS: dict = {}  # per worker process: a read task reuses the tokenizer (and the words it knows) of the last
+
+
+def preparer_of(model: str):
+    from gliner.prepare import Preparer
+
+    if model not in _PREPARERS:
+        _PREPARERS.clear()
+        _PREPARERS[model] = Preparer.from_pretrained(model)
+    return _PREPARERS[model]
+
+
 def _untaggable(document: Document, max_chars: int) -> str | None:
     if not document.text.strip():
         return "empty text"
@@ -145,9 +183,10 @@ PROBE_TEXT = "Imatinib induced remission of chronic myeloid leukemia in most pat
 
 
 class UnitTagger:
-    """A model actor: entities for the documents of one unit per call. A document the model fails on becomes an
-    error row, unless the device is at fault: a CUDA error, or a failure that the known-good probe text then hits too.
-    Then the actor ends (`end_actor`), Ray replaces it and its unit runs again elsewhere, with no error rows."""
+    """A model actor: the forward and decode stages for the prepared batches of one unit per call (the read tasks
+    prepared them). A document the model fails on becomes an error row, unless the device is at fault: a CUDA
+    error, or a failure that the known-good probe text then hits too. Then the actor ends (`end_actor`), Ray
+    replaces it and its unit runs again elsewhere, with no error rows."""
 
     def __init__(self, config: dict, labels: list[str]):
         import ray
@@ -157,7 +196,7 @@ class UnitTagger:
         self.threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
         self.actor_id, self.node_id = ray.get_runtime_context().get_actor_id(), ray.get_runtime_context().get_node_id()
         self.model = self.load_model()
-        self.predict([PROBE_TEXT])  # a model that cannot take the probe now could not tell a bad device from a bad document later
+        self.probe()  # a model that cannot take the probe now could not tell a bad device from a bad document later
 
     def load_model(self):
         import torch
@@ -173,69 +212,102 @@ class UnitTagger:
         return set_precision_or_fp32(model, self.config.precision, self.config.min_agreement, self.config.threshold, self.labels,
                                      self.config.compile)
 
-    def predict(self, texts: list[str]) -> list[list[dict]]:
+    def predict(self, batches: list, doc_ids: list[str]) -> dict[int, list]:
+        """Kept spans per chunk of the batches (doc_ids: each chunk's document)."""
         import torch
 
         # OpenMP's thread count is per calling thread, and Ray Data may call from another thread than __init__.
         torch.set_num_threads(self.threads)
-        return self.model.inference(texts, self.labels, threshold=self.config.threshold, flat_ner=self.config.flat_ner,
-                                    multi_label=self.config.multi_label, batch_size=self.config.batch_size, long_text=self.config.long_text)
+        spans: dict[int, list] = {}
+        for batch, decoded in self.model.predict_batches(batches, self.labels, [self.config.threshold], self.config.flat_ner, self.config.multi_label):
+            spans.update(zip(batch.chunk_indices, decoded[self.config.threshold]))
+        return spans
+
+    def probe(self) -> None:
+        from gliner.inputs import split_words
+
+        prepared = self.model.preparer.prepare([split_words(PROBE_TEXT)], self.labels, self.config.long_text)
+        self.predict(prepared.batches, ["probe"])
 
     def __call__(self, row: pa.Table) -> pa.Table:
+        from .tag_batches import batches_of
+
         started_at, started = time.time(), time.perf_counter()
-        documents = unpack(row, "documents")
-        predictions, failures = self.predict_each_if_needed(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), unit_of(row).path)
+        documents, windows = unpack(row, "documents"), unpack(row, "windows")
+        doc_ids = documents["doc_id"].to_pylist()
+        chunk_doc_ids = [doc_ids[index] for index in windows["text_index"].to_pylist()]
+        spans, failures = self.predict_each_if_needed(batches_of(unpack(row, "batches")), chunk_doc_ids, unit_of(row).path)
         stats = {"actor": self.actor_id, "actor_node": self.node_id, "tag_started_at": started_at, "tag_seconds": round(time.perf_counter() - started, 3),
                  "actor_peak_rss_mb": peak_rss_mb(), "precision": self.model.precision, "precision_check": self.model.precision_check}
-        return tagged_unit(row, documents, predictions, self.config, stats, failures)
+        return tagged_unit(row, spans, self.labels, stats, failures)
 
-    def predict_each_if_needed(self, doc_ids: list[str], texts: list[str], path: str) -> tuple[list[list[dict]], list[dict]]:
-        """The unit's predictions; if its batches fail (a document the model cannot take), document by document, and
-        those that fail alone become error rows (stage "tag") while the unit goes on."""
+    def predict_each_if_needed(self, batches: list, chunk_doc_ids: list[str], path: str) -> tuple[dict[int, list], list[dict]]:
+        """The unit's spans per chunk; if its batches fail (a document the model cannot take), window by window,
+        and the documents whose windows fail alone become error rows (stage "tag") while the unit goes on."""
         try:
-            return self.predict(texts), []
-        except Exception as error:  # noqa: BLE001 (whatever broke, one document at a time finds it)
+            return self.predict(batches, chunk_doc_ids), []
+        except Exception as error:  # noqa: BLE001 (whatever broke, one window at a time finds it)
             self.end_if_device_fault(error)
-            predictions, failures = [], []
-            for doc_id, text in zip(doc_ids, texts):
-                try:
-                    predictions += self.predict([text])
-                except Exception as error:  # noqa: BLE001
-                    self.end_if_device_fault(error)
-                    predictions.append([])
-                    failures.append(error_row("tag", type(error).__name__, describe(error)[:2000], doc_id, input=path))
-            return predictions, failures
+        spans, failures, failed = {}, [], set()
+        for single in (row for batch in batches for row in batch.rows()):
+            doc_id = chunk_doc_ids[single.chunk_indices[0]]
+            if doc_id in failed:
+                continue
+            try:
+                spans.update(self.predict([single], chunk_doc_ids))
+            except Exception as error:  # noqa: BLE001
+                self.end_if_device_fault(error)
+                failed.add(doc_id)
+                failures.append(error_row("tag", type(error).__name__, describe(error)[:2000], doc_id, input=path))
+        return {chunk: found for chunk, found in spans.items() if chunk_doc_ids[chunk] not in failed}, failures
 
     def end_if_device_fault(self, error: Exception) -> None:
         """End the actor if the device is at fault: the error says so, or the probe text fails now too."""
         if is_device_error(error):
             end_actor(f"device error: {describe(error)}")
         try:
-            self.predict([PROBE_TEXT])
+            self.probe()
         except Exception as probe_error:  # noqa: BLE001
             end_actor(f"the probe text fails too ({describe(probe_error)}) after {describe(error)}")
 
 
-def tagged_unit(row: pa.Table, documents: pa.Table, predictions: list[list[dict]], config: TagConfig, stats: dict,
-                failures: list[dict] = ()) -> pa.Table:
-    """The unit's row with its entities (and the error rows of documents the model failed on), for the commit stage."""
-    entities = [dict(entity, doc_id=doc_id, model=config.model)
-                for doc_id, found in zip(documents["doc_id"].to_pylist(), predictions) for entity in found]
-    stats = dict(json.loads(row["stats"][0].as_py()), documents=len(predictions) - len(failures), **stats)
-    kept = documents if config.exports else documents.select(["doc_id"])  # the text travels on only for exports
+def tagged_unit(row: pa.Table, spans: dict[int, list], labels: list[str], stats: dict, failures: list[dict] = ()) -> pa.Table:
+    """The unit's row with the spans found (and the error rows of documents the model failed on), for the commit
+    stage; the batches stay behind."""
+    from .tag_batches import spans_table
+
+    failed = {failure["doc_id"] for failure in failures}
+    documents = unpack(row, "documents")
+    stats = dict(json.loads(row["stats"][0].as_py()), documents=documents.num_rows - len(failed), **stats)
     errors = pa.concat_tables([unpack(row, "errors"), error_table(list(failures))])
-    return pack(unit_of(row), documents=kept, errors=errors, index=unpack(row, "index"),
-                entities=pa.Table.from_pylist(entities, ENTITIES_SCHEMA), stats=json.dumps(stats))
+    return pack(unit_of(row), documents=documents, errors=errors, index=unpack(row, "index"), windows=unpack(row, "windows"),
+                words=unpack(row, "words"), spans=spans_table(spans, labels), failed_documents=json.dumps(sorted(failed)), stats=json.dumps(stats))
+
+
+def unit_entities(row: pa.Table, labels: list[str], config: TagConfig) -> pa.Table:
+    """The merge stage: each document's spans from its windows, at character offsets, as `entities` rows."""
+    from gliner.merge import merge_windows, to_entities
+
+    from .tag_batches import chunks_of, spans_of, words_of
+
+    documents, chunks = unpack(row, "documents"), chunks_of(unpack(row, "windows"))
+    merged = merge_windows(chunks, spans_of(unpack(row, "spans"), labels, len(chunks)), documents.num_rows, config.flat_ner, config.multi_label)
+    failed = set(json.loads(row["failed_documents"][0].as_py()))
+    entities = [dict(entity, doc_id=doc_id, model=config.model)
+                for doc_id, text, words, spans in zip(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), words_of(unpack(row, "words")), merged)
+                if doc_id not in failed for entity in to_entities(text, words, spans)]
+    return pa.Table.from_pylist(entities, ENTITIES_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------------ 3. commit
-def commit_unit(row: pa.Table, config: dict) -> pa.Table:
-    """Every file of the unit, atomically, then its marker; returns the unit's summary."""
+def commit_unit(row: pa.Table, config: dict, labels: list[str]) -> pa.Table:
+    """The unit's entities (`unit_entities`), every file of the unit, atomically, then its marker; returns the
+    unit's summary."""
     from synth.tag_exports import bioc_collection, pubtator_text
 
     settings = TagConfig.model_validate(config)
     output, unit, started = OutputRoot(settings.output), unit_of(row), time.perf_counter()
-    entities, errors, index = unpack(row, "entities"), unpack(row, "errors"), unpack(row, "index")
+    entities, errors, index = unit_entities(row, labels, settings), unpack(row, "errors"), unpack(row, "index")
     output.write_parquet(f"entities/{unit.unit_id}.parquet", entities)
     output.write_parquet(f"errors/{unit.unit_id}.parquet", errors)
     if settings.updates:
@@ -285,12 +357,12 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     pending = [unit for unit in units if unit.unit_id not in done]
     init_ray(address, outputs=[config.output], inputs=[config.model, config.input])
     settings = config.model_dump()
-    read = ReadStage(read_documents, {"config": settings}, num_cpus=config.read_cpus)
+    read = ReadStage(read_documents, {"config": settings, "labels": labels}, num_cpus=config.read_cpus)
     stages = [
         ActorStage(tagger, {"config": settings, "labels": labels}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
                    min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type,
                    attempts_root=output.url(ATTEMPTS_DIR)),
-        TaskStage(commit_unit, {"config": settings}, num_cpus=config.commit_cpus),
+        TaskStage(commit_unit, {"config": settings, "labels": labels}, num_cpus=config.commit_cpus),
     ]
     tagging = time.time()
     rows = list(stream_units(pending, read, stages, config.units.retries)) if pending else []
@@ -336,6 +408,7 @@ def _counts(units: list[WorkUnit], skipped: int, this_run: list[dict], markers: 
         actor["documents"] += item["documents"]
         actor["peak_rss_mb"] = max(actor["peak_rss_mb"], item["actor_peak_rss_mb"])
     documents_run = sum(item["documents"] for item in this_run)
+    padded = sum(item.get("padded_tokens", 0) for item in this_run)
     return {
         "inputs": {"files": len({unit.file_key for unit in units}), "units": len(units)},
         "counts": {"units": len(units), "units_run": len(this_run), "units_skipped": skipped,
@@ -345,6 +418,10 @@ def _counts(units: list[WorkUnit], skipped: int, this_run: list[dict], markers: 
         "this_run": {"documents": documents_run, "tagging_seconds": round(tagging_s, 2),
                      "precisions": sorted({item["precision"] for item in this_run}),
                      "docs_per_s": round(documents_run / tagging_s, 2) if tagging_s > 0 else 0.0, "actors": actors,
+                     "batches": sum(item.get("batches", 0) for item in this_run),
+                     "padding_share": round(1 - sum(item.get("real_tokens", 0) for item in this_run) / padded, 4) if padded else 0.0,
+                     "prepare_seconds": round(sum(item.get("prepare_seconds", 0.0) for item in this_run), 2),
+                     "tag_seconds": round(sum(item["tag_seconds"] for item in this_run), 2),
                      "peak_rss_mb": {stage: max((item[f"{stage}_peak_rss_mb"] for item in this_run), default=0.0)
                                      for stage in ("read", "actor", "commit")}},
     }

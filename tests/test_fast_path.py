@@ -28,10 +28,10 @@ def parity_model(request, tmp_path_factory):
 def both_logits(model, word_lists, labels):
     """Upstream's logits and the library's, on the same batch."""
     label_inputs = model._label_inputs(labels)
-    inputs = encode_words(model.tokenizer, word_lists, model.config.max_width, model._prompt(labels))
+    inputs = encode_words(model.tokenizer, word_lists, model.config.max_width, model.preparer.prompt(labels))
     with torch.inference_mode():
         reference, _ = reference_logits(model.model, inputs, label_inputs.get("labels_embeds"))
-        return reference.float(), model._logits(word_lists, labels, label_inputs)
+        return reference.float(), model.logits(word_lists, labels)
 
 
 def test_fast_logits_equal_reference_logits_on_every_valid_span(parity_model):
@@ -168,8 +168,8 @@ def test_bi_encoder_label_vectors_are_encoded_once_per_label_set(tiny_bi_dir):
 def test_batches_group_similar_lengths(tiny_uni_dir):
     model = GLiNER.from_pretrained(tiny_uni_dir)
     seen_lengths = []
-    original = model._logits
-    model._logits = lambda word_lists, *rest: seen_lengths.append([len(w) for w in word_lists]) or original(word_lists, *rest)
+    original = model.forward_inputs
+    model.forward_inputs = lambda inputs, *rest: seen_lengths.append(inputs["text_lengths"].tolist()) or original(inputs, *rest)
     texts = ["word " * n for n in (3, 30, 4, 29, 5, 28, 6, 27)]
     model.inference(texts, ["x"], batch_size=4)
     assert seen_lengths == [[30, 29, 28, 27], [6, 5, 4, 3]]
@@ -185,7 +185,7 @@ def test_bf16_runs_and_stays_close(kind, request, monkeypatch):
     _, fp32 = both_logits(model, words, ["disease", "chemical"])
     model.set_precision("bf16", threshold=0.0, min_agreement=0.0)
     with torch.inference_mode():
-        bf16 = model._logits(words, ["disease", "chemical"], model._label_inputs(["disease", "chemical"]))
+        bf16 = model.logits(words, ["disease", "chemical"])
     finite = torch.isfinite(fp32)
     assert bf16.dtype == torch.float32  # logits are fp32: the label dot-products run in the fp32 last layer
     assert model.model.backbone.embeddings.word_embeddings.weight.dtype == torch.bfloat16

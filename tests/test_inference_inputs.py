@@ -36,7 +36,7 @@ def model(request):
 def probabilities(model, word_list, labels):
     with torch.inference_mode():
         label_inputs = model._label_inputs(labels) if model.config.is_bi_encoder else {}
-        logits = model._logits([word_list], labels, label_inputs)
+        logits = model.logits([word_list], labels)
     return torch.sigmoid(logits[0, : len(word_list)].float())
 
 
@@ -142,7 +142,7 @@ def test_zero_subword_word_gets_zero_vector_and_model_still_scores_all_words(uni
     from gliner.model import MODEL_INPUTS, extract_words
 
     words = ["Obama", "\u200b", "visited"]
-    batch = encode_words(uni.tokenizer, [words], 6, uni._prompt(LABELS))
+    batch = encode_words(uni.tokenizer, [words], 6, uni.preparer.prompt(LABELS))
     with torch.inference_mode():
         token_embeds = uni.model.encode_text(batch["input_ids"], batch["attention_mask"])
         vectors = extract_words(token_embeds, batch["words_mask"], 3)
@@ -164,7 +164,7 @@ def test_span_enumeration_order_and_mask():
 
 
 def test_encode_words_pads_rows_and_enumerates_spans_per_row(uni):
-    batch = encode_words(uni.tokenizer, [["a", "b", "c", "d"], ["e"]], 3, uni._prompt(LABELS))
+    batch = encode_words(uni.tokenizer, [["a", "b", "c", "d"], ["e"]], 3, uni.preparer.prompt(LABELS))
     assert batch["text_lengths"].tolist() == [4, 1]
     assert batch["span_idx"].shape == (2, 12, 2)
     starts = [s for s in range(4) for _ in range(3)]
@@ -181,7 +181,7 @@ def test_encode_words_pads_rows_and_enumerates_spans_per_row(uni):
 def test_prompt_tokens_inside_text_are_ordinary_words(model):
     text = "<<ENT>> Obama <<SEP>> visited <<ENT>>Paris"
     words = split_words(text).tokens
-    batch = encode_words(model.tokenizer, [words], model.config.max_width, model._prompt(LABELS))
+    batch = encode_words(model.tokenizer, [words], model.config.max_width, model.preparer.prompt(LABELS))
     ent_id = model.tokenizer.convert_tokens_to_ids("<<ENT>>") if not model.config.is_bi_encoder else None
     if ent_id is not None:
         assert int((batch["input_ids"] == ent_id).sum()) == len(LABELS)
@@ -191,7 +191,7 @@ def test_prompt_tokens_inside_text_are_ordinary_words(model):
     assert_well_formed(text, entities, LABELS, 0.0)
     with torch.inference_mode():
         label_inputs = model._label_inputs(LABELS) if model.config.is_bi_encoder else {}
-        logits = model._logits([words], LABELS, label_inputs)
+        logits = model.logits([words], LABELS)
     assert logits.shape[-1] == len(LABELS)
 
 
@@ -243,9 +243,9 @@ def test_text_that_fits_is_the_same_in_every_long_text_mode(model):
 
 def test_exactly_max_len_words_is_one_window_and_one_more_is_two(model):
     words = split_words(LONG_DOC)
-    budget = model._text_token_budget(LABELS)
-    assert len(model._windows_for(split_words(LONG_DOC[: words.ends[39]]), budget, "window", 0)) == 1
-    assert len(model._windows_for(split_words(LONG_DOC[: words.ends[40]]), budget, "window", 0)) == 2
+    budget = model.preparer.text_token_budget(LABELS)
+    assert len(model.preparer.windows(split_words(LONG_DOC[: words.ends[39]]), budget, "window", 0)) == 1
+    assert len(model.preparer.windows(split_words(LONG_DOC[: words.ends[40]]), budget, "window", 0)) == 2
 
 
 def test_windowed_entities_equal_predictions_on_each_window_alone(model):
@@ -256,7 +256,7 @@ def test_windowed_entities_equal_predictions_on_each_window_alone(model):
     """
     doc_words = split_words(LONG_DOC)
     threshold = threshold_for(model, LONG_DOC)
-    windows = model._windows_for(doc_words, model._text_token_budget(LABELS), "window", 0)
+    windows = model.preparer.windows(doc_words, model.preparer.text_token_budget(LABELS), "window", 0)
     assert len(windows) > 2
     owned_by_window = []
     candidates = []
@@ -300,7 +300,7 @@ def test_word_longer_than_the_token_budget_gets_a_window_of_its_own(model):
     text = f"Obama {giant} Paris"
     words = split_words(text)
     assert words.tokens == ["Obama", giant, "Paris"]
-    windows = model._windows_for(words, model._text_token_budget(LABELS), "window", 0)
+    windows = model.preparer.windows(words, model.preparer.text_token_budget(LABELS), "window", 0)
     assert [(w.start, w.end, w.own_start, w.own_end) for w in windows] == [(0, 1, 0, 1), (1, 2, 1, 2), (2, 3, 2, 3)]
     # at threshold 0 every single-word window keeps its only span
     entities = model.predict_entities(text, LABELS, threshold=0.0)
@@ -328,20 +328,20 @@ def test_prompt_of_many_labels_shrinks_the_text_token_budget(uni):
     tok = uni.tokenizer
     prompt = build_prompt(MANY_LABELS, "<<ENT>>", "<<SEP>>")
     prompt_tokens = len(tok(prompt, is_split_into_words=True, add_special_tokens=False)["input_ids"])
-    assert uni._text_token_budget(MANY_LABELS) == tok.model_max_length - 2 - prompt_tokens
-    assert uni._text_token_budget(MANY_LABELS) < uni._text_token_budget(LABELS)
+    assert uni.preparer.text_token_budget(MANY_LABELS) == tok.model_max_length - 2 - prompt_tokens
+    assert uni.preparer.text_token_budget(MANY_LABELS) < uni.preparer.text_token_budget(LABELS)
 
 
 def test_many_labels_window_a_text_that_fits_in_max_len_words(uni):
     words = split_words(HEAVY_TEXT)
     assert len(words) <= uni.config.max_len
-    budget = uni._text_token_budget(MANY_LABELS)
+    budget = uni.preparer.text_token_budget(MANY_LABELS)
     counts = [len(uni.tokenizer([w], is_split_into_words=True, add_special_tokens=False)["input_ids"]) for w in words.tokens]
     assert sum(counts) > budget  # the text alone would not fit beside the prompt
-    assert len(uni._windows_for(words, uni._text_token_budget(LABELS), "window", 0)) == 1
-    windows = uni._windows_for(words, budget, "window", 0)
+    assert len(uni.preparer.windows(words, uni.preparer.text_token_budget(LABELS), "window", 0)) == 1
+    windows = uni.preparer.windows(words, budget, "window", 0)
     assert len(windows) > 1
-    prompt = uni._prompt(MANY_LABELS)
+    prompt = uni.preparer.prompt(MANY_LABELS)
     for w in windows:
         assert sum(counts[w.start : w.end]) <= budget
         batch = encode_words(uni.tokenizer, [words.tokens[w.start : w.end]], uni.config.max_width, prompt)
@@ -357,7 +357,7 @@ def test_many_labels_window_a_text_that_fits_in_max_len_words(uni):
 
 
 def test_text_filling_the_token_budget_exactly_is_one_window(uni):
-    budget = uni._text_token_budget(MANY_LABELS)
+    budget = uni.preparer.text_token_budget(MANY_LABELS)
     # "a" is one token: a text of `budget` one-token words fills the encoder exactly... but max_len caps words,
     # so use words of known size: n heavy words then one-token words to land exactly on the budget
     heavy = "hyperphosphorylation"
@@ -367,23 +367,23 @@ def test_text_filling_the_token_budget_exactly_is_one_window(uni):
     assert n_heavy + filler <= uni.config.max_len
     exact = " ".join([heavy] * n_heavy + ["a"] * filler)
     words = split_words(exact)
-    assert len(uni._windows_for(words, budget, "window", 0)) == 1
-    batch = encode_words(uni.tokenizer, [words.tokens], uni.config.max_width, uni._prompt(MANY_LABELS))
+    assert len(uni.preparer.windows(words, budget, "window", 0)) == 1
+    batch = encode_words(uni.tokenizer, [words.tokens], uni.config.max_width, uni.preparer.prompt(MANY_LABELS))
     assert batch["input_ids"].shape[1] == uni.tokenizer.model_max_length
     assert batch["words_mask"].max() == len(words)
-    assert len(uni._windows_for(split_words(exact + " a"), budget, "window", 0)) == 2
+    assert len(uni.preparer.windows(split_words(exact + " a"), budget, "window", 0)) == 2
 
 
 def test_bi_encoder_text_budget_ignores_labels(bi):
-    assert bi._text_token_budget(MANY_LABELS) == bi._text_token_budget(LABELS) == bi.tokenizer.model_max_length - 2
-    assert len(bi._windows_for(split_words(HEAVY_TEXT), bi._text_token_budget(MANY_LABELS), "window", 0)) == 1
+    assert bi.preparer.text_token_budget(MANY_LABELS) == bi.preparer.text_token_budget(LABELS) == bi.tokenizer.model_max_length - 2
+    assert len(bi.preparer.windows(split_words(HEAVY_TEXT), bi.preparer.text_token_budget(MANY_LABELS), "window", 0)) == 1
     entities = bi.predict_entities(HEAVY_TEXT, MANY_LABELS, threshold=0.0)
     assert_well_formed(HEAVY_TEXT, entities, MANY_LABELS, 0.0)
 
 
 def test_prompt_longer_than_the_encoder_raises_clearly(uni):
     labels = [f"label number {i} from a rather long biomedical ontology" for i in range(100)]
-    assert uni._text_token_budget(labels) < 1
+    assert uni.preparer.text_token_budget(labels) < 1
     with pytest.raises(ValueError, match="label prompt alone fills the encoder window"):
         uni.predict_entities(SHORT, labels)
     with pytest.raises(ValueError):

@@ -196,11 +196,14 @@ def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted
     assert 'was made with other settings (labels: ["disease", "chemical"] before, ["disease"] now)' in capsys.readouterr().err
 
 
+CUES = {"d0100": "DEVICE-FAULT", "d0850": "POISON", "d1350": "BROKEN-DEVICE"}
+
+
 def faulty_tagger(marks: Path) -> type:
-    """The real model, meeting the faults of a real cluster on cue: a document "POISON" kills its worker as the
-    kernel's OOM killer does, every time; "DEVICE-FAULT" makes the first actor that meets it hit a sticky CUDA error;
-    "BROKEN-DEVICE" breaks the first actor that meets it for good, with an error that names no device (the probe
-    text then fails too). `marks` records what happened, across the actors' processes."""
+    """The real model, meeting the faults of a real cluster on cue (`CUES`): a "POISON" document kills its worker as
+    the kernel's OOM killer does, every time; "DEVICE-FAULT" makes the first actor that meets it hit a sticky CUDA
+    error; "BROKEN-DEVICE" breaks the first actor that meets it for good, with an error that names no device (the
+    probe text then fails too). `marks` records what happened, across the actors' processes."""
     def first_time(name: str) -> bool:
         try:
             os.close(os.open(marks / name, os.O_CREAT | os.O_EXCL))
@@ -211,19 +214,19 @@ def faulty_tagger(marks: Path) -> type:
     class FaultyTagger(UnitTagger):
         broken = False
 
-        def predict(self, texts: list[str]) -> list[list[dict]]:
-            joined = "\n".join(texts)
-            if "POISON" in joined:
+        def predict(self, batches: list, doc_ids: list[str]) -> dict:
+            cues = {CUES.get(doc_ids[index]) for batch in batches for index in batch.chunk_indices}
+            if "POISON" in cues:
                 with open(marks / "poison_attempts", "a") as handle:
                     handle.write("attempt\n")
                 os.kill(os.getpid(), signal.SIGKILL)
-            if "DEVICE-FAULT" in joined and first_time("device_fault"):
+            if "DEVICE-FAULT" in cues and first_time("device_fault"):
                 raise RuntimeError("CUDA error: an illegal memory access was encountered")
-            if "BROKEN-DEVICE" in joined and first_time("broken_device"):
+            if "BROKEN-DEVICE" in cues and first_time("broken_device"):
                 self.broken = True
             if self.broken:
                 raise RuntimeError("the kernel cannot be launched")
-            return super().predict(texts)
+            return super().predict(batches, doc_ids)
 
     return FaultyTagger
 
@@ -242,8 +245,6 @@ def test_faults_on_s3_are_retried_or_fail_their_unit_and_a_rerun_completes_the_s
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     texts = list(short_texts[:2000])
-    for index, cue in ((100, "DEVICE-FAULT"), (850, "POISON"), (1350, "BROKEN-DEVICE")):
-        texts[index] = f"{cue} {texts[index]}"
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for name, part in (("a.jsonl", range(1500)), ("b.jsonl", range(1500, 2000))):
@@ -301,12 +302,12 @@ PUBMED_XML = """<?xml version="1.0" encoding="utf-8"?>
 
 
 class FailsOnAspirin(UnitTagger):
-    """The real model, failing on any batch with a document about aspirin (as a model may fail on one document)."""
+    """The real model, failing on any batch with the document about aspirin (as a model may fail on one document)."""
 
-    def predict(self, texts: list[str]) -> list[list[dict]]:
-        if any("Aspirin" in text for text in texts):
+    def predict(self, batches: list, doc_ids: list[str]) -> dict:
+        if any(doc_ids[index] == "n1" for batch in batches for index in batch.chunk_indices):
             raise RuntimeError("the model cannot take this document")
-        return super().predict(texts)
+        return super().predict(batches, doc_ids)
 
 
 def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(local_ray, decisive_model, data_dir, tmp_path):

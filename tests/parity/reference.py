@@ -55,13 +55,14 @@ def reference_batch_loss(model: SpanModel, batch: dict, **loss_options) -> torch
 class ReferenceGLiNER(GLiNER):
     """GLiNER predicting as upstream does: input order, reference logits in fp32, the sigmoid over the batch."""
 
-    def _predict_chunks(self, chunks, words_per_text, labels, thresholds, flat_ner, multi_label, batch_size) -> dict[float, list[list[Span]]]:
+    def _spans_per_chunk(self, prepared, thresholds, flat_ner, multi_label, batch_size=8) -> dict[float, list[list[Span]]]:
+        chunks, words_per_text, labels = prepared.chunks, prepared.words_per_text, prepared.labels
         word_lists = [words_per_text[c.text_index].tokens[c.window.start : c.window.end] for c in chunks]
         labels_embeds = self.encode_labels(labels) if self.config.is_bi_encoder else None
         results: dict[float, list[list[Span]]] = {threshold: [] for threshold in thresholds}
         for first in range(0, len(chunks), batch_size):
             batch_words = word_lists[first : first + batch_size]
-            inputs = to_device(encode_words(self.tokenizer, batch_words, self.config.max_width, self._prompt(labels)), self.device)
+            inputs = to_device(encode_words(self.tokenizer, batch_words, self.config.max_width, self.preparer.prompt(labels)), self.device)
             probs = torch.sigmoid(reference_logits(self.model, inputs, labels_embeds)[0].float())
             for row, words in enumerate(batch_words):
                 for threshold in thresholds:
