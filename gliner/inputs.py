@@ -113,8 +113,9 @@ def encode_labels_for_bi_encoder(labels_tokenizer, labels: Sequence[str]) -> dic
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
 
-# The LSTM's packing reads lengths on the host; kept there, they cost no device-to-host sync per forward.
-HOST_SIDE_INPUTS = ("text_lengths",)
+# The LSTM's packing reads lengths on the host, and the prompt's label count sizes a tensor; kept there, they cost no
+# device-to-host sync per forward.
+HOST_SIDE_INPUTS = ("text_lengths", "prompt_lengths")
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -108,28 +108,30 @@ def projection_mlp(in_size: int, out_size: int, dropout: float, expansion: int =
 # ---------------------------------------------------------------------------------------------------- words
 def extract_words(tokens: torch.Tensor, words_mask: torch.Tensor, num_words: int) -> torch.Tensor:
     """tokens (B, T, D) -> words (B, W, D): each word's first-subword vector; a word with no subword stays zero.
-    words_mask[b, t] is k when subword t starts text word k (1-based), else 0."""
-    words = tokens.new_zeros(tokens.size(0), num_words, tokens.size(-1))
-    rows, positions = torch.where((words_mask > 0) & (words_mask <= num_words))
-    words[rows, words_mask[rows, positions] - 1] = tokens[rows, positions]
-    return words
+    words_mask[b, t] is k when subword t starts text word k (1-based), else 0. A scatter into W + 1 slots, slot 0
+    taking every other subword and then dropped: no data-dependent shape, so no device-to-host sync."""
+    slots = torch.where(words_mask <= num_words, words_mask, 0)  # (B, T)
+    words = tokens.new_zeros(tokens.size(0), num_words + 1, tokens.size(-1))
+    words.scatter_(1, slots.unsqueeze(-1).expand(-1, -1, tokens.size(-1)), tokens)
+    return words[:, 1:]
 
 
-def extract_prompts(tokens, input_ids, attention_mask, class_token_index: int, embed_ent_token: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_prompts(tokens, input_ids, attention_mask, class_token_index: int, embed_ent_token: bool,
+                    num_slots: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """tokens (B, T, D) -> label vectors (B, C, D) at each `<<ENT>>` (or the token after it), in order, and the
-    mask (B, C) of the label slots each row really has."""
+    mask (B, C) of the label slots each row really has. `num_slots` (C, when the host knows it) spares the one
+    device-to-host sync: the vectors are scattered into C + 1 slots, slot 0 taking every other token."""
     is_class_token = input_ids.eq(class_token_index) & attention_mask.gt(0)  # (B, T)
     counts = is_class_token.sum(-1)  # (B,)
-    num_slots = int(counts.max()) if counts.numel() else 0
-    slots = torch.arange(num_slots, device=input_ids.device).expand(input_ids.size(0), -1)
-    prompts_mask = (slots < counts.unsqueeze(-1)).long()  # (B, C)
-    rows, positions = torch.where(is_class_token)
-    if not embed_ent_token:
-        positions = positions + 1
-    prompts = tokens.new_zeros(input_ids.size(0), num_slots, tokens.size(-1))
-    slot_rows, slot_index = torch.where(prompts_mask.bool())
-    prompts[slot_rows, slot_index] = tokens[rows, positions]
-    return prompts, prompts_mask
+    if num_slots is None:
+        num_slots = int(counts.max()) if counts.numel() else 0
+    prompts_mask = (torch.arange(num_slots, device=input_ids.device) < counts.unsqueeze(-1)).long()  # (B, C)
+    slots = torch.where(is_class_token, is_class_token.cumsum(-1), 0)  # (B, T): the 1-based slot of each <<ENT>>
+    sources = tokens if embed_ent_token else torch.cat([tokens[:, 1:], tokens[:, -1:]], dim=1)  # the token after it
+    prompts = tokens.new_zeros(input_ids.size(0), num_slots + 1, tokens.size(-1))
+    slots = torch.where(slots <= num_slots, slots, 0)
+    prompts.scatter_(1, slots.unsqueeze(-1).expand(-1, -1, tokens.size(-1)), sources)
+    return prompts[:, 1:], prompts_mask
 
 
 def num_words_of(text_lengths: torch.Tensor) -> int:
@@ -260,10 +262,12 @@ class UniEncoderSpanModel(SpanModel):
         if config.num_rnn_layers > 0:
             self.rnn = WordLSTM(config.hidden_size, config.num_rnn_layers)
 
-    def forward(self, input_ids, attention_mask, words_mask, text_lengths) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, W, K, C) and the mask (B, C) of the label slots each row really has."""
+    def forward(self, input_ids, attention_mask, words_mask, text_lengths, prompt_lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, W, K, C) and the mask (B, C) of the label slots each row really has. prompt_lengths (B,), on
+        the host: each row's number of labels, when the caller knows it (then the forward never waits for the device)."""
         tokens = self.encode_text(input_ids, attention_mask)  # (B, T, D)
-        labels, labels_mask = extract_prompts(tokens, input_ids, attention_mask, self.config.class_token_index, self.config.embed_ent_token)
+        num_slots = int(prompt_lengths.max()) if prompt_lengths is not None and prompt_lengths.numel() else None
+        labels, labels_mask = extract_prompts(tokens, input_ids, attention_mask, self.config.class_token_index, self.config.embed_ent_token, num_slots)
         words = self.word_vectors(tokens, words_mask, text_lengths)
         return self.score(words, labels), labels_mask
 

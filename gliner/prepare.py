@@ -39,7 +39,8 @@ class Chunk:
 @dataclass
 class PreparedBatch:
     chunk_indices: list[int]  # the chunks of its rows, in row order
-    inputs: dict[str, torch.Tensor]  # input_ids, attention_mask, words_mask (B, T), text_lengths (B,); on the host
+    # input_ids, attention_mask, words_mask (B, T), text_lengths (B,) and, for uni-encoders, prompt_lengths (B,); host
+    inputs: dict[str, torch.Tensor]
 
     @property
     def padded_tokens(self) -> int:
@@ -109,7 +110,10 @@ class Preparer:
     def _batch(self, indices: list[int], chunks: list[Chunk], words_per_text, text_ids, prompt) -> PreparedBatch:
         rows = [(text_ids[chunks[i].text_index], chunks[i].window.start, chunks[i].window.end) for i in indices]
         words = None if self.word_ids.reuses_words else [words_per_text[chunks[i].text_index].tokens[chunks[i].window.start : chunks[i].window.end] for i in indices]
-        return PreparedBatch(indices, self.word_ids.encode(rows, prompt, words))
+        inputs = self.word_ids.encode(rows, prompt, words)
+        if not self.config.is_bi_encoder:  # each row's label count, known here, spares the forward a device sync
+            inputs["prompt_lengths"] = (inputs["input_ids"].eq(self.config.class_token_index) & inputs["attention_mask"].bool()).sum(1)
+        return PreparedBatch(indices, inputs)
 
     # ------------------------------------------------------------------------------------------------ windows
     def plan_chunks(self, words_per_text: list[Words], text_ids: list[TextIds], labels: list[str], long_text: str) -> list[Chunk]:

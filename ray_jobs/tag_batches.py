@@ -2,8 +2,8 @@
 model actors through Ray's object store, and the actors' spans on to the commit tasks.
 
     windows: a row per chunk: text_index, start, end, own_start, own_end (gliner.prepare.Chunk)
-    batches: a row per batch: chunks list<int32>; input_ids, words_mask as int32 bytes (B x T); token_lengths and
-             text_lengths list<int32> (B,)
+    batches: a row per batch: chunks list<int32>; input_ids, words_mask as int32 bytes (B x T); token_lengths,
+             text_lengths and (uni-encoders) prompt_lengths list<int32> (B,)
     words:   a row per document: each word's start and end offsets (gliner.inputs.Words, less the words themselves)
     spans:   a row per kept span: chunk, start, end (words, in the window), label (index), score
 """
@@ -20,7 +20,7 @@ from gliner.prepare import Chunk, Prepared, PreparedBatch
 WINDOW_FIELDS = ("text_index", "start", "end", "own_start", "own_end")
 WINDOWS_SCHEMA = pa.schema([(name, pa.int32()) for name in WINDOW_FIELDS])
 BATCHES_SCHEMA = pa.schema([("chunks", pa.list_(pa.int32())), ("input_ids", pa.binary()), ("words_mask", pa.binary()),
-                            ("token_lengths", pa.list_(pa.int32())), ("text_lengths", pa.list_(pa.int32()))])
+                            ("token_lengths", pa.list_(pa.int32())), ("text_lengths", pa.list_(pa.int32())), ("prompt_lengths", pa.list_(pa.int32()))])
 WORDS_SCHEMA = pa.schema([("starts", pa.list_(pa.int32())), ("ends", pa.list_(pa.int32()))])
 SPANS_SCHEMA = pa.schema([("chunk", pa.int32()), ("start", pa.int32()), ("end", pa.int32()), ("label", pa.int32()), ("score", pa.float64())])
 
@@ -44,19 +44,22 @@ def batches_table(prepared: Prepared) -> pa.Table:
         rows["words_mask"].append(batch.inputs["words_mask"].numpy().astype(np.int32).tobytes())
         rows["token_lengths"].append(batch.inputs["attention_mask"].sum(1).tolist())
         rows["text_lengths"].append(batch.inputs["text_lengths"].tolist())
+        rows["prompt_lengths"].append(batch.inputs["prompt_lengths"].tolist() if "prompt_lengths" in batch.inputs else None)
     return pa.table(rows, schema=BATCHES_SCHEMA)
 
 
 def batches_of(table: pa.Table) -> list[PreparedBatch]:
     """The batches as the model takes them (int32 tensors: the device feed widens them, on the device)."""
     batches = []
-    for chunks, input_ids, words_mask, token_lengths, text_lengths in zip(*(table[name].to_pylist() for name in BATCHES_SCHEMA.names)):
+    for chunks, input_ids, words_mask, token_lengths, text_lengths, prompt_lengths in zip(*(table[name].to_pylist() for name in BATCHES_SCHEMA.names)):
         shape = (len(chunks), len(input_ids) // 4 // max(1, len(chunks)))
         lengths = torch.tensor(token_lengths, dtype=torch.int32)
         inputs = {"input_ids": torch.from_numpy(np.frombuffer(input_ids, dtype=np.int32).reshape(shape).copy()),
                   "attention_mask": (torch.arange(shape[1], dtype=torch.int32) < lengths.unsqueeze(1)).to(torch.int32),
                   "words_mask": torch.from_numpy(np.frombuffer(words_mask, dtype=np.int32).reshape(shape).copy()),
                   "text_lengths": torch.tensor(text_lengths, dtype=torch.long)}
+        if prompt_lengths is not None:
+            inputs["prompt_lengths"] = torch.tensor(prompt_lengths, dtype=torch.long)
         batches.append(PreparedBatch(chunks, inputs))
     return batches
 

@@ -249,13 +249,13 @@ def test_convention_3_train_py_checkpoint_uses_id_30522(tiny_uni_dir, tiny_backb
     seen = []
     original_extract = gliner.model.extract_prompts
 
-    def spy(token_embeds, input_ids, attention_mask, class_token_index, embed_ent_token):
-        seen.append((class_token_index, input_ids.eq(class_token_index).sum(-1).tolist()))
-        return original_extract(token_embeds, input_ids, attention_mask, class_token_index, embed_ent_token)
+    def spy(token_embeds, input_ids, attention_mask, class_token_index, embed_ent_token, num_slots=None):
+        seen.append((class_token_index, input_ids.eq(class_token_index).sum(-1).tolist(), num_slots))
+        return original_extract(token_embeds, input_ids, attention_mask, class_token_index, embed_ent_token, num_slots)
 
     monkeypatch.setattr(gliner.model, "extract_prompts", spy)
     predictions = all_predictions(model)
-    assert seen == [(30522, [len(LABELS)] * len(TEXTS))]
+    assert seen == [(30522, [len(LABELS)] * len(TEXTS), len(LABELS))]  # the label count came from the host
     assert predictions == uni_predictions
 
 

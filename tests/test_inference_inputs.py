@@ -35,7 +35,6 @@ def model(request):
 
 def probabilities(model, word_list, labels):
     with torch.inference_mode():
-        label_inputs = model._label_inputs(labels) if model.config.is_bi_encoder else {}
         logits = model.logits([word_list], labels)
     return torch.sigmoid(logits[0, : len(word_list)].float())
 
@@ -190,7 +189,6 @@ def test_prompt_tokens_inside_text_are_ordinary_words(model):
     assert entities
     assert_well_formed(text, entities, LABELS, 0.0)
     with torch.inference_mode():
-        label_inputs = model._label_inputs(LABELS) if model.config.is_bi_encoder else {}
         logits = model.logits([words], LABELS)
     assert logits.shape[-1] == len(LABELS)
 

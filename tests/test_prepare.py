@@ -96,7 +96,8 @@ def test_token_budget_batches_cover_every_window_once_with_less_padding(tiny_uni
     for batch in by_tokens.batches:  # rows of a batch: the tokenizer's own encoding of those windows
         words = [texts[by_tokens.chunks[i].text_index].tokens[by_tokens.chunks[i].window.start : by_tokens.chunks[i].window.end] for i in batch.chunk_indices]
         own = encode_words(preparer.tokenizer, words, 1, preparer.prompt(by_tokens.labels))
-        assert all(torch.equal(batch.inputs[key], own[key]) for key in batch.inputs)
+        assert all(torch.equal(batch.inputs[key], own[key]) for key in ("input_ids", "attention_mask", "words_mask", "text_lengths"))
+        assert batch.inputs["prompt_lengths"].tolist() == [len(LABELS)] * len(batch.chunk_indices)  # the forward needs no sync to know C
 
 
 def test_the_tag_jobs_arrow_form_of_batches_and_spans_is_lossless(tiny_uni_dir, abstracts):
@@ -113,3 +114,17 @@ def test_the_tag_jobs_arrow_form_of_batches_and_spans_is_lossless(tiny_uni_dir, 
     assert [(w.starts, w.ends) for w in words_of(words_table(texts))] == [(w.starts, w.ends) for w in texts]
     spans = {0: [Span(0, 2, "cell line", 0.75), Span(4, 4, "disease", 0.5000001)], 3: [Span(1, 1, "adverse drug event", 0.9)]}
     assert spans_of(spans_table(spans, prepared.labels), prepared.labels, 4) == [spans[0], [], [], spans[3]]
+
+
+def test_a_forward_told_the_label_count_equals_one_that_reads_it_from_the_device(tiny_uni_dir, abstracts):
+    """The host's label count (prompt_lengths) spares the forward its device-to-host syncs, and changes no bit."""
+    from gliner import GLiNER
+
+    model = GLiNER.from_pretrained(tiny_uni_dir)
+    prepared = model.preparer.prepare([split_words(text) for text in abstracts[:6]], LABELS, batch_size=6)
+    inputs = dict(prepared.batches[0].inputs)
+    with torch.inference_mode():
+        told = model.model(**inputs)
+        inputs.pop("prompt_lengths")
+        read = model.model(**inputs)
+    assert torch.equal(told[0], read[0]) and torch.equal(told[1], read[1]) and told[0].shape[-1] == len(LABELS)
