@@ -49,9 +49,9 @@ def batch_candidates(logits: torch.Tensor, text_lengths: list[int], labels: list
 def _probabilities(logits: torch.Tensor, text_lengths: list[int]) -> torch.Tensor:
     if logits.device.type != "cpu":
         return torch.sigmoid(logits)
-    probs = torch.zeros_like(logits)
+    probs = torch.empty_like(logits)  # past each row's length: never read (batch_candidates masks it)
     for row, length in enumerate(text_lengths):
-        probs[row, :length] = torch.sigmoid(logits[row, :length])
+        torch.sigmoid(logits[row, :length], out=probs[row, :length])
     return probs
 
 

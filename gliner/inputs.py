@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +31,14 @@ class Words:
         return len(self.tokens)
 
 
+_SPLIT_PATTERN = re.compile(f"({WORD_PATTERN.pattern})")  # re.split keeps the words, between the runs of space
+
+
 def split_words(text: str) -> Words:
-    matches = list(WORD_PATTERN.finditer(text))
-    return Words([m.group() for m in matches], [m.start() for m in matches], [m.end() for m in matches])
+    # [space, word, space, word, ..., space]: the running sum of the parts' lengths gives every word's offsets.
+    parts = _SPLIT_PATTERN.split(text)
+    offsets = list(itertools.accumulate(map(len, parts)))
+    return Words(parts[1::2], offsets[0:-1:2], offsets[1::2])
 
 
 # ---------------------------------------------------------------------------------------------------- labels and prompt

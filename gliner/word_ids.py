@@ -77,7 +77,8 @@ class WordIds:
             self._last_prompt = (None, None)
         words = list(words)
         # The tokenizer's own call (not its backend's): it sets truncation and padding off for this call.
-        encoded = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False, truncation=False, verbose=False)
+        encoded = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False, truncation=False, verbose=False,
+                                 return_attention_mask=False, return_token_type_ids=False)
         word_of_id = np.asarray(encoded.word_ids(), dtype=np.int64)
         ids = encoded["input_ids"]
         ends = np.cumsum(np.bincount(word_of_id, minlength=len(words))).tolist()
