@@ -31,18 +31,24 @@ def batch_candidates(logits: torch.Tensor, text_lengths: list[int], labels: list
     computes every element alike, so there one call covers the batch).
     """
     probs = _probabilities(logits.float(), text_lengths)
-    batch, num_words, max_width = probs.shape[:3]
+    batch, num_words, max_width, num_labels = probs.shape
     device = probs.device
     lengths = torch.tensor(text_lengths, device=device).view(-1, 1, 1)
     inside = (torch.arange(num_words, device=device).unsqueeze(1) + torch.arange(max_width, device=device)).unsqueeze(0) < lengths  # (B, W, K)
-    rows, starts, widths, classes = torch.where(inside.unsqueeze(-1) & (probs > float32_threshold(threshold)))
-    found = torch.stack([rows, starts, widths, classes, probs[rows, starts, widths, classes]], dim=1) if rows.numel() else None
+    above = probs > float32_threshold(threshold)
+    above &= inside.unsqueeze(-1)
+    flat = above.reshape(-1).nonzero().squeeze(1)  # ascending: (row, start, width, label) order
     per_row: list[list[Span]] = [[] for _ in range(batch)]
-    if found is None:
+    if not flat.numel():
         return per_row
-    # One transfer: float64 holds the indices and the fp32 scores exactly.
-    for row, start, width, label, score in found.double().cpu().tolist():
-        per_row[int(row)].append(Span(int(start), int(start + width), labels[int(label)], score))
+    # One transfer: float64 holds the flat indices and the fp32 scores exactly.
+    indices, scores = torch.stack([flat.double(), probs.reshape(-1)[flat].double()]).cpu().tolist()
+    per_span, per_start = max_width * num_labels, num_labels
+    for index, score in zip(indices, scores):
+        row, rest = divmod(int(index), num_words * per_span)
+        start, rest = divmod(rest, per_span)
+        width, label = divmod(rest, per_start)
+        per_row[row].append(Span(start, start + width, labels[label], score))
     return per_row
 
 

@@ -13,7 +13,6 @@ from ray_jobs.tag import TagConfig, commit_unit
 from ray_jobs.unit_markers import done_units, read_markers
 from ray_jobs.unit_pipeline import pack
 from s3_server import counted_s3_calls
-from synth.contracts import ENTITIES_SCHEMA
 from synth.error_rows import error_table
 from synth.latest_versions import INDEX_SCHEMA
 from synth.work_units import WorkUnit
@@ -48,15 +47,26 @@ def test_memory_urls_put_each_file_whole():
     assert fsspec.filesystem("memory").ls("/bucket/run/_done", detail=False) == ["/bucket/run/_done/a.json"]
 
 
+LABELS = ["chemical", "disease"]
+
+
 def unit_row(index: int) -> pa.Table:
-    """A tagged unit as the commit stage receives it: two entities, no errors."""
+    """A tagged unit as the commit stage receives it: one document, one window, two spans (two entities), no errors."""
+    from gliner.decoding import Span
+    from gliner.inputs import Window, split_words
+    from gliner.prepare import Chunk
+    from ray_jobs.tag import DOCUMENT_SCHEMA, tagged_unit
+    from ray_jobs.tag_batches import windows_table, words_table
+
     unit = WorkUnit(f"corpus.jsonl-0000.b{index * 100}-{index * 100 + 100}", "corpus.jsonl-0000", "s3://in/corpus.jsonl", "jsonl", "bytes",
                     index * 100, index * 100 + 100)
-    entities = [{"doc_id": f"d{index}", "start": 0, "end": 7, "text": "aspirin", "label": "chemical", "score": 0.9, "model": "m"},
-                {"doc_id": f"d{index}", "start": 12, "end": 20, "text": "headache", "label": "disease", "score": 0.8, "model": "m"}]
-    stats = {"documents": 1, "deletions": 0, "replaced_in_unit": 0}
-    return pack(unit, documents=pa.table({"doc_id": [f"d{index}"]}), errors=error_table([]), index=INDEX_SCHEMA.empty_table(),
-                entities=pa.Table.from_pylist(entities, ENTITIES_SCHEMA), stats=json.dumps(stats))
+    text = "aspirin eased the headache"
+    words = split_words(text)
+    read = pack(unit, documents=pa.Table.from_pylist([{"doc_id": f"d{index}", "text": text, "title": None}], DOCUMENT_SCHEMA),
+                errors=error_table([]), index=INDEX_SCHEMA.empty_table(), windows=windows_table([Chunk(0, Window(0, 4, 0, 4))]),
+                words=words_table([words]), stats=json.dumps({"deletions": 0, "replaced_in_unit": 0}))
+    spans = {0: [Span(0, 0, "chemical", 0.9), Span(3, 3, "disease", 0.8)]}
+    return tagged_unit(read, spans, LABELS, {"actor": "a", "tag_seconds": 0.0})
 
 
 @pytest.fixture
@@ -74,16 +84,16 @@ def direct_s3(s3_server, monkeypatch):
 def test_s3_commits_cost_the_same_requests_at_10_and_1000_units_and_listings_are_never_stale(direct_s3):
     s3_server = direct_s3
     output = s3_server.new_bucket() + "/tagged"
-    config = TagConfig(model="m", labels=["chemical", "disease"], input="s3://in/corpus.jsonl", output=output).model_dump()
+    config = TagConfig(model="m", labels=LABELS, input="s3://in/corpus.jsonl", output=output).model_dump()
     root = OutputRoot(output)
     assert done_units(root) == set()  # a listing of _done/ before anything is in it (what a rerun does first)
 
     requests_per_commit = {}
     with ThreadPoolExecutor(8) as pool:  # the commits between the two counted ones, eight at a time
         for first, counted in ((0, 9), (10, 999)):
-            list(pool.map(lambda index: commit_unit(unit_row(index), config), range(first, counted)))
+            list(pool.map(lambda index: commit_unit(unit_row(index), config, LABELS), range(first, counted)))
             with counted_s3_calls() as calls:
-                commit_unit(unit_row(counted), config)
+                commit_unit(unit_row(counted), config, LABELS)
             requests_per_commit[counted + 1] = sorted(calls.operations)
     # One PUT per file (entities, errors, marker): no listing, no temporary, no copy, no delete, at 10 units as at 1,000.
     assert requests_per_commit == {10: ["put_object"] * 3, 1000: ["put_object"] * 3}

@@ -54,7 +54,9 @@ def test_the_model_pool_grows_onto_a_node_that_joins_while_the_job_runs(trained_
         joined = cluster.add_node(num_cpus=1, num_gpus=1).node_id
         job.join(timeout=600)
         actors = result["summary"]["this_run"]["actors"]
-        assert len(actors) == 2 and all(actor["units"] >= 1 for actor in actors.values()), actors
+        # Two at a time at most (max_actors); Ray Data may also retire an idle actor and start another later, so
+        # more than two may have tagged over the run, each at least one unit.
+        assert len(actors) >= 2 and all(actor["units"] >= 1 for actor in actors.values()), actors
         nodes = {marker["actor_node"] for marker in map(json.loads, map(lambda path: path.read_text(), (output / "_done").glob("*.json")))}
         assert nodes == {head, joined}
         assert result["summary"]["counts"]["documents"] == len(texts)
