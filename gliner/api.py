@@ -24,11 +24,11 @@ from .checkpoint import (
 from .config import GLiNERConfig
 from .decoding import Span, decode_batch
 from .device_feed import on_device
-from .inputs import Words, encode_labels_for_bi_encoder, encode_words, normalize_labels, split_words
+from .inputs import Words, encode_labels_for_bi_encoder, encode_words, normalize_labels, split_words, to_device
 from .merge import merge_windows, to_entities
-from .model import SpanModel, build_model
+from .model import MODEL_INPUTS, SpanModel, build_model
 from .model_path import resolve_packaged_model
-from .prepare import Prepared, PreparedBatch, Preparer, check_options
+from .prepare import Prepared, Preparer, check_options
 from .precision import (
     AUTOCAST_DTYPES,
     DEFAULT_MIN_AGREEMENT,
@@ -376,8 +376,7 @@ class GLiNER(nn.Module):
     def logits(self, word_lists: list[list[str]], labels: list[str]) -> torch.Tensor:
         """(B, W, K, C) fp32 logits of word lists, as one batch in input order."""
         inputs = encode_words(self.tokenizer, word_lists, self.config.max_width, self.preparer.prompt(labels))
-        inputs = {key: inputs[key] for key in ("input_ids", "attention_mask", "words_mask", "text_lengths")}
-        return self.forward_inputs(next(on_device([PreparedBatch(list(range(len(word_lists))), inputs)], self.device))[1], self._label_inputs(labels))
+        return self.forward_inputs(to_device({key: inputs[key] for key in MODEL_INPUTS}, self.device), self._label_inputs(labels))
 
     def _autocast(self):
         if self.autocast_dtype is None:

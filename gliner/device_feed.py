@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from .inputs import HOST_SIDE_INPUTS
+from .inputs import to_device
 
 AHEAD = 2  # batches copied ahead of the one in the forward
 
@@ -18,7 +18,7 @@ def on_device(batches: Iterable, device: torch.device) -> Iterator[tuple[object,
     """(batch, its inputs on `device`) for each batch (anything with an `inputs` dict of host tensors)."""
     if device.type != "cuda":
         for batch in batches:
-            yield batch, {key: _as_int64(tensor) for key, tensor in batch.inputs.items()}
+            yield batch, _as_int64(batch.inputs)
         return
     yield from _copied_ahead(batches, device)
 
@@ -43,8 +43,7 @@ def _copied_ahead(batches: Iterable, device: torch.device) -> Iterator[tuple[obj
         try:
             with torch.cuda.stream(stream):
                 for batch in batches:
-                    inputs = {key: _as_int64(tensor if key in HOST_SIDE_INPUTS else tensor.pin_memory().to(device, non_blocking=True))
-                              for key, tensor in batch.inputs.items()}
+                    inputs = _as_int64(to_device(batch.inputs, device))
                     copied = torch.cuda.Event()
                     copied.record(stream)
                     if not hand_over((batch, inputs, copied)):
@@ -71,6 +70,6 @@ def _copied_ahead(batches: Iterable, device: torch.device) -> Iterator[tuple[obj
         thread.join()
 
 
-def _as_int64(tensor: torch.Tensor) -> torch.Tensor:
+def _as_int64(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Index tensors as int64 (a job's batches travel as int32; on a GPU this widening runs on the device)."""
-    return tensor.long() if tensor.dtype != torch.int64 else tensor
+    return {key: tensor.long() if tensor.dtype != torch.int64 else tensor for key, tensor in inputs.items()}

@@ -281,7 +281,7 @@ def tagged_unit(row: pa.Table, spans: dict[int, list], labels: list[str], stats:
     stats = dict(json.loads(row["stats"][0].as_py()), documents=documents.num_rows - len(failed), **stats)
     errors = pa.concat_tables([unpack(row, "errors"), error_table(list(failures))])
     return pack(unit_of(row), documents=documents, errors=errors, index=unpack(row, "index"), windows=unpack(row, "windows"),
-                words=unpack(row, "words"), spans=spans_table(spans, labels), failed_documents=json.dumps(sorted(failed)), stats=json.dumps(stats))
+                words=unpack(row, "words"), spans=spans_table(spans, labels), stats=json.dumps(stats))
 
 
 def unit_entities(row: pa.Table, labels: list[str], config: TagConfig) -> pa.Table:
@@ -292,10 +292,9 @@ def unit_entities(row: pa.Table, labels: list[str], config: TagConfig) -> pa.Tab
 
     documents, chunks = unpack(row, "documents"), chunks_of(unpack(row, "windows"))
     merged = merge_windows(chunks, spans_of(unpack(row, "spans"), labels, len(chunks)), documents.num_rows, config.flat_ner, config.multi_label)
-    failed = set(json.loads(row["failed_documents"][0].as_py()))
     entities = [dict(entity, doc_id=doc_id, model=config.model)
                 for doc_id, text, words, spans in zip(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), words_of(unpack(row, "words")), merged)
-                if doc_id not in failed for entity in to_entities(text, words, spans)]
+                for entity in to_entities(text, words, spans)]
     return pa.Table.from_pylist(entities, ENTITIES_SCHEMA)
 
 
