@@ -32,8 +32,19 @@ def initialize_engine(deepspeed, model: torch.nn.Module, optimizer: torch.optim.
     optim = config.optim
     warmup = int(optim.warmup_ratio * config.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config.max_steps, warmup, optim.schedule))
+    if not config.scale.use_gpu:
+        skip_shared_memory_collectives(deepspeed)
     deepspeed.init_distributed(dist_backend="nccl" if config.scale.use_gpu else "gloo")
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(config, world_size))
     if world_size == 1 and config.scale.zero_stage == 0:
         engine.enable_backward_allreduce = False  # nothing to average with; skips flattening and copying every gradient
     return engine
+
+
+def skip_shared_memory_collectives(deepspeed) -> None:
+    """On CPU, DeepSpeed's communication backend compiles a shared-memory all-reduce op at start-up, under a lock
+    file in the torch extensions directory. A worker killed while it holds that lock (a lost node, a stopped job)
+    leaves the file behind, and every later start on that machine then waits on it forever. The op only speeds up
+    inference all-reduce; training collectives go through gloo. Marking it incompatible keeps start-up free of
+    compilers and locks."""
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False

@@ -62,6 +62,20 @@ def s3_server():
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def torch_extensions_with_a_stale_lock(tmp_path_factory):
+    """Every process of the session builds torch extensions under a directory of its own, where a lock is left as
+    a worker killed part way through DeepSpeed's CPU op build leaves it. A job that compiled that op at start-up
+    would wait on the lock forever (a later test's timeout says so); the jobs must not need it."""
+    from s3_server import environment
+
+    directory = tmp_path_factory.mktemp("torch_extensions")
+    (directory / "deepspeed_shm_comm").mkdir()
+    (directory / "deepspeed_shm_comm" / "lock").touch()
+    with environment({"TORCH_EXTENSIONS_DIR": str(directory)}):
+        yield directory
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     return make_tiny_backbone(tmp_path_factory.mktemp("tiny_backbone"))
