@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
 
+from .config import GLiNERConfig
 from .model import our_key, upstream_key
 from .model_path import HUB_ID
 
@@ -33,6 +34,19 @@ def resolve_model_dir(model_id: str | Path, *, revision=None, cache_dir=None, lo
         return Path(snapshot_download(str(model_id), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token))
     except Exception as error:  # the hub client raises many types (offline, 404, auth); all mean "not found here"
         raise FileNotFoundError(f"{model_id} is not a local directory and could not be fetched from the hub: {error}") from error
+
+
+def read_model_config(model_id: str | Path) -> GLiNERConfig:
+    """A checkpoint's config alone: from its directory, or its one config file from the hub (no weights)."""
+    path = Path(model_id).expanduser()
+    if path.is_dir() or not HUB_ID.match(str(model_id)):
+        return GLiNERConfig.from_json_file(resolve_model_dir(path) / CONFIG_FILE)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return GLiNERConfig.from_json_file(hf_hub_download(str(model_id), CONFIG_FILE))
+    except Exception as error:  # the hub client raises many types (offline, 404, auth); all mean "not found here"
+        raise FileNotFoundError(f"{model_id} is not a local directory and its {CONFIG_FILE} could not be fetched from the hub: {error}") from error
 
 
 def read_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:

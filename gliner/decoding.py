@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -30,18 +31,39 @@ def batch_candidates(logits: torch.Tensor, text_lengths: list[int], labels: list
     each row's sigmoid is its own call so that a score never depends on the threshold or on the other rows (a GPU
     computes every element alike, so there one call covers the batch).
     """
-    probs = _probabilities(logits.float(), text_lengths)
+    logits = logits.float()
+    cutoff = float32_threshold(threshold)
+    if logits.device.type == "cpu":
+        return [_row_candidates(logits[row, :length], labels, cutoff) for row, length in enumerate(text_lengths)]
+    return _device_candidates(logits, text_lengths, labels, cutoff)
+
+
+def _row_candidates(logits: torch.Tensor, labels: list[str], cutoff: float) -> list[Span]:
+    """One row's candidates on the CPU: numpy scans the (n, K, C) scores for those above the cutoff (a float32
+    number, so float32 and float64 comparisons agree) several times faster than torch's nonzero."""
+    num_words, max_width, num_labels = logits.shape
+    scores = torch.sigmoid(logits).numpy().reshape(-1)
+    flat = np.flatnonzero(scores > cutoff)  # ascending: (start, width, label) order
+    starts, rest = np.divmod(flat, max_width * num_labels)
+    widths, label_indices = np.divmod(rest, num_labels)
+    inside = starts + widths < num_words
+    return [Span(start, start + width, labels[label], score) for start, width, label, score
+            in zip(starts[inside].tolist(), widths[inside].tolist(), label_indices[inside].tolist(), scores[flat[inside]].tolist())]
+
+
+def _device_candidates(logits: torch.Tensor, text_lengths: list[int], labels: list[str], cutoff: float) -> list[list[Span]]:
+    """All rows at once on the device, then one transfer: float64 holds the flat indices and the fp32 scores exactly."""
+    probs = torch.sigmoid(logits)
     batch, num_words, max_width, num_labels = probs.shape
     device = probs.device
     lengths = torch.tensor(text_lengths, device=device).view(-1, 1, 1)
     inside = (torch.arange(num_words, device=device).unsqueeze(1) + torch.arange(max_width, device=device)).unsqueeze(0) < lengths  # (B, W, K)
-    above = probs > float32_threshold(threshold)
+    above = probs > cutoff
     above &= inside.unsqueeze(-1)
     flat = above.reshape(-1).nonzero().squeeze(1)  # ascending: (row, start, width, label) order
     per_row: list[list[Span]] = [[] for _ in range(batch)]
     if not flat.numel():
         return per_row
-    # One transfer: float64 holds the flat indices and the fp32 scores exactly.
     indices, scores = torch.stack([flat.double(), probs.reshape(-1)[flat].double()]).cpu().tolist()
     per_span, per_start = max_width * num_labels, num_labels
     for index, score in zip(indices, scores):
@@ -50,15 +72,6 @@ def batch_candidates(logits: torch.Tensor, text_lengths: list[int], labels: list
         width, label = divmod(rest, per_start)
         per_row[row].append(Span(start, start + width, labels[label], score))
     return per_row
-
-
-def _probabilities(logits: torch.Tensor, text_lengths: list[int]) -> torch.Tensor:
-    if logits.device.type != "cpu":
-        return torch.sigmoid(logits)
-    probs = torch.empty_like(logits)  # past each row's length: never read (batch_candidates masks it)
-    for row, length in enumerate(text_lengths):
-        torch.sigmoid(logits[row, :length], out=probs[row, :length])
-    return probs
 
 
 def find_candidates(logits: torch.Tensor, num_words: int, labels: list[str], threshold: float) -> list[Span]:

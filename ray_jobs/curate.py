@@ -62,6 +62,7 @@ from .job_config import Section
 from .job_summary import previous_run, write_summary
 from .output_root import OutputRoot
 from .output_settings import SETTINGS_FILE, require_same_settings
+from .progress import Progress, tracked
 from .table_steps import map_tables, per_partition
 from .unit_pipeline import FAILED, ReadStage, UnitSettings, stream_units
 
@@ -345,7 +346,7 @@ class _Job:
     # -------------------------------------------------------------- stages
     def _read_filter(self, units: list, input_of: dict[str, int]) -> list[dict]:
         read = ReadStage(curate_units, {"config": self.config.model_dump(), "staging": self.staging.url(), "input_of": input_of})
-        rows = list(stream_units(units, read, retries=self.config.units.retries))
+        rows = tracked(stream_units(units, read, retries=self.config.units.retries), Progress("curate", len(units), "units", OutputRoot(self.config.output)))
         failed = [row for row in rows if FAILED in row]
         if failed:
             raise JobFailed(f"{len(failed)} of {len(units)} unit(s) could not be read, so nothing was written (a rerun tries again): "

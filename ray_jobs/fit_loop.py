@@ -37,6 +37,8 @@ import torch.distributed as dist
 from gliner.inputs import to_device
 
 from .deepspeed_engine import initialize_engine
+from .output_root import OutputRoot
+from .progress import Progress
 
 STATE_FILE = "trainer_state.json"
 DEEPSPEED_DIR = "deepspeed"
@@ -106,6 +108,7 @@ def run_fit_loop(task: FitTask) -> None:
     rows = TrainingRows(ray.train.get_dataset_shard("train"))
     stream = RowStream(len(rows), rank, world_size, config.scale.micro_batch_size, config.seed, config.data.shuffle)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.scale.precision == "bf16")
+    progress = Progress(config.name, config.max_steps, "steps", OutputRoot(config.output), already_done=state["step"]) if rank == 0 else None
     for micro in prefetched(micro_batches_of(task, rows, stream, state["micro_batches"], device)):
         if state["step"] >= config.max_steps:  # also a restored run that had already finished
             break
@@ -126,6 +129,11 @@ def run_fit_loop(task: FitTask) -> None:
                 ray.train.report(metrics)
             if rank == 0:
                 print(f"[fit] step {metrics['step']} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}", flush=True)
+                progress.figures["loss"] = round(metrics["loss"], 4)
+        if progress is not None:
+            progress.update(state["step"])
+    if progress is not None:
+        progress.finish()
     task.finish(engine, rank)
 
 

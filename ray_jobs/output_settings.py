@@ -3,8 +3,10 @@
 A resumed run adds units to what earlier runs committed, so it must make its rows the way they did: a rerun whose
 settings differ (another model or weights, other labels, another threshold or prompt) is refused with what differs,
 instead of finishing an output that mixes two runs. Settings that only decide speed or placement (actors, batch
-sizes, unit sizes: those are guarded by the unit ids) are not recorded. An output made before this file existed
-gets it recorded by its next run.
+sizes, unit sizes: those are guarded by the unit ids) are not recorded. Batch sizes can move a score in its last
+bits (about 1e-6: which windows share a batch changes the padding), which flips only an entity that close to the
+threshold; they stay free so that a run that ran out of device memory can resume with smaller batches. An output made before this file existed gets it
+recorded by its next run.
 """
 from __future__ import annotations
 

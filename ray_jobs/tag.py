@@ -43,17 +43,18 @@ from synth.faults import describe, is_device_error
 from synth.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_unit, superseded_versions, version_order
 from synth.work_units import WorkUnit, plan_inputs
 
-from .job_command import JobFailed, job_main, parse_job_args
+from .job_command import BadInput, JobFailed, job_main, parse_job_args
 from .inference_precision import InferencePrecision
 from .job_summary import write_summary
 from .output_root import OutputRoot
 from .output_settings import require_same_settings
+from .progress import PROGRESS_FILE, Progress, tracked
 from .unit_markers import check_same_cuts, done_units, read_markers, write_marker
 from .unit_pipeline import FAILED, ActorStage, ReadStage, TaskStage, UnitSettings, end_actor, pack, stream_units, unit_of, unpack
 
 ATTEMPTS_DIR = "_attempts"  # each actor's attempts at each unit (unit_pipeline.record_attempt)
 LOCAL_VERSION_ROWS = 2_000_000  # up to this many (unit, doc_id) versions, current/ is worked out on the driver
-TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json", "_SETTINGS.json", ATTEMPTS_DIR)
+TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json", "_SETTINGS.json", PROGRESS_FILE, ATTEMPTS_DIR)
 DOCUMENT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
 FILTERED = "filtered"  # a version that exists but is not tagged (an error row says why)
 
@@ -364,7 +365,8 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
         TaskStage(commit_unit, {"config": settings, "labels": labels}, num_cpus=config.commit_cpus),
     ]
     tagging = time.time()
-    rows = list(stream_units(pending, read, stages, config.units.retries)) if pending else []
+    progress = Progress("tag", len(pending), "units", output)
+    rows = tracked(stream_units(pending, read, stages, config.units.retries), progress, _unit_documents) if pending else []
     tagging_s = time.time() - tagging
     this_run = [json.loads(row["summary"]) for row in rows if FAILED not in row]
     output.remove(ATTEMPTS_DIR)
@@ -381,6 +383,10 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
                         f"{'; current/ is built once every unit is done' if config.updates else ''}): "
                         + "; ".join(f"{unit_id}: {reason}" for unit_id, reason in failed[:10]) + (" ..." if len(failed) > 10 else ""))
     return summary
+
+
+def _unit_documents(row: dict) -> dict:
+    return {} if FAILED in row else {"documents": json.loads(row["summary"]).get("documents", 0)}
 
 
 def row_settings(config: TagConfig, labels: list[str]) -> dict:
@@ -508,13 +514,25 @@ def _fingerprint(doc_ids: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------------------ reporting
 def _labels(config: TagConfig) -> list[str]:
+    """The labels of `labels` and `labels_file`, checked on the driver against the model's prompt markers before Ray
+    starts (the read tasks would otherwise refuse a label such as "<<ENT>>" one unit at a time)."""
+    from gliner.checkpoint import read_model_config
+    from gliner.inputs import normalize_labels
+    from gliner.model_path import resolve_packaged_model
+
     labels = list(config.labels or [])
     if config.labels_file:
         import fsspec
 
         with fsspec.open(config.labels_file, "r", encoding="utf-8") as handle:
             labels += [line.strip() for line in handle if line.strip()]
-    return list(dict.fromkeys(labels))
+    if not labels:
+        return labels
+    markers = read_model_config(resolve_packaged_model(config.model))
+    try:
+        return normalize_labels(labels, reserved_tokens=(markers.ent_token, markers.sep_token))
+    except ValueError as error:
+        raise BadInput(f"labels: {error}") from error
 
 
 def print_summary(summary: dict) -> None:

@@ -187,6 +187,9 @@ def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted
 
     summary = run(tag_config(decisive_model, jsonl, output, min_actors=1, max_actors=1))
     assert summary["counts"]["units_skipped"] == done_before and summary["counts"]["units"] >= 8
+    progress = json.loads(filesystem.cat(f"{output_path}/_PROGRESS.json"))  # this run's: the units it had left
+    assert (progress["done"], progress["total"], progress["finished"]) == (summary["counts"]["units_run"],) * 2 + (True,)
+    assert progress["documents"] == summary["this_run"]["documents"]
     jsonl_rows = [row for row in read_rows(reference / "entities") if row["doc_id"].startswith("j")]
     assert read_rows(f"{output}/entities") == jsonl_rows  # the same rows, none twice, none missing
     assert len(filesystem.glob(f"{output_path}/entities/*.parquet")) == summary["counts"]["units"]
@@ -194,6 +197,8 @@ def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted
 
     assert main(["--labels", "disease", *flags]) == 2
     assert 'was made with other settings (labels: ["disease", "chemical"] before, ["disease"] now)' in capsys.readouterr().err
+    assert main(["--labels", "disease,<<SEP>> marker", *flags]) == 2  # refused by the driver, from the model's config alone
+    assert "error: labels: label '<<SEP>> marker' contains the reserved prompt token '<<SEP>>'" in capsys.readouterr().err
 
 
 CUES = {"d0100": "DEVICE-FAULT", "d0850": "POISON", "d1350": "BROKEN-DEVICE"}

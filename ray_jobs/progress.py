@@ -1,0 +1,118 @@
+"""How far a long job is, for the person watching it and for monitoring: done of how many, rate, time left.
+
+    progress = Progress("tag", total=40, unit="units", output=OutputRoot(...))
+    progress.update(12, documents=3120)
+        on a terminal: one line, rewritten in place (at most twice a second)
+            tag: 12/40 units (30%) | 3,120 documents | 0.8 units/s | 35 s left
+        anywhere else (a log, `ray job submit`): that line when the run starts, then every 30 s
+        OUTPUT/_PROGRESS.json: the same figures, every 30 s and when the run ends
+    progress.finish()
+
+The rate is this run's (a resumed run counts only what it does itself). _SUMMARY.json stays the completion marker;
+_PROGRESS.json is a view that each update writes over, never read back by a job.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+
+PROGRESS_FILE = "_PROGRESS.json"
+TERMINAL_EVERY_S = 0.5
+LOG_EVERY_S = 30.0
+FILE_EVERY_S = 30.0
+
+
+class Progress:
+    def __init__(self, job: str, total: int, unit: str, output=None, stream=None, clock=time.monotonic, already_done: int = 0):
+        self.job, self.total, self.unit, self.output = job, total, unit, output
+        self.already_done = already_done  # by earlier runs (a resumed training run's steps): not in this run's rate
+        self.stream = stream if stream is not None else sys.stderr
+        self.in_place = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.clock = clock
+        self.started = clock()
+        self.done, self.figures = already_done, {}
+        self.last_line: float | None = None
+        self.last_file: float | None = None
+
+    def update(self, done: int, **figures: float) -> None:
+        """`done` of `total` so far in this run, and any running figures (documents, loss, ...) to show beside it."""
+        self.done, self.figures = done, {**self.figures, **figures}
+        now = self.clock()
+        if self.last_line is None or now - self.last_line >= (TERMINAL_EVERY_S if self.in_place else LOG_EVERY_S):
+            self._print(self.line())
+            self.last_line = now
+        if self.output is not None and (self.last_file is None or now - self.last_file >= FILE_EVERY_S):
+            self.output.write_json(PROGRESS_FILE, self.record())
+            self.last_file = now
+
+    def finish(self) -> None:
+        """The last line (ended, on a terminal) and the last _PROGRESS.json."""
+        self._print(self.line())
+        if self.in_place:
+            self.stream.write("\n")
+            self.stream.flush()
+        if self.output is not None:
+            self.output.write_json(PROGRESS_FILE, {**self.record(), "finished": True})
+
+    # ------------------------------------------------------------------------------------------------ figures
+    def rate(self) -> float | None:
+        elapsed, done = self.clock() - self.started, self.done - self.already_done
+        return done / elapsed if done > 0 and elapsed > 0 else None
+
+    def seconds_left(self) -> float | None:
+        rate = self.rate()
+        return None if rate is None else max(0, self.total - self.done) / rate
+
+    def line(self) -> str:
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        parts = [f"{self.job}: {self.done:,}/{self.total:,} {self.unit}{share}"]
+        parts += [f"{_number(value)} {name.replace('_', ' ')}" for name, value in self.figures.items()]
+        rate, left = self.rate(), self.seconds_left()
+        if rate is not None:
+            parts.append(f"{_number(rate)} {self.unit}/s")
+        if left is not None and self.done < self.total:
+            parts.append(f"{duration(left)} left")
+        return " | ".join(parts)
+
+    def record(self) -> dict:
+        rate, left = self.rate(), self.seconds_left()
+        return {"job": self.job, "unit": self.unit, "done": self.done, "total": self.total, **self.figures,
+                "per_s": None if rate is None else round(rate, 4), "seconds_left": None if left is None else round(left, 1),
+                "elapsed_s": round(self.clock() - self.started, 1), "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "finished": False}
+
+    def _print(self, line: str) -> None:
+        self.stream.write(f"\r{line}\033[K" if self.in_place else line + "\n")
+        self.stream.flush()
+
+
+def duration(seconds: float) -> str:
+    """45 s, 3m10s, 2h05m."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def tracked(rows: Iterable[dict], progress: Progress, counts: Callable[[dict], dict] = lambda row: {}) -> list[dict]:
+    """Every row of `rows` (one per unit), each counted on `progress` as it arrives, with the running sums of
+    `counts(row)` beside it; finished when the rows end."""
+    collected: list[dict] = []
+    sums: Counter = Counter()
+    for row in rows:
+        collected.append(row)
+        sums.update(counts(row))
+        progress.update(len(collected), **sums)
+    progress.finish()
+    return collected

@@ -1,0 +1,73 @@
+"""A long job's progress: the line a person reads (in place on a terminal, every 30 s in a log) and the file
+monitoring reads, with this run's rate and the time left."""
+import io
+import json
+
+from ray_jobs.output_root import OutputRoot
+from ray_jobs.progress import PROGRESS_FILE, Progress, duration, tracked
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_log_gets_a_line_at_the_start_then_every_30_s_and_the_file_the_same_figures(tmp_path):
+    clock, log = Clock(), io.StringIO()
+    progress = Progress("tag", 10, "units", OutputRoot(str(tmp_path)), stream=log, clock=clock)
+    for second, done in ((1, 1), (10, 2), (29, 3), (40, 5), (50, 6)):
+        clock.now = second
+        progress.update(done, documents=250 * done)
+    assert log.getvalue().splitlines() == [
+        "tag: 1/10 units (10%) | 250 documents | 1 units/s | 9 s left",
+        "tag: 5/10 units (50%) | 1,250 documents | 0.125 units/s | 40 s left",
+    ]
+    record = json.loads((tmp_path / PROGRESS_FILE).read_text())  # written at the first update and 30 s after it
+    assert {key: record[key] for key in ("job", "unit", "done", "total", "documents", "per_s", "seconds_left", "elapsed_s", "finished")} == {
+        "job": "tag", "unit": "units", "done": 5, "total": 10, "documents": 1250, "per_s": 0.125, "seconds_left": 40.0, "elapsed_s": 40.0,
+        "finished": False}
+
+    clock.now = 60
+    progress.update(10, documents=2500)
+    progress.finish()
+    assert log.getvalue().splitlines()[-1] == "tag: 10/10 units (100%) | 2,500 documents | 0.167 units/s"  # nothing left to time
+    assert json.loads((tmp_path / PROGRESS_FILE).read_text())["finished"] is True
+
+
+def test_a_terminal_gets_one_line_rewritten_at_most_twice_a_second_and_a_resumed_run_its_own_rate():
+    clock, terminal = Clock(), Terminal()
+    progress = Progress("minilm", 100, "steps", stream=terminal, clock=clock, already_done=40)  # resumed at step 40
+    for second, step in ((0.1, 41), (0.3, 42), (1.0, 45), (1.2, 46), (10.0, 60)):
+        clock.now = second
+        progress.update(step)
+    progress.figures["loss"] = 1.23456
+    progress.finish()
+    frames = terminal.getvalue().split("\r")[1:]
+    assert frames == [
+        "minilm: 41/100 steps (41%) | 10 steps/s | 6 s left\033[K",
+        "minilm: 45/100 steps (45%) | 5 steps/s | 11 s left\033[K",
+        "minilm: 60/100 steps (60%) | 2 steps/s | 20 s left\033[K",
+        "minilm: 60/100 steps (60%) | 1.23 loss | 2 steps/s | 20 s left\033[K\n",
+    ]
+
+
+def test_tracked_counts_each_row_with_running_sums_and_finishes():
+    clock, log = Clock(), io.StringIO()
+    progress = Progress("curate", 3, "units", stream=log, clock=clock)
+    rows = [{"unit": "a", "n": 2}, {"unit": "b", "n": 5}, {"unit": "c", "failed": "read"}]
+    clock.now = 3
+    assert tracked(iter(rows), progress, lambda row: {"documents": row.get("n", 0)}) == rows
+    assert log.getvalue().splitlines() == ["curate: 1/3 units (33%) | 2 documents | 0.333 units/s | 6 s left",
+                                           "curate: 3/3 units (100%) | 7 documents | 1 units/s"]
+
+
+def test_durations_read_as_a_person_says_them():
+    assert [duration(seconds) for seconds in (0, 44.6, 60, 190, 3599, 3600, 7500)] == ["0 s", "45 s", "1m00s", "3m10s", "59m59s", "1h00m", "2h05m"]
