@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from .progress import PROGRESS_FILE, progress_line
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -60,6 +64,39 @@ TERMINAL = os.dup(1)  # the terminal, whatever fd 1 points at later
 
 def say(line: str = "") -> None:
     os.write(TERMINAL, (line + "\n").encode("utf-8"))
+
+
+@contextlib.contextmanager
+def live_progress(progress_file: Path, every_s: float = 0.5) -> Iterator[None]:
+    """While a phase runs, its job's _PROGRESS.json as one line rewritten in place on the terminal (only on a
+    terminal: a log gets the phase lines alone)."""
+    if not os.isatty(TERMINAL):
+        yield
+        return
+    stop, since = threading.Event(), time.time()
+
+    def show() -> None:
+        shown = None
+        while not stop.wait(every_s):
+            try:
+                if progress_file.stat().st_mtime < since:
+                    continue  # an earlier run's
+                line = progress_line(json.loads(progress_file.read_text()))
+            except (OSError, ValueError, KeyError):
+                continue  # not written yet
+            if line != shown:
+                width = os.get_terminal_size(TERMINAL).columns
+                os.write(TERMINAL, f"\r  {line}"[: width - 1].encode("utf-8") + b"\033[K")
+                shown = line
+
+    thread = threading.Thread(target=show, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        os.write(TERMINAL, b"\r\033[K")
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
@@ -164,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with output_to_log(log):
             phase = time.time()
-            model, how = obtain_model(args.model, outputs, args.train_steps)
+            with live_progress(demo_model_dir(outputs) / PROGRESS_FILE):  # training, when the demo trains
+                model, how = obtain_model(args.model, outputs, args.train_steps)
             say(f"[1/3] model: {model} ({how}; {time.time() - phase:.0f} s)")
             threshold = args.threshold if args.threshold is not None else default_threshold(model, outputs)
-            tag_summary = tag(model, threshold, outputs / "tag")
+            with live_progress(outputs / "tag" / PROGRESS_FILE):
+                tag_summary = tag(model, threshold, outputs / "tag")
             say(_tag_line(tag_summary))
             evaluate_summary = evaluate(model, threshold, outputs / "evaluate")
             say(_evaluate_line(evaluate_summary))

@@ -5,7 +5,8 @@
         on a terminal: one line, rewritten in place (at most twice a second)
             tag: 12/40 units (30%) | 3,120 documents | 0.8 units/s | 35 s left
         anywhere else (a log, `ray job submit`): that line when the run starts, then every 30 s
-        OUTPUT/_PROGRESS.json: the same figures, every 30 s and when the run ends
+        OUTPUT/_PROGRESS.json: the same figures, when the run ends and every 30 s (every second on a local disk,
+        where a write costs nothing: `make demo` shows it live)
     progress.finish()
 
 The rate is this run's (a resumed run counts only what it does itself). _SUMMARY.json stays the completion marker;
@@ -22,12 +23,13 @@ from datetime import datetime, timezone
 PROGRESS_FILE = "_PROGRESS.json"
 TERMINAL_EVERY_S = 0.5
 LOG_EVERY_S = 30.0
-FILE_EVERY_S = 30.0
+FILE_EVERY_S = {"object storage": 30.0, "local disk": 1.0}
 
 
 class Progress:
     def __init__(self, job: str, total: int, unit: str, output=None, stream=None, clock=time.monotonic, already_done: int = 0):
         self.job, self.total, self.unit, self.output = job, total, unit, output
+        self.file_every_s = FILE_EVERY_S["local disk" if output is None or output.protocol is None else "object storage"]
         self.already_done = already_done  # by earlier runs (a resumed training run's steps): not in this run's rate
         self.stream = stream if stream is not None else sys.stderr
         self.in_place = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -44,7 +46,7 @@ class Progress:
         if self.last_line is None or now - self.last_line >= (TERMINAL_EVERY_S if self.in_place else LOG_EVERY_S):
             self._print(self.line())
             self.last_line = now
-        if self.output is not None and (self.last_file is None or now - self.last_file >= FILE_EVERY_S):
+        if self.output is not None and (self.last_file is None or now - self.last_file >= self.file_every_s):
             self.output.write_json(PROGRESS_FILE, self.record())
             self.last_file = now
 
@@ -67,19 +69,12 @@ class Progress:
         return None if rate is None else max(0, self.total - self.done) / rate
 
     def line(self) -> str:
-        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        parts = [f"{self.job}: {self.done:,}/{self.total:,} {self.unit}{share}"]
-        parts += [f"{_number(value)} {name.replace('_', ' ')}" for name, value in self.figures.items()]
-        rate, left = self.rate(), self.seconds_left()
-        if rate is not None:
-            parts.append(f"{_number(rate)} {self.unit}/s")
-        if left is not None and self.done < self.total:
-            parts.append(f"{duration(left)} left")
-        return " | ".join(parts)
+        return progress_line(self.record())
 
     def record(self) -> dict:
+        """What _PROGRESS.json holds; `progress_line` reads it back as the line."""
         rate, left = self.rate(), self.seconds_left()
-        return {"job": self.job, "unit": self.unit, "done": self.done, "total": self.total, **self.figures,
+        return {"job": self.job, "unit": self.unit, "done": self.done, "total": self.total, "figures": dict(self.figures),
                 "per_s": None if rate is None else round(rate, 4), "seconds_left": None if left is None else round(left, 1),
                 "elapsed_s": round(self.clock() - self.started, 1), "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "finished": False}
@@ -87,6 +82,19 @@ class Progress:
     def _print(self, line: str) -> None:
         self.stream.write(f"\r{line}\033[K" if self.in_place else line + "\n")
         self.stream.flush()
+
+
+def progress_line(record: dict) -> str:
+    """tag: 12/40 units (30%) | 3,120 documents | 0.8 units/s | 35 s left"""
+    done, total, unit = record["done"], record["total"], record["unit"]
+    share = f" ({100 * done / total:.0f}%)" if total else ""
+    parts = [f"{record['job']}: {done:,}/{total:,} {unit}{share}"]
+    parts += [f"{_number(value)} {name.replace('_', ' ')}" for name, value in record["figures"].items()]
+    if record["per_s"] is not None:
+        parts.append(f"{_number(record['per_s'])} {unit}/s")
+    if record["seconds_left"] is not None and done < total:
+        parts.append(f"{duration(record['seconds_left'])} left")
+    return " | ".join(parts)
 
 
 def duration(seconds: float) -> str:

@@ -4,7 +4,7 @@ import io
 import json
 
 from ray_jobs.output_root import OutputRoot
-from ray_jobs.progress import PROGRESS_FILE, Progress, duration, tracked
+from ray_jobs.progress import FILE_EVERY_S, PROGRESS_FILE, Progress, duration, progress_line, tracked
 
 
 class Clock:
@@ -21,6 +21,7 @@ class Terminal(io.StringIO):
 
 
 def test_a_log_gets_a_line_at_the_start_then_every_30_s_and_the_file_the_same_figures(tmp_path):
+    assert Progress("tag", 1, "units", OutputRoot("s3://bucket/out")).file_every_s == FILE_EVERY_S["object storage"] == 30  # a PUT each
     clock, log = Clock(), io.StringIO()
     progress = Progress("tag", 10, "units", OutputRoot(str(tmp_path)), stream=log, clock=clock)
     for second, done in ((1, 1), (10, 2), (29, 3), (40, 5), (50, 6)):
@@ -30,10 +31,11 @@ def test_a_log_gets_a_line_at_the_start_then_every_30_s_and_the_file_the_same_fi
         "tag: 1/10 units (10%) | 250 documents | 1 units/s | 9 s left",
         "tag: 5/10 units (50%) | 1,250 documents | 0.125 units/s | 40 s left",
     ]
-    record = json.loads((tmp_path / PROGRESS_FILE).read_text())  # written at the first update and 30 s after it
-    assert {key: record[key] for key in ("job", "unit", "done", "total", "documents", "per_s", "seconds_left", "elapsed_s", "finished")} == {
-        "job": "tag", "unit": "units", "done": 5, "total": 10, "documents": 1250, "per_s": 0.125, "seconds_left": 40.0, "elapsed_s": 40.0,
-        "finished": False}
+    record = json.loads((tmp_path / PROGRESS_FILE).read_text())  # on a local disk, at most every second
+    assert {key: record[key] for key in ("job", "unit", "done", "total", "figures", "per_s", "seconds_left", "elapsed_s", "finished")} == {
+        "job": "tag", "unit": "units", "done": 6, "total": 10, "figures": {"documents": 1500}, "per_s": 0.12, "seconds_left": 33.3,
+        "elapsed_s": 50.0, "finished": False}
+    assert progress_line(record) == "tag: 6/10 units (60%) | 1,500 documents | 0.12 units/s | 33 s left"  # what `make demo` shows
 
     clock.now = 60
     progress.update(10, documents=2500)
@@ -71,3 +73,25 @@ def test_tracked_counts_each_row_with_running_sums_and_finishes():
 
 def test_durations_read_as_a_person_says_them():
     assert [duration(seconds) for seconds in (0, 44.6, 60, 190, 3599, 3600, 7500)] == ["0 s", "45 s", "1m00s", "3m10s", "59m59s", "1h00m", "2h05m"]
+
+
+def test_the_demo_shows_a_running_jobs_progress_file_as_one_line_in_place_on_a_terminal(tmp_path, monkeypatch):
+    import os
+    import pty
+    import time
+
+    from ray_jobs import demo
+
+    controller, terminal = pty.openpty()
+    monkeypatch.setattr(demo, "TERMINAL", terminal)
+    output = OutputRoot(str(tmp_path))
+    with demo.live_progress(tmp_path / PROGRESS_FILE, every_s=0.05):
+        progress = Progress("minilm-demo", 100, "steps", output, stream=io.StringIO())
+        progress.figures["loss"] = 2.5
+        progress.update(10)
+        time.sleep(0.5)
+    shown = os.read(controller, 4096).decode()
+    os.close(controller)
+    os.close(terminal)
+    assert shown.startswith("\r  minilm-demo: 10/100 steps (10%) | 2.5 loss | ") and " steps/s | " in shown
+    assert shown.endswith("\033[K\r\033[K")  # the line is cleared when the phase ends, for the phase's own line

@@ -189,7 +189,7 @@ def test_killed_part_way_through_one_file_and_rerun_writes_what_an_uninterrupted
     assert summary["counts"]["units_skipped"] == done_before and summary["counts"]["units"] >= 8
     progress = json.loads(filesystem.cat(f"{output_path}/_PROGRESS.json"))  # this run's: the units it had left
     assert (progress["done"], progress["total"], progress["finished"]) == (summary["counts"]["units_run"],) * 2 + (True,)
-    assert progress["documents"] == summary["this_run"]["documents"]
+    assert progress["figures"]["documents"] == summary["this_run"]["documents"]
     jsonl_rows = [row for row in read_rows(reference / "entities") if row["doc_id"].startswith("j")]
     assert read_rows(f"{output}/entities") == jsonl_rows  # the same rows, none twice, none missing
     assert len(filesystem.glob(f"{output_path}/entities/*.parquet")) == summary["counts"]["units"]

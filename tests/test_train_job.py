@@ -57,7 +57,7 @@ def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path
     assert set(last["skipped"]) == {"empty_tokenized_text", "span_out_of_range", "span_too_wide"}
     progress = json.loads((tmp_path / "out" / "_PROGRESS.json").read_text())  # rank 0's, for monitoring
     assert (progress["job"], progress["done"], progress["total"], progress["finished"]) == ("tiny", 20, 20, True)
-    assert progress["loss"] == round(last["loss"], 4) and progress["per_s"] > 0
+    assert progress["figures"]["loss"] == round(last["loss"], 4) and progress["per_s"] > 0
     final = export_final_model(result, tmp_path / "out")
     model = GLiNER.from_pretrained(final)
     entities = model.predict_entities("Cisplatin caused nephrotoxicity and hearing loss .", ["chemical", "disease"], threshold=0.0)
