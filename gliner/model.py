@@ -113,7 +113,7 @@ def extract_words(tokens: torch.Tensor, words_mask: torch.Tensor, num_words: int
     slots = torch.where(words_mask <= num_words, words_mask, 0)  # (B, T)
     words = tokens.new_zeros(tokens.size(0), num_words + 1, tokens.size(-1))
     words.scatter_(1, slots.unsqueeze(-1).expand(-1, -1, tokens.size(-1)), tokens)
-    return words[:, 1:]
+    return words[:, 1:].contiguous()  # the layout of a (B, W, D) tensor: its kernels, and so its bits, downstream
 
 
 def extract_prompts(tokens, input_ids, attention_mask, class_token_index: int, embed_ent_token: bool,
@@ -131,7 +131,7 @@ def extract_prompts(tokens, input_ids, attention_mask, class_token_index: int, e
     prompts = tokens.new_zeros(input_ids.size(0), num_slots + 1, tokens.size(-1))
     slots = torch.where(slots <= num_slots, slots, 0)
     prompts.scatter_(1, slots.unsqueeze(-1).expand(-1, -1, tokens.size(-1)), sources)
-    return prompts[:, 1:], prompts_mask
+    return prompts[:, 1:].contiguous(), prompts_mask
 
 
 def num_words_of(text_lengths: torch.Tensor) -> int:

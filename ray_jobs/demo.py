@@ -231,14 +231,14 @@ def _tag_line(summary: dict) -> str:
 
 
 def _evaluate_line(summary: dict) -> str:
+    """Strict scores over every evaluated corpus (micro: their mentions pooled), then F1 per entity type."""
     results = summary["results"]
-    dataset = results["datasets"][0]
-    strict = dataset["strict"]
-    best = dataset.get("threshold_curve", {}).get("best")
-    best_text = f"; best F1 {best['f1']:.3f} at threshold {best['threshold']}" if best else ""
-    return (f"[3/3] evaluate: {dataset['documents']} abstracts at {dataset['documents_per_s']:.1f} docs/s, "
-            f"{dataset['gold_mentions']} gold disease mentions: strict P/R/F1 {strict['precision']:.3f}/"
-            f"{strict['recall']:.3f}/{strict['f1']:.3f} at threshold {results['threshold']}{best_text}")
+    overall, strict = results["overall"], results["overall"]["micro"]["strict"]
+    per_type = ", ".join(f"{label} {scores['f1']:.2f} ({scores['support']})" for label, scores in strict["per_type"].items())
+    names = ", ".join(dataset["name"] for dataset in results["datasets"])
+    return (f"[3/3] evaluate: {overall['documents']} documents ({names}), {overall['gold_mentions']} gold mentions, threshold "
+            f"{results['threshold']}: strict micro P/R/F1 {strict['precision']:.3f}/{strict['recall']:.3f}/{strict['f1']:.3f}; "
+            f"F1 per type (gold mentions): {per_type}")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,9 @@ def test_pipeline_tiny_config_runs_every_stage_and_a_resubmission_skips_them(clu
     assert list(record) == stages and {item["status"] for item in record.values()} == {"ran"}
     print(f"\ntiny pipeline on the local cluster: {seconds:.0f} s; " + ", ".join(f"{s} {record[s]['seconds']:.0f}" for s in stages))
 
+    curated = json.loads((root / "curate" / "_SUMMARY.json").read_text())
+    kept = {source: counts["kept"] for source, counts in curated["per_source"].items()}
+    assert set(kept) == {"ncbi_train", "ncbi_devel", "ncbi_test"} and len(set(kept.values())) == 1 and kept["ncbi_test"] > 0  # balanced
     annotated = pq.read_table(root / "annotate" / "annotations").to_pylist()
     synthesized = pq.read_table(root / "synthesize" / "annotations").to_pylist()
     teacher_ids = {row["doc_id"] for row in annotated}
