@@ -148,3 +148,19 @@ def test_end_to_end_from_logits():
     assert key(candidates) == [(0, 1, "person"), (1, 3, "org"), (4, 4, "location")]
     assert key(greedy_select(candidates)) == [(0, 1, "person"), (4, 4, "location")]
     assert key(greedy_select(candidates, flat_ner=False)) == [(0, 1, "person"), (4, 4, "location")]
+
+
+def test_a_gpus_one_scan_per_batch_finds_what_the_cpus_row_scans_find():
+    """The device path (one sigmoid, mask and nonzero over the batch, one transfer) run here on CPU tensors: the same
+    candidates, in the same order, as each row scanned on its own; rows of several lengths, padding never read."""
+    from gliner.decoding import _device_candidates, batch_candidates
+
+    torch.manual_seed(0)
+    logits = torch.randint(-6, 7, (3, 9, 4, 3)).float() * 0.5  # every score far from the threshold's last bit
+    lengths = [9, 4, 1]
+    logits[1, 4:] = float("nan")  # past a row's words: never read
+    on_rows = batch_candidates(logits, lengths, LABELS, 0.9)
+    at_once = _device_candidates(logits, lengths, LABELS, 0.9)
+    assert [key(row) for row in at_once] == [key(row) for row in on_rows] and sum(map(len, on_rows)) > 10
+    assert all(abs(a.score - b.score) < 1e-6 for a_row, b_row in zip(at_once, on_rows) for a, b in zip(a_row, b_row))
+    assert all(span.end < length for row, length in zip(on_rows, lengths) for span in row)
