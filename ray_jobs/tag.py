@@ -345,8 +345,8 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     output = OutputRoot(config.output)
     if config.overwrite:
         output.remove(*TAG_FOLDERS)
-    labels = _labels(config)
     units = plan_inputs(config.input, config.format, config.units.sizes())
+    labels = _labels(config)
     if config.updates is None:
         config = config.model_copy(update={"updates": any(unit.format == "pubmed-xml" for unit in units)})
     require_same_settings(output, row_settings(config, labels))
