@@ -13,12 +13,20 @@ pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 
 class LogicalGpuTagger(UnitTagger):
-    """Holds a (logical) GPU of the simulated cluster, and runs the model on the CPU, as this machine has no GPU."""
+    """Holds a (logical) GPU of the simulated cluster, and runs the model on the CPU, as this machine has no GPU. Each
+    unit takes at least a second, as it would with a real model, so that the job outlasts Ray Data's look at the new
+    node however fast the tiny model gets (61 units in 20 s once left the pool no time to grow)."""
 
     def load_model(self):
         from gliner import GLiNER
 
         return GLiNER.from_pretrained(self.config.model)
+
+    def predict(self, batches: list, doc_ids: list[str]) -> dict:
+        started = time.perf_counter()
+        tagged = super().predict(batches, doc_ids)
+        time.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+        return tagged
 
 
 def test_the_model_pool_grows_onto_a_node_that_joins_while_the_job_runs(trained_tiny_uni_dir, short_texts, tmp_path):
