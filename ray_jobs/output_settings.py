@@ -5,8 +5,8 @@ settings differ (another model or weights, other labels, another threshold or pr
 instead of finishing an output that mixes two runs. Settings that only decide speed or placement (actors, batch
 sizes, unit sizes: those are guarded by the unit ids) are not recorded. Batch sizes can move a score in its last
 bits (about 1e-6: which windows share a batch changes the padding), which flips only an entity that close to the
-threshold; they stay free so that a run that ran out of device memory can resume with smaller batches. An output made before this file existed gets it
-recorded by its next run.
+threshold; they stay free so that a run that ran out of device memory can resume with smaller batches. An output
+made before this file existed gets it recorded by its next run.
 """
 from __future__ import annotations
 

@@ -365,8 +365,8 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
         TaskStage(commit_unit, {"config": settings, "labels": labels}, num_cpus=config.commit_cpus),
     ]
     tagging = time.time()
-    progress = Progress("tag", len(pending), "units", output)
-    rows = tracked(stream_units(pending, read, stages, config.units.retries), progress, _unit_documents) if pending else []
+    rows = tracked(stream_units(pending, read, stages, config.units.retries), Progress("tag", len(pending), "units", output),
+                   _unit_documents) if pending else []
     tagging_s = time.time() - tagging
     this_run = [json.loads(row["summary"]) for row in rows if FAILED not in row]
     output.remove(ATTEMPTS_DIR)
