@@ -73,14 +73,13 @@ def live_progress(progress_file: Path, every_s: float = 0.5) -> Iterator[None]:
     if not os.isatty(TERMINAL):
         yield
         return
-    stop, since = threading.Event(), time.time()
+    progress_file.unlink(missing_ok=True)  # an earlier run's (a file's mtime is too coarse to tell it from this run's)
+    stop = threading.Event()
 
     def show() -> None:
         shown = None
         while not stop.wait(every_s):
             try:
-                if progress_file.stat().st_mtime < since:
-                    continue  # an earlier run's
                 line = progress_line(json.loads(progress_file.read_text()))
             except (OSError, ValueError, KeyError):
                 continue  # not written yet
