@@ -90,7 +90,9 @@ def test_the_demo_shows_a_running_jobs_progress_file_as_one_line_in_place_on_a_t
         progress.figures["loss"] = 2.5
         progress.update(10)
         time.sleep(0.5)
-    shown = os.read(controller, 4096).decode()
+    shown = ""
+    while not shown.endswith("\r\033[K"):  # the line and the clearing come as two writes
+        shown += os.read(controller, 4096).decode()
     os.close(controller)
     os.close(terminal)
     assert shown.startswith("\r  minilm-demo: 10/100 steps (10%) | 2.5 loss | ") and " steps/s | " in shown
