@@ -54,6 +54,7 @@ class GLiNER(nn.Module):
         self.autocast_dtype: torch.dtype | None = None
         self.precision, self.precision_check = "fp32", None
         self._exact_model: tuple = ()
+        self.onnx_forward = None  # an OnnxForward when the forward stage runs in ONNX Runtime (use_onnx)
         self.eval()
 
     # ----------------------------------------------------------------------------------------------- loading
@@ -72,10 +73,12 @@ class GLiNER(nn.Module):
         max_width: int | None = None,
         attn_implementation: str | None = None,
         precision: str = "fp32",
+        onnx_file: str | None = None,
     ) -> "GLiNER":
         """Load a checkpoint directory or hub id. Weights must match the model exactly (see docs/compatibility.md for the
         few keys that are deliberately skipped). attn_implementation: e.g. "sdpa" or "eager" for the backbone;
-        precision: see `set_precision` (a reduced CPU mode checks itself with its defaults)."""
+        precision: see `set_precision` (a reduced CPU mode checks itself with its defaults); onnx_file: a graph in
+        the directory (gliner/onnx_export.py) to run the forward in, see `use_onnx`."""
         model_dir = resolve_model_dir(model_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         config = GLiNERConfig.from_json_file(model_dir / CONFIG_FILE)
         overrides = {"max_len": max_length, "max_width": max_width, "attn_implementation": attn_implementation}
@@ -94,7 +97,8 @@ class GLiNER(nn.Module):
                 _resize_embeddings(model, config, len(tokenizer))
         load_weights_strictly(model, read_state_dict(model_dir), config.is_bi_encoder)
         model.to(device=map_location, dtype=dtype)
-        return cls(config, model, tokenizer, labels_tokenizer).set_precision(precision)
+        gliner = cls(config, model, tokenizer, labels_tokenizer).set_precision(precision)
+        return gliner.use_onnx(model_dir / onnx_file) if onnx_file is not None else gliner
 
     @classmethod
     def from_backbone(
@@ -163,6 +167,8 @@ class GLiNER(nn.Module):
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if compile and precision != "bf16":
             raise ValueError(f"compile=True is for precision bf16, got {precision!r}")
+        if precision != "fp32" and self.onnx_forward is not None:
+            raise ValueError(f"precision {precision!r} is for the torch forward; this model runs an ONNX graph (use_onnx(None) first)")
         self._restore_exact_model()
         self.autocast_dtype, self.precision, self.precision_check = None, "fp32", None
         self._label_cache.clear()
@@ -215,6 +221,17 @@ class GLiNER(nn.Module):
         if self._exact_model:
             self.model = self._exact_model[0]
             self._exact_model = ()
+
+    def use_onnx(self, onnx_path: str | Path | None, threads: int | None = None) -> "GLiNER":
+        """Run the forward stage in ONNX Runtime on the CPU, from a graph exported from this model (gliner/onnx_export.py;
+        `pip install .[onnx]`); prepare and decode stay. None: back to the torch forward."""
+        if onnx_path is not None and self.precision != "fp32":
+            raise ValueError(f"use_onnx needs the fp32 model (its graph sets its own precision), precision is {self.precision!r}")
+        from .onnx_runtime import OnnxForward
+
+        self.onnx_forward = None if onnx_path is None else OnnxForward(onnx_path, threads)
+        self._label_cache.clear()
+        return self
 
     def compile(self, **options) -> "GLiNER":
         """torch.compile the backbone(s) (dynamic shapes); the module tree and checkpoint keys stay unchanged."""
@@ -347,6 +364,8 @@ class GLiNER(nn.Module):
 
     def forward_inputs(self, inputs: dict[str, torch.Tensor], label_inputs: dict) -> torch.Tensor:
         """The forward stage of one batch already on the device: (B, W, K, C) fp32 logits."""
+        if self.onnx_forward is not None:
+            return self.onnx_forward(inputs, label_inputs, self.config.max_width)
         with self._autocast():
             logits, _ = self.model(**inputs, **label_inputs)
         return logits.float()
@@ -361,9 +380,13 @@ class GLiNER(nn.Module):
             return self.model.encode_labels(encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device))
 
     def _label_inputs(self, labels: list[str]) -> dict[str, torch.Tensor]:
-        """Bi-encoders: the (C, D) label vectors, encoded once per label set, device and dtype; none for uni-encoders."""
+        """Bi-encoders: the (C, D) label vectors, encoded once per label set, device and dtype (or, for an ONNX graph, the
+        labels' tokens); none for uni-encoders."""
         if not self.config.is_bi_encoder:
             return {}
+        if self.onnx_forward is not None:  # the graph encodes the labels itself, from their tokens
+            tokens = encode_labels_for_bi_encoder(self.labels_tokenizer, labels)
+            return {"labels_input_ids": tokens["input_ids"], "labels_attention_mask": tokens["attention_mask"]}
         key = (tuple(labels), self.device, next(self.model.parameters()).dtype)
         if key not in self._label_cache:
             if len(self._label_cache) >= 16:

@@ -105,10 +105,8 @@ def tiny_bi_dir(tmp_path_factory, tiny_backbone) -> Path:
     return model.save_pretrained(tmp_path_factory.mktemp("tiny_bi"))
 
 
-@pytest.fixture(scope="session")
-def trained_tiny_uni_dir(tmp_path_factory, tiny_uni_dir, data_dir) -> Path:
-    """The tiny uni-encoder after 300 steps of 8 BC5CDR sentences (about 10 s on 2 cores): its scores are spread out, so entities
-    are decided by clear margins rather than by a random head's near-equal scores. It finds few real entities."""
+def train_briefly(model_dir: Path, output_dir: Path, data_dir: Path, steps: int = 300) -> Path:
+    """The model after `steps` steps of 8 BC5CDR sentences (chemical, disease) at lr 2e-3, saved to output_dir."""
     import random
 
     import torch
@@ -118,7 +116,7 @@ def trained_tiny_uni_dir(tmp_path_factory, tiny_uni_dir, data_dir) -> Path:
     from gliner.training import batch_loss, build_training_batch, parse_example
 
     torch.manual_seed(0)
-    model = GLiNER.from_pretrained(tiny_uni_dir)
+    model = GLiNER.from_pretrained(model_dir)
     width = model.config.max_width
     raw = read_iob(data_dir / "bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})
     random.Random(0).shuffle(raw)
@@ -126,15 +124,29 @@ def trained_tiny_uni_dir(tmp_path_factory, tiny_uni_dir, data_dir) -> Path:
                 for item in raw]
     optimizer = torch.optim.AdamW(model.model.parameters(), lr=2e-3)
     model.model.train()
-    for step in range(300):
+    for step in range(steps):
         first = step * 8 % (len(examples) - 8)
         batch = examples[first:first + 8]
-        loss = batch_loss(model.model, build_training_batch(model.config, model.tokenizer, batch, [["chemical", "disease"]] * len(batch)))
+        inputs = build_training_batch(model.config, model.tokenizer, batch, [["chemical", "disease"]] * len(batch), model.labels_tokenizer)
+        loss = batch_loss(model.model, inputs)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.model.eval()
-    return model.save_pretrained(tmp_path_factory.mktemp("trained_tiny_uni"))
+    return model.save_pretrained(output_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_uni_dir(tmp_path_factory, tiny_uni_dir, data_dir) -> Path:
+    """The tiny uni-encoder after 300 training steps (about 10 s on 2 cores): its scores are spread out, so entities
+    are decided by clear margins rather than by a random head's near-equal scores. It finds few real entities."""
+    return train_briefly(tiny_uni_dir, tmp_path_factory.mktemp("trained_tiny_uni"), data_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_bi_dir(tmp_path_factory, tiny_bi_dir, data_dir) -> Path:
+    """The tiny bi-encoder after 300 training steps, as trained_tiny_uni_dir."""
+    return train_briefly(tiny_bi_dir, tmp_path_factory.mktemp("trained_tiny_bi"), data_dir)
 
 
 @pytest.fixture(scope="session")
