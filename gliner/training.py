@@ -90,14 +90,19 @@ def _string_list(values, field: str) -> list[str] | None:
 
 def choose_label_sets(examples: Sequence[Example], max_types: int, max_neg_type_ratio: int, rng: random.Random) -> list[list[str]]:
     """Per example: its own types plus negatives (explicit, or sampled from the other types in the batch, up to
-    `len(spans) * ratio` with ratio drawn from 0..max_neg_type_ratio), shuffled and cut to max_types."""
+    `len(spans) * ratio` with ratio drawn from 0..max_neg_type_ratio), shuffled and cut to max_types; or its closed
+    label set (`ner_labels`), shuffled. Shuffled because a label's slot must carry no meaning: a corpus's types in
+    one fixed order let the model score by slot instead of by label (trained briefly on IOB corpora whose sets were
+    always sorted, a four-type model put every entity in the first slot)."""
     batch_types = sorted({label for example in examples for _, _, label in example.spans})
     rng.shuffle(batch_types)
     in_batch_negatives = batch_types[:100]
     label_sets = []
     for example in examples:
         if example.label_set is not None:
-            label_sets.append(list(example.label_set) or [""])
+            label_set = list(example.label_set)
+            rng.shuffle(label_set)
+            label_sets.append(label_set or [""])
             continue
         ratio = rng.randint(0, max_neg_type_ratio) if max_neg_type_ratio else 0
         if example.negatives is not None:
