@@ -23,6 +23,9 @@ def render_evaluation_report(results: Mapping, documents: Mapping[str, Sequence[
     documents = documents or {}
     colours = label_colours(label for result in results["datasets"] for label in result["labels"])
     sections = [_run_description(results), "<h2>Scores</h2>", _scores_table(results), _sweep_section(results)]
+    if len(results["datasets"]) > 1:  # each type's mentions pooled over the datasets that annotate it (micro)
+        pooled = {**results["overall"]["micro"], "labels": sorted({label for result in results["datasets"] for label in result["labels"]})}
+        sections.append(f"<h3>All datasets pooled: per type</h3>{_type_table(pooled)}")
     for result in results["datasets"]:
         sections.append(f"<h3>{html.escape(result['name'])}: per type</h3>{_type_table(result)}")
     if any(documents.values()):

@@ -91,3 +91,19 @@ def test_evaluation_page_tables_curves_and_marked_documents(tmp_path):
     assert "<td>tiny &lt;/script&gt; set</td>" in html_text and "<td>chemical</td>" in html_text
     assert '<td class="number">100.00</td><td class="number">50.00</td><td class="number">66.67</td>' in html_text  # strict P, R, F1
     assert_self_contained(page)
+
+
+def test_several_datasets_get_a_pooled_table_per_type(tmp_path):
+    path = tmp_path / "tiny.tsv"
+    path.write_text(IOB_TEXT)
+    gold = load_gold(str(path), label_map={"Chemical": "chemical", "Disease": "disease"})
+    first = evaluate_predictions(gold, [[(0, 1, "chemical"), (2, 3, "disease")], [(0, 1, "disease")]], name="first")
+    second = evaluate_predictions(gold, [[(0, 1, "chemical")], []], name="second")
+    results = {"name": "demo", "model": "m", "base_model": "m", "threshold": 0.5, "flat_ner": True, "few_shot": None,
+               "datasets": [first, second], "overall": pool_results([first, second])}
+    html_text = render_evaluation_report(results)
+    pooled = html_text.split("All datasets pooled: per type")[1].split("<h3>")[0]
+    chemical = results["overall"]["micro"]["strict"]["per_type"]["chemical"]
+    assert chemical["support"] == first["strict"]["per_type"]["chemical"]["support"] * 2 and chemical["tp"] == 2
+    assert f'<td>chemical</td><td class="number">{chemical["support"]}</td><td class="number">2</td><td class="number">100.00</td>' in pooled
+    assert "All datasets pooled" not in render_evaluation_report({**results, "datasets": [first], "overall": pool_results([first])})
