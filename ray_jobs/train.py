@@ -47,17 +47,31 @@ class ModelSection(Section):
     max_len: int = Field(384, ge=1)
     span_mode: Literal["markerV0", "marker"] = "markerV0"
     dropout: float = Field(0.4, ge=0.0, lt=1.0)
+    # A label's vector: its <<ENT>> marker's (upstream's default), or its first word piece's (false: the backbone's
+    # own reading of the label word from the first step, where a marker must first learn to look at the next token).
+    embed_ent_token: bool = True
 
 
 DataFormat = Literal["auto", "parquet", "jsonl", "json", "iob"]  # auto: .jsonl, .json, .tsv (IOB2), else Parquet
 
 
 class TrainSource(Section):
-    """One of several training files, each with its own format and label map."""
+    """One of several training files, each with its own format and label map, and what of it to train on: the
+    examples with at least `min_mentions` mentions (1 leaves out a corpus's sentences that mention nothing), then at
+    most `max_examples` of them, a seeded random sample (a mix of corpora balanced by size).
+
+    label_sets: what each example is trained against. "given": its `ner_labels` where it has them (an IOB corpus gives
+    every sentence all of the corpus's types: those it does not mention are true negatives), else its own types plus
+    negatives sampled from the batch. "sampled": always the latter, upstream's way; it sets a corpus's types against
+    other corpora's (a corpus that annotates one type teaches nothing about telling types apart otherwise), at the
+    price of counting another corpus's type against a mention this corpus leaves unannotated."""
 
     path: str
     format: DataFormat = "auto"
     label_map: dict[str, str] | None = None  # IOB only: gold type -> label (every type the corpus has)
+    min_mentions: int = Field(0, ge=0)
+    max_examples: int | None = Field(None, ge=1)
+    label_sets: Literal["given", "sampled"] = "given"
 
 
 class DataSection(Section):
@@ -200,6 +214,7 @@ def initial_model(config: TrainConfig, checkpoint_dir: Path | None) -> GLiNER:
         max_len=config.model.max_len,
         span_mode=config.model.span_mode,
         dropout=config.model.dropout,
+        embed_ent_token=config.model.embed_ent_token,
         max_types=config.data.max_types,
         max_neg_type_ratio=config.data.max_neg_type_ratio,
     )
@@ -212,15 +227,28 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
 
 def fit_model(config: TrainConfig, address: str | None = None):
     """Fit on Ray Train; returns the Ray Train result."""
-    from .example_reader import read_examples
     from .ray_runtime import init_ray
 
     output = output_location(config.output)
     sources = config.data.sources()
     init_ray(address, outputs=[output], inputs=[*(source.path for source in sources), config.model.init_from or config.model.backbone])
-    parts = [read_examples(source.path, source.format, source.label_map) for source in sources]
+    parts = [selected_examples(source, seed=index) for index, source in enumerate(sources)]
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     return fit(with_absolute_model_paths(config), train_loop_per_worker, dataset, output)  # the fit loop shuffles
+
+
+def selected_examples(source: TrainSource, seed: int):
+    """The source's examples that the config selects (TrainSource), as a Ray dataset."""
+    from .example_reader import read_examples
+
+    examples = read_examples(source.path, source.format, source.label_map)
+    if source.min_mentions:
+        examples = examples.filter(lambda row, least=source.min_mentions: len(row["ner"]) >= least)
+    if source.max_examples is not None:
+        examples = examples.random_shuffle(seed=seed).limit(source.max_examples)
+    if source.label_sets == "sampled":
+        examples = examples.map(lambda row: {**row, "ner_labels": None})
+    return examples
 
 
 def output_location(output: str) -> str:

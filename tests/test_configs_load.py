@@ -78,10 +78,17 @@ def test_cpu_configs_read_what_the_configs_before_them_write():
     trained = load("train/minilm_cpu")
     assert all((CONFIGS.parent / source.path).is_file() for source in trained.data.sources())
     assert Path(resolve_packaged_model(trained.model.backbone), "model.safetensors").is_file()
-    for name in ("evaluate/tiny_cpu", "evaluate/supervised_minilm", "evaluate/biomed_zero_shot", "evaluate/ncbi_demo", "tag/ncbi_demo"):
+    for name in ("evaluate/tiny_cpu", "evaluate/supervised_minilm", "evaluate/biomed_zero_shot"):
         assert load(name).model == f"{trained.output}/final_model", name
-    demo_trained = load("train/minilm_demo")  # make demo's 3-minute recipe: the same data and backbone
-    assert (demo_trained.data, demo_trained.model) == (trained.data, trained.model)
+    demo_trained = load("train/minilm_demo")  # make demo's 3-minute recipe: the same backbone, four types from four corpora
+    assert demo_trained.model.backbone == trained.model.backbone
+    assert all((CONFIGS.parent / source.path).is_file() for source in demo_trained.data.sources())
+    demo_types = sorted({label for source in demo_trained.data.sources() for label in source.label_map.values()})
+    assert demo_types == ["chemical", "disease", "gene", "species"] == sorted(load("tag/ncbi_demo").labels)
+    evaluated = {label for dataset in load("evaluate/ncbi_demo").datasets for label in dataset.label_map.values()}
+    assert evaluated == set(demo_types)
+    for name in ("evaluate/ncbi_demo", "tag/ncbi_demo"):
+        assert load(name).model == f"{demo_trained.output}/final_model", name
     models = load("pipeline/tiny_cpu").models
     assert (models.teacher, models.student, models.backbone) == (tiny_llm, tiny_llm, trained.model.backbone)
     demo = {"train/minilm_demo", "tag/ncbi_demo", "evaluate/ncbi_demo"}

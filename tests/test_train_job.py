@@ -135,3 +135,23 @@ def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, 
     changed = [name for name, tensor in after.model.state_dict().items() if not (tensor == before.model.state_dict()[name]).all()]
     assert "prompt_rep_layer.0.weight" in changed  # trained, starting from the given weights
     assert any(name.startswith("labels_backbone.") for name in changed)  # label encoder learns too
+
+
+def test_a_source_selects_sentences_with_mentions_a_seeded_sample_and_its_label_sets(local_ray, data_dir):
+    from ray_jobs.train import TrainSource, selected_examples
+
+    path = str(data_dir / "bioner-iob/NCBI-disease/train.tsv")
+    sentences = read_iob(path, {"Disease": "disease"})
+    with_mentions = [" ".join(sentence["tokenized_text"]) for sentence in sentences if sentence["ner"]]
+    source = TrainSource(path=path, label_map={"Disease": "disease"}, min_mentions=1)
+    given = selected_examples(source, seed=0).take_all()
+    assert sorted(" ".join(row["tokenized_text"]) for row in given) == sorted(with_mentions)  # 2,923 of 5,424
+    assert all(row["ner_labels"] == ["disease"] for row in given)  # the corpus's types
+
+    sampled_source = source.model_copy(update={"max_examples": 50, "label_sets": "sampled"})
+    sample = selected_examples(sampled_source, seed=0).take_all()
+    assert len(sample) == 50 and all(row["ner"] and row["ner_labels"] is None for row in sample)
+    texts = [" ".join(row["tokenized_text"]) for row in sample]
+    assert set(texts) <= set(with_mentions) and len(set(texts)) == 50
+    assert texts == [" ".join(row["tokenized_text"]) for row in selected_examples(sampled_source, seed=0).take_all()]  # seeded
+    assert texts != [" ".join(row["tokenized_text"]) for row in selected_examples(sampled_source, seed=1).take_all()]
