@@ -36,6 +36,7 @@ from .job_command import FLAGS, BadInput, Flag, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import previous_run, write_summary
 from .output_root import OutputRoot
+from .progress import Progress
 from .unit_pipeline import ReadStage, UnitSettings, units_dataset
 
 
@@ -141,10 +142,31 @@ def run(config: ConvertConfig, address: str | None = None) -> dict:
     results = grouped.map_groups(convert_group, batch_format="pyarrow", fn_kwargs={"config": config.model_dump()})
     stats = results.map_batches(write_results, batch_format="pyarrow", batch_size=config.rows_per_file,
                                 fn_kwargs={"output": config.output})
-    totals = merge_statistics([json.loads(row["stats"]) for row in stats.iter_rows()])
+    progress = Progress("convert", _parquet_rows(annotation_files), "annotation rows", output)
+    totals = merge_statistics(_tracked_statistics(stats.iter_rows(), progress))
     inputs = {"annotations": config.annotations, "annotation_files": annotation_files,
               "documents": config.documents, "document_files": document_files}
     return write_summary(output, "convert", config, started, _summary(config, inputs, totals, time.time() - started), ("pyarrow",))
+
+
+def _tracked_statistics(rows, progress: Progress) -> list[dict]:
+    """Each written file's statistics as they arrive, the annotation rows converted so far counted on `progress`."""
+    statistics, converted = [], 0
+    for row in rows:
+        statistics.append(json.loads(row["stats"]))
+        converted += statistics[-1]["annotation_rows"]
+        progress.update(converted, examples=sum(batch["examples"] for batch in statistics))
+    progress.finish()
+    return statistics
+
+
+def _parquet_rows(paths: list[str]) -> int | None:
+    """The rows of these files from their Parquet footers (Ray reads them in parallel); None unless all are Parquet."""
+    import ray
+
+    if not paths or not all(path.endswith(".parquet") for path in paths):
+        return None
+    return ray.data.read_parquet(paths).count()
 
 
 def _read_input(patterns: str | list[str], config: ConvertConfig, to_rows, columns: list[str] | None = None):

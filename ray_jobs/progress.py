@@ -29,7 +29,8 @@ FILE_EVERY_S = {"object storage": 30.0, "local disk": 1.0}
 
 
 class Progress:
-    def __init__(self, job: str, total: int, unit: str, output=None, stream=None, clock=time.monotonic, already_done: int = 0):
+    def __init__(self, job: str, total: int | None, unit: str, output=None, stream=None, clock=time.monotonic, already_done: int = 0):
+        """total None: not known ahead (the line then has no share and no time left)."""
         self.job, self.total, self.unit, self.output = job, total, unit, output
         self.file_every_s = FILE_EVERY_S["local disk" if output is None or output.protocol is None else "object storage"]
         self.already_done = already_done  # by earlier runs (a resumed training run's steps): not in this run's rate
@@ -68,7 +69,7 @@ class Progress:
 
     def seconds_left(self) -> float | None:
         rate = self.rate()
-        return None if rate is None else max(0, self.total - self.done) / rate
+        return None if rate is None or self.total is None else max(0, self.total - self.done) / rate
 
     def line(self) -> str:
         return progress_line(self.record())
@@ -89,12 +90,15 @@ class Progress:
 def progress_line(record: dict) -> str:
     """tag: 12/40 units (30%) | 3,120 documents | 0.8 units/s | 35 s left"""
     done, total, unit = record["done"], record["total"], record["unit"]
-    share = f" ({100 * done / total:.0f}%)" if total else ""
-    parts = [f"{record['job']}: {done:,}/{total:,} {unit}{share}"]
+    if total is None:
+        parts = [f"{record['job']}: {done:,} {unit}"]
+    else:
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        parts = [f"{record['job']}: {done:,}/{total:,} {unit}{share}"]
     parts += [f"{_number(value)} {name.replace('_', ' ')}" for name, value in record["figures"].items()]
     if record["per_s"] is not None:
         parts.append(f"{_number(record['per_s'])} {unit}/s")
-    if record["seconds_left"] is not None and done < total:
+    if record["seconds_left"] is not None and total is not None and done < total:
         parts.append(f"{duration(record['seconds_left'])} left")
     return " | ".join(parts)
 

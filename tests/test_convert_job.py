@@ -125,6 +125,8 @@ def test_parquet_inputs_through_a_config_file(parquet_inputs, tmp_path, capsys):
         "not_found": {"count": 2, "rate": round(2 / 9, 6)},
     }
     assert summary["parse_notes"] == {"code_fence": 1}
+    progress = json.loads((output / "_PROGRESS.json").read_text())  # the total from the annotations' Parquet footers
+    assert (progress["done"], progress["total"], progress["figures"], progress["finished"]) == (7, 7, {"examples": 3}, True)
     assert summary["config"]["output"] == str(output) and summary["timings"]["seconds"] > 0
     assert len(summary["inputs"]["annotation_files"]) == 2
     assert "3 examples" in capsys.readouterr().out
@@ -147,6 +149,8 @@ def test_jsonl_inputs_from_flags_then_a_rerun_skips(jsonl_inputs, tmp_path, caps
         str(jsonl_inputs / "annotations.jsonl"), str(jsonl_inputs / "documents.jsonl")}
     summary = json.loads((output / "_SUMMARY.json").read_text())
     assert summary["counts"]["annotation_rows"] == 11 and summary["counts"]["documents"] == 4
+    progress = json.loads((output / "_PROGRESS.json").read_text())  # JSON Lines: no total known ahead
+    assert (progress["done"], progress["total"], progress["finished"]) == (11, None, True)
     assert summary["counts"]["errors_by_reason"]["invalid_annotation_row"] == 4
     assert summary["counts"]["errors_by_reason"]["invalid_document_row"] == 2
     capsys.readouterr()

@@ -138,7 +138,9 @@ def test_annotate_loses_its_engine_node_and_annotates_every_document_once(cluste
     output = tmp_path / "annotated"
     settings = ["engine.env={VLLM_CPU_KVCACHE_SPACE: '1'}", "engine.dtype=float32", "engine.enforce_eager=true",
                 "engine.max_model_len=4096", "engine.batch_size=2", "engine.max_num_batched_tokens=4096", "engine.max_num_seqs=4",
-                "sampling.max_tokens=64", "limits.max_entities=3", "limits.max_relations=0", "limits.max_chars=16"]
+                "sampling.max_tokens=192", "limits.max_entities=3", "limits.max_relations=0", "limits.max_chars=16"]
+    # max_tokens 192: the tiny model writes until the limit, so the engine works for 10-20 s, outlasting ENGINE_WORK_S
+    # after it is up (with 64, it once annotated all 100 documents in 3 s and was gone before the kill).
     status: list[int] = []
     job = threading.Thread(target=lambda: status.append(main(["--documents", str(tmp_path / "documents.parquet"), "--model", str(tiny_llm),
                                                               "--output", str(output), *settings])), daemon=True)

@@ -1,6 +1,9 @@
 """ONNX export (gliner/onnx_export.py) and the forward in ONNX Runtime (gliner/onnx_runtime.py): the graph gives the
 torch model's entities, with scores within 1e-4, for a uni- and a bi-encoder, over batches, label sets and windowed
 long texts whose sizes differ from the export's example."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -95,3 +98,17 @@ def test_onnx_forward_refuses_reduced_precision(trained_tiny_uni_dir, tmp_path):
     torch_again = model.use_onnx(None)
     assert torch_again.onnx_forward is None
     assert torch.equal(torch_again.logits([["aspirin"]], ["chemical"]), GLiNER.from_pretrained(trained_tiny_uni_dir).logits([["aspirin"]], ["chemical"]))
+
+
+def test_a_deberta_checkpoint_exports_with_every_size_dynamic(tmp_path):
+    """GLiNER-biomed's backbones are DeBERTa-v2: the parity suite's small DeBERTa uni-encoder, exported from two texts
+    and two labels, runs other batch sizes, lengths and label counts."""
+    sys.path.insert(0, str(Path(__file__).parent / "parity"))
+    from assemble import assemble_checkpoint
+
+    checkpoint = assemble_checkpoint("deberta", tmp_path / "checkpoint")
+    export_onnx(checkpoint, tmp_path / "onnx")
+    model = GLiNER.from_pretrained(checkpoint)
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / ONNX_FILE), providers=["CPUExecutionProvider"])
+    assert_graph_matches_torch(session, model, [["Aspirin", "eases", "migraine", "in", "adults", "."] * 5, ["BRCA1"], ["x"]], ["chemical", "disease", "gene"])
+    assert_graph_matches_torch(session, model, [["Hypertension"]], ["disease"])

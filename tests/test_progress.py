@@ -97,3 +97,14 @@ def test_the_demo_shows_a_running_jobs_progress_file_as_one_line_in_place_on_a_t
     os.close(terminal)
     assert shown.startswith("\r  minilm-demo: 10/100 steps (10%) | 2.5 loss | ") and " steps/s | " in shown
     assert shown.endswith("\033[K\r\033[K")  # the line is cleared when the phase ends, for the phase's own line
+
+
+def test_a_total_not_known_ahead_shows_count_and_rate_only(tmp_path):
+    clock, log = Clock(), io.StringIO()
+    progress = Progress("convert", None, "annotation rows", OutputRoot(str(tmp_path)), stream=log, clock=clock)
+    clock.now = 4
+    progress.update(2000, examples=1500)
+    progress.finish()
+    assert log.getvalue().splitlines() == ["convert: 2,000 annotation rows | 1,500 examples | 500 annotation rows/s"] * 2
+    record = json.loads((tmp_path / PROGRESS_FILE).read_text())
+    assert (record["total"], record["seconds_left"], record["finished"]) == (None, None, True)
