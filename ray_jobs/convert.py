@@ -151,11 +151,11 @@ def run(config: ConvertConfig, address: str | None = None) -> dict:
 
 def _tracked_statistics(rows, progress: Progress) -> list[dict]:
     """Each written file's statistics as they arrive, the annotation rows converted so far counted on `progress`."""
-    statistics, converted = [], 0
+    statistics, converted, examples = [], 0, 0
     for row in rows:
         statistics.append(json.loads(row["stats"]))
-        converted += statistics[-1]["annotation_rows"]
-        progress.update(converted, examples=sum(batch["examples"] for batch in statistics))
+        converted, examples = converted + statistics[-1]["annotation_rows"], examples + statistics[-1]["examples"]
+        progress.update(converted, examples=examples)
     progress.finish()
     return statistics
 

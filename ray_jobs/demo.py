@@ -23,14 +23,13 @@ import json
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .progress import PROGRESS_FILE, progress_line
+from .progress import PROGRESS_FILE, polling, progress_line
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -76,27 +75,22 @@ def live_progress(progress_file: Path, every_s: float = 0.5) -> Iterator[None]:
         yield
         return
     progress_file.unlink(missing_ok=True)  # an earlier run's (a file's mtime is too coarse to tell it from this run's)
-    stop = threading.Event()
+    shown = [None]
 
     def show() -> None:
-        shown = None
-        while not stop.wait(every_s):
-            try:
-                line = progress_line(json.loads(progress_file.read_text()))
-            except (OSError, ValueError, KeyError):
-                continue  # not written yet
-            if line != shown:
-                width = os.get_terminal_size(TERMINAL).columns
-                os.write(TERMINAL, f"\r  {line}"[: width - 1].encode("utf-8") + b"\033[K")
-                shown = line
+        try:
+            line = progress_line(json.loads(progress_file.read_text()))
+        except (OSError, ValueError, KeyError):
+            return  # not written yet
+        if line != shown[0]:
+            width = os.get_terminal_size(TERMINAL).columns
+            os.write(TERMINAL, f"\r  {line}"[: width - 1].encode("utf-8") + b"\033[K")
+            shown[0] = line
 
-    thread = threading.Thread(target=show, daemon=True)
-    thread.start()
     try:
-        yield
+        with polling(show, every_s):
+            yield
     finally:
-        stop.set()
-        thread.join()
         os.write(TERMINAL, b"\r\033[K")
 
 

@@ -161,22 +161,32 @@ def watched(progress: Progress, counter, every_s: float = TERMINAL_EVERY_S) -> I
     """While the block runs, `counter`'s rows shown on `progress`; finished when the block ends without an error."""
     import ray
 
+    def watch() -> None:
+        with contextlib.suppress(ray.exceptions.RayError):
+            progress.update(ray.get(counter.count.remote(), timeout=30))
+
+    with polling(watch, every_s):
+        yield
+    progress.update(ray.get(counter.count.remote()))
+    progress.finish()
+
+
+@contextlib.contextmanager
+def polling(poll: Callable[[], None], every_s: float) -> Iterator[None]:
+    """While the block runs, `poll()` every `every_s` seconds in a thread of its own; stopped and joined at its end."""
     stop = threading.Event()
 
-    def watch() -> None:
+    def loop() -> None:
         while not stop.wait(every_s):
-            with contextlib.suppress(ray.exceptions.RayError):
-                progress.update(ray.get(counter.count.remote(), timeout=30))
+            poll()
 
-    thread = threading.Thread(target=watch, daemon=True, name=f"{progress.job}-progress")
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
-    progress.update(ray.get(counter.count.remote()))
-    progress.finish()
 
 
 def row_counter():
