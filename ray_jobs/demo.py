@@ -35,7 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 TRAINED_BY_CONFIG = REPO / "outputs" / "minilm_cpu" / "final_model"
 PUBLISHED_MODEL = "Ihor/gliner-biomed-small-v1.0"
-DEMO_MODEL_THRESHOLD = 0.4  # the demo model's best on its evaluation (focal loss keeps its scores low; docs/performance.md)
 HUB = ("huggingface.co", 443)
 
 
@@ -136,10 +135,6 @@ def demo_model_dir(outputs: Path) -> Path:
     return outputs / "model"
 
 
-def default_threshold(model: str, outputs: Path) -> float:
-    return DEMO_MODEL_THRESHOLD if Path(model).resolve() == (demo_model_dir(outputs) / "final_model").resolve() else 0.5
-
-
 def tag(model: str, threshold: float, output: Path) -> dict:
     from .tag import parse_args, run
 
@@ -182,7 +177,7 @@ def tagged_titles(tag_summary: dict, count: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a GLiNER checkpoint directory or hub id (default: reuse, download or train)")
-    parser.add_argument("--threshold", type=float, help=f"default: {DEMO_MODEL_THRESHOLD} for the demo's own model, else 0.5")
+    parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--outputs", default=str(REPO / "outputs" / "demo"))
     parser.add_argument("--train-steps", type=int, help="train the demo config for this many steps, even if a model exists")
     args = parser.parse_args(argv)
@@ -199,11 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             with live_progress(demo_model_dir(outputs) / PROGRESS_FILE):  # training, when the demo trains
                 model, how = obtain_model(args.model, outputs, args.train_steps)
             say(f"[1/3] model: {model} ({how}; {time.time() - phase:.0f} s)")
-            threshold = args.threshold if args.threshold is not None else default_threshold(model, outputs)
             with live_progress(outputs / "tag" / PROGRESS_FILE):
-                tag_summary = tag(model, threshold, outputs / "tag")
+                tag_summary = tag(model, args.threshold, outputs / "tag")
             say(_tag_line(tag_summary))
-            evaluate_summary = evaluate(model, threshold, outputs / "evaluate")
+            evaluate_summary = evaluate(model, args.threshold, outputs / "evaluate")
             say(_evaluate_line(evaluate_summary))
     except Exception as error:  # the terminal must say why, not only the log
         say(f"demo failed: {type(error).__name__}: {error} (details in {log})")

@@ -205,6 +205,9 @@ class LoraTask:
     def metrics(self, window: dict, totals: dict) -> dict:
         return {}
 
+    def row_lengths(self, rows) -> None:
+        return None  # micro-batches of pairs are not grouped by length
+
     def finish(self, engine, rank: int) -> None:
         """Rank 0 writes OUTPUT/adapter and OUTPUT/merged (the base in the run's precision with the adapter merged in)."""
         if rank != 0:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 
@@ -31,7 +32,7 @@ from gliner.dropout import use_fast_dropout
 from gliner.training import ExampleError, batch_loss, build_training_batch, choose_label_sets, parameter_groups, parse_example, shared_label_set
 
 from .fit import FitConfig, fit
-from .fit_loop import DEEPSPEED_DIR, STATE_FILE, MicroBatch, run_fit_loop
+from .fit_loop import DEEPSPEED_DIR, STATE_FILE, MicroBatch, TrainingRows, run_fit_loop
 from .job_command import Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
@@ -81,6 +82,7 @@ class DataSection(Section):
     max_types: int = Field(25, ge=1)
     max_neg_type_ratio: int = Field(1, ge=0)
     shuffle: bool = True  # a new order of the examples every epoch (fit_loop.RowStream), else the files' order
+    group_by_length: bool = False  # micro-batches of examples of similar length: less padding (fit_loop.RowStream)
 
     def sources(self) -> list[TrainSource]:
         if isinstance(self.train, str):
@@ -192,6 +194,9 @@ class GlinerTask:
 
     def metrics(self, window: dict, totals: dict) -> dict:
         return {"skipped": {reason: int(totals[f"skipped_{reason}"]) for reason in SKIP_REASONS if totals[f"skipped_{reason}"]}}
+
+    def row_lengths(self, rows: TrainingRows) -> np.ndarray | None:
+        return rows.list_lengths("tokenized_text") if self.config.data.group_by_length else None
 
     def finish(self, engine, rank: int) -> None:
         pass

@@ -15,14 +15,15 @@ from gliner import GLiNER
 from gliner.iob import read_iob
 from ray_jobs.example_reader import read_examples
 from ray_jobs.fit import materialized_in_order
+from ray_jobs import fit_loop
 from ray_jobs.fit_loop import RowStream, TrainingRows
 from ray_jobs.train import TrainConfig, run
 
 ROWS = 41  # odd: the 2 workers' shards differ by a row (21 and 20), so do their epochs (6 and 5 micro-batches of 4)
 
 
-def stream(rank: int, seed: int = 7, shuffle: bool = True) -> RowStream:
-    return RowStream(rows=ROWS, rank=rank, world_size=2, micro_batch_size=4, seed=seed, shuffle=shuffle)
+def stream(rank: int, seed: int = 7, shuffle: bool = True, lengths: np.ndarray | None = None) -> RowStream:
+    return RowStream(rows=ROWS, rank=rank, world_size=2, micro_batch_size=4, seed=seed, shuffle=shuffle, lengths=lengths)
 
 
 def test_every_row_once_an_epoch_a_new_order_each_epoch_and_a_resumed_stream_goes_on_where_it_stopped():
@@ -41,6 +42,37 @@ def test_every_row_once_an_epoch_a_new_order_each_epoch_and_a_resumed_stream_goe
         for consumed in (1, 5, 6, 11, 12):  # mid-epoch and at epoch boundaries of both ranks
             resumed = [(epoch, ids.tolist()) for epoch, ids in islice(stream(rank).after(consumed), 20 - consumed)]
             assert resumed == uninterrupted[consumed:]
+
+
+def test_grouped_by_length_micro_batches_pad_less_and_keep_every_row_once_and_resume(monkeypatch):
+    lengths = np.random.default_rng(0).integers(1, 200, ROWS)
+    grouped = [stream(rank, lengths=lengths) for rank in (0, 1)]
+    for epoch in range(3):
+        batches = [batch for rank in (0, 1) for batch in grouped[rank].epoch_micro_batches(epoch)]
+        assert sorted(row for batch in batches for row in batch.tolist()) == list(range(ROWS))
+    assert sorted(len(batch) for batch in grouped[0].epoch_micro_batches(0)) == [1, 4, 4, 4, 4, 4]
+    assert [g.micro_batches_per_epoch() for g in grouped] == [6, 5]
+
+    def padding(batches) -> float:  # share of a batch padded to its longest row
+        return 1 - sum(lengths[b].sum() for b in batches) / sum(lengths[b].max() * len(b) for b in batches)
+
+    for rank in (0, 1):
+        plain, by_length = stream(rank).epoch_micro_batches(0), grouped[rank].epoch_micro_batches(0)
+        assert [sorted(b.tolist()) for b in plain] != [sorted(b.tolist()) for b in by_length]
+        assert {row for b in plain for row in b.tolist()} == {row for b in by_length for row in b.tolist()}  # the same shard
+        assert padding(by_length) < padding(plain) / 3
+        maxima = [lengths[b].max() for b in by_length]
+        assert maxima != sorted(maxima)  # not from short to long
+        uninterrupted = [(epoch, ids.tolist()) for epoch, ids in islice(grouped[rank].after(0), 20)]
+        assert uninterrupted == [(epoch, ids.tolist()) for epoch, ids in islice(stream(rank, lengths=lengths).after(0), 20)]
+        for consumed in (1, 6, 11):
+            assert [(e, ids.tolist()) for e, ids in islice(grouped[rank].after(consumed), 20 - consumed)] == uninterrupted[consumed:]
+
+    monkeypatch.setattr(fit_loop, "GROUP_WINDOW", 2)  # windows of 8 rows: rows are sorted within their window only
+    shard = grouped[0].epoch_order(1)[0::2]
+    batches = grouped[0].epoch_micro_batches(1)
+    for window in range(3):
+        assert {row for b in batches[2 * window:2 * window + 2] for row in b.tolist()} == set(shard[8 * window:8 * window + 8].tolist())
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +109,12 @@ def test_a_run_on_s3_that_fails_resumes_its_data_stream_and_exports_its_final_mo
     """s3_server is session-scoped, so it starts before this module's Ray, whose workers inherit its endpoint. The run
     fails at step 8 and restarts (max_failures by default) from its step-6 checkpoint, where rank 0 is at the start
     of its second epoch and rank 1 one micro-batch into it. The steps the final run kept (1-6 from the first attempt,
-    7-12 from the second) trained on the same rows, step by step, as an uninterrupted run: the stream the first
+    7-12 from the second) trained on the same rows, step by step, as an uninterrupted run (micro-batches grouped by
+    length, from the lengths the workers read): the stream the first
     attempt followed up to its failure, RowStream's from row 0 (a second, uninterrupted run would add 40 s)."""
     output = f"{s3_server.new_bucket()}/run"
-    summary = run(config(output, tiny_backbone, train_file, tmp_path / "trace", fail_at_step=8))
+    grouped = {"train": str(train_file), "group_by_length": True}  # shuffled (the default), then grouped by length
+    summary = run(config(output, tiny_backbone, train_file, tmp_path / "trace", fail_at_step=8, data=grouped))
     assert summary["metrics"]["step"] == 12 and summary["metrics"]["resumed_from_step"] == 6
     assert summary["final_model"] == f"{output}/final_model"
 
@@ -96,7 +130,9 @@ def test_a_run_on_s3_that_fails_resumes_its_data_stream_and_exports_its_final_mo
     assert GLiNER.from_pretrained(local_copy).predict_entities("Cisplatin caused nephrotoxicity .", ["chemical", "disease"], threshold=0.0)
 
     traced = traced_steps(tmp_path / "trace")
-    uninterrupted = {rank: [ids.tolist() for _, ids in islice(stream(rank, seed=42).after(0), 12)] for rank in (0, 1)}
+    examples = json.loads(train_file.read_text())
+    lengths = np.array([len(example["tokenized_text"]) for example in examples])
+    uninterrupted = {rank: [ids.tolist() for _, ids in islice(stream(rank, seed=42, lengths=lengths).after(0), 12)] for rank in (0, 1)}
     kept = {}
     for rank in (0, 1):
         first, second = traced[None, rank], traced[6, rank]
@@ -110,7 +146,7 @@ def test_a_run_on_s3_that_fails_resumes_its_data_stream_and_exports_its_final_mo
     assert kept[0][:6] != kept[0][6:12]  # reshuffled
 
     # Row number i is the file's i-th example, as the workers read it.
-    examples = json.loads(train_file.read_text())
     rows = TrainingRows(materialized_in_order(read_examples(str(train_file))).iterator())
     assert len(rows) == ROWS
     assert [row["tokenized_text"] for row in rows.take(np.array([40, 0, 17]))] == [examples[i]["tokenized_text"] for i in (40, 0, 17)]
+    assert rows.list_lengths("tokenized_text").tolist() == lengths.tolist()
