@@ -15,6 +15,7 @@ _PROGRESS.json is a view that each update writes over, never read back by a job.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -83,8 +84,20 @@ class Progress:
                 "finished": False}
 
     def _print(self, line: str) -> None:
-        self.stream.write(f"\r{line}\033[K" if self.in_place else line + "\n")
+        if self.in_place:  # a line wider than the terminal wraps, and \r then rewrites only its last row: cut it
+            width = terminal_width(self.stream)
+            self.stream.write(f"\r{line if width is None else line[:width - 1]}\033[K")
+        else:
+            self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def terminal_width(stream) -> int | None:
+    """The columns of the terminal `stream` writes to; None when it has no file descriptor to ask."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def progress_line(record: dict) -> str:

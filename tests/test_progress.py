@@ -1,7 +1,11 @@
 """A long job's progress: the line a person reads (in place on a terminal, every 30 s in a log) and the file
 monitoring reads, with this run's rate and the time left."""
+import fcntl
 import io
 import json
+import os
+import struct
+import termios
 
 from ray_jobs.output_root import OutputRoot
 from ray_jobs.progress import FILE_EVERY_S, PROGRESS_FILE, Progress, duration, progress_line, tracked
@@ -59,6 +63,21 @@ def test_a_terminal_gets_one_line_rewritten_at_most_twice_a_second_and_a_resumed
         "minilm: 60/100 steps (60%) | 2 steps/s | 20 s left\033[K",
         "minilm: 60/100 steps (60%) | 1.23 loss | 2 steps/s | 20 s left\033[K\n",
     ]
+
+
+def test_on_a_real_terminal_the_line_is_cut_to_its_width():
+    """A pseudo-terminal 40 columns wide: a wrapped line would not be rewritten by the next one, so it is cut."""
+    controller, terminal_fd = os.openpty()
+    fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    with os.fdopen(terminal_fd, "w") as terminal:
+        clock = Clock()
+        progress = Progress("minilm-demo", 400, "steps", stream=terminal, clock=clock)
+        clock.now = 2.0
+        progress.update(100, loss=7.5)
+        written = os.read(controller, 4096).decode()
+    os.close(controller)
+    assert len("minilm-demo: 100/400 steps (25%) | 7.5 loss | 50 steps/s | 6 s left") > 40
+    assert written == "\r" + "minilm-demo: 100/400 steps (25%) | 7.5 loss | 50 steps/s | 6 s left"[:39] + "\033[K"
 
 
 def test_tracked_counts_each_row_with_running_sums_and_finishes():
