@@ -180,7 +180,7 @@ def watched(progress: Progress, counter, every_s: float = TERMINAL_EVERY_S) -> I
 
     with polling(watch, every_s):
         yield
-    progress.update(ray.get(counter.count.remote()))
+    watch()  # progress never fails a job: a counter lost with its node leaves the last count read
     progress.finish()
 
 
@@ -203,7 +203,10 @@ def polling(poll: Callable[[], None], every_s: float) -> Iterator[None]:
 
 
 def row_counter():
-    """A RowCounter actor (no CPU), for `counted` and `watched`."""
+    """A RowCounter actor (no CPU) on the driver's node, for `counted` and `watched`: a worker node that dies (an
+    engine's, in tests/test_node_failure.py) must not take the job's progress with it."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return ray.remote(num_cpus=0)(RowCounter).remote()
+    driver_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0)(RowCounter).options(scheduling_strategy=driver_node).remote()
