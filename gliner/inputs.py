@@ -70,11 +70,14 @@ def build_prompt(labels: Sequence[str], ent_token: str, sep_token: str) -> list[
 
 # ---------------------------------------------------------------------------------------------------- tensors
 def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_width: int, prompt: Sequence[str] = (),
-                 prompts_per_row: Sequence[Sequence[str]] | None = None) -> dict[str, torch.Tensor]:
+                 prompts_per_row: Sequence[Sequence[str]] | None = None, num_words: int | None = None,
+                 token_multiple: int | None = None) -> dict[str, torch.Tensor]:
     """Tokenize `prompt + words` per row (or each row's own prompt) and build word, span and length tensors.
 
     words_mask[b, t] is k (1-based) when subword t is the first piece of text word k, else 0. It follows the
     tokenizer's word_ids(), so a word that yields no subword leaves a zero vector without shifting later words.
+    Spans cover the longest text, or `num_words` words (at least as many); subwords are padded to the longest
+    row, rounded up to a multiple of `token_multiple` when given.
     """
     prompts = prompts_per_row if prompts_per_row is not None else [prompt] * len(word_lists)
     encoded = tokenizer(
@@ -82,6 +85,7 @@ def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_width: int,
         is_split_into_words=True,
         truncation=True,
         padding="longest",
+        pad_to_multiple_of=token_multiple,
         return_tensors="pt",
     )
     words_mask = torch.zeros_like(encoded["input_ids"])
@@ -92,7 +96,7 @@ def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_width: int,
                 words_mask[row, position] = word_id - prompt_length + 1
             previous = word_id
     text_lengths = torch.tensor([len(words) for words in word_lists], dtype=torch.long)
-    span_idx, span_mask = enumerate_spans(text_lengths, max_width)
+    span_idx, span_mask = enumerate_spans(text_lengths, max_width, num_words)
     return {
         "input_ids": encoded["input_ids"],
         "attention_mask": encoded["attention_mask"],
@@ -103,9 +107,11 @@ def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_width: int,
     }
 
 
-def enumerate_spans(text_lengths: torch.Tensor, max_width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, W*K, 2) spans (start, end inclusive) in start-then-width order, and the mask of those inside each text."""
+def enumerate_spans(text_lengths: torch.Tensor, max_width: int, num_words: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, W*K, 2) spans (start, end inclusive) in start-then-width order, and the mask of those inside each text.
+    W is the longest text's word count, or `num_words` when that is more."""
     max_words = max(int(text_lengths.max()), 1) if len(text_lengths) else 1
+    max_words = max(max_words, num_words or 0)
     starts = torch.arange(max_words).repeat_interleave(max_width)
     ends = starts + torch.arange(max_width).repeat(max_words)
     span_idx = torch.stack([starts, ends], dim=-1).unsqueeze(0).repeat(len(text_lengths), 1, 1)
@@ -114,8 +120,8 @@ def enumerate_spans(text_lengths: torch.Tensor, max_width: int) -> tuple[torch.T
     return span_idx, span_mask
 
 
-def encode_labels_for_bi_encoder(labels_tokenizer, labels: Sequence[str]) -> dict[str, torch.Tensor]:
-    encoded = labels_tokenizer(list(labels), truncation=True, padding="longest", return_tensors="pt")
+def encode_labels_for_bi_encoder(labels_tokenizer, labels: Sequence[str], token_multiple: int | None = None) -> dict[str, torch.Tensor]:
+    encoded = labels_tokenizer(list(labels), truncation=True, padding="longest", pad_to_multiple_of=token_multiple, return_tensors="pt")
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
 

@@ -262,18 +262,22 @@ class UniEncoderSpanModel(SpanModel):
         if config.num_rnn_layers > 0:
             self.rnn = WordLSTM(config.hidden_size, config.num_rnn_layers)
 
-    def forward(self, input_ids, attention_mask, words_mask, text_lengths, prompt_lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids, attention_mask, words_mask, text_lengths, prompt_lengths=None, num_words: int | None = None,
+                num_labels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, W, K, C) and the mask (B, C) of the label slots each row really has. prompt_lengths (B,), on
-        the host: each row's number of labels, when the caller knows it (then the forward never waits for the device)."""
+        the host: each row's number of labels, when the caller knows it (then the forward never waits for the device).
+        num_words (W) and num_labels (C), when given, fix the output's size (a training batch padded to a bucket's
+        shape): the forward then reads no tensor's values to size a tensor, so a compiled step does not break there."""
         tokens = self.encode_text(input_ids, attention_mask)  # (B, T, D)
-        num_slots = int(prompt_lengths.max()) if prompt_lengths is not None and prompt_lengths.numel() else None
-        labels, labels_mask = extract_prompts(tokens, input_ids, attention_mask, self.config.class_token_index, self.config.embed_ent_token, num_slots)
-        words = self.word_vectors(tokens, words_mask, text_lengths)
+        if num_labels is None and prompt_lengths is not None and prompt_lengths.numel():
+            num_labels = int(prompt_lengths.max())
+        labels, labels_mask = extract_prompts(tokens, input_ids, attention_mask, self.config.class_token_index, self.config.embed_ent_token, num_labels)
+        words = self.word_vectors(tokens, words_mask, text_lengths, num_words)
         return self.score(words, labels), labels_mask
 
-    def word_vectors(self, tokens, words_mask, text_lengths) -> torch.Tensor:
+    def word_vectors(self, tokens, words_mask, text_lengths, num_words: int | None = None) -> torch.Tensor:
         """tokens (B, T, D) -> words (B, W, D), through the LSTM when the model has one."""
-        words = extract_words(tokens, words_mask, num_words_of(text_lengths))
+        words = extract_words(tokens, words_mask, num_words or num_words_of(text_lengths))
         return self.rnn(words, text_lengths) if hasattr(self, "rnn") else words
 
 
@@ -295,10 +299,10 @@ class BiEncoderSpanModel(SpanModel):
         weights = labels_attention_mask.unsqueeze(-1).to(tokens.dtype)
         return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
-    def forward(self, input_ids, attention_mask, words_mask, text_lengths, labels_embeds) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids, attention_mask, words_mask, text_lengths, labels_embeds, num_words: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """labels_embeds (C, D) from encode_labels -> logits (B, W, K, C) and an all-ones label mask (B, C)."""
         tokens = self.encode_text(input_ids, attention_mask)
-        words = extract_words(tokens, words_mask, num_words_of(text_lengths))  # (B, W, D)
+        words = extract_words(tokens, words_mask, num_words or num_words_of(text_lengths))  # (B, W, D)
         labels = labels_embeds.to(words.dtype).unsqueeze(0).expand(words.size(0), -1, -1)  # (B, C, D)
         labels_mask = torch.ones(labels.shape[:2], dtype=torch.long, device=labels.device)
         return self.score(words, labels), labels_mask

@@ -42,10 +42,13 @@ class Example:
     spans: list[tuple[int, int, str]]  # (first word, last word inclusive, label)
     negatives: list[str] | None = None
     label_set: list[str] | None = None
+    cut_words: int = 0  # words past max_len, cut off (counted by the training job, never silently)
+    cut_spans: int = 0  # mentions lost with them
 
 
 def parse_example(raw: dict, max_width: int, max_len: int) -> Example:
-    """Validate one raw example; spans past `max_len` words are cut with the text (upstream truncates too)."""
+    """Validate one raw example; words past `max_len` are cut, with the spans that reach them (upstream truncates
+    too), and the example says how many of each it lost."""
     if not isinstance(raw, dict):
         raise ExampleError("not_a_record", f"expected a mapping, got {type(raw).__name__}")
     tokens = raw.get("tokenized_text")
@@ -53,12 +56,12 @@ def parse_example(raw: dict, max_width: int, max_len: int) -> Example:
         raise ExampleError("empty_tokenized_text", "tokenized_text is missing or empty")
     if not all(isinstance(token, str) for token in tokens):
         raise ExampleError("bad_tokenized_text", "tokenized_text must hold strings")
-    spans = [_parse_span(item, len(tokens), max_width) for item in (raw.get("ner") or [])]
-    tokens = list(tokens[:max_len])
-    spans = sorted({span for span in spans if span[1] < max_len})
+    all_spans = {_parse_span(item, len(tokens), max_width) for item in (raw.get("ner") or [])}
+    spans = sorted(span for span in all_spans if span[1] < max_len)
     negatives = raw.get("negatives", raw.get("ner_negatives"))
     label_set = raw.get("ner_labels")
-    return Example(tokens, spans, _string_list(negatives, "negatives"), _string_list(label_set, "ner_labels"))
+    return Example(list(tokens[:max_len]), spans, _string_list(negatives, "negatives"), _string_list(label_set, "ner_labels"),
+                   cut_words=max(0, len(tokens) - max_len), cut_spans=len(all_spans) - len(spans))
 
 
 def _parse_span(item, num_words: int, max_width: int) -> tuple[int, int, str]:
@@ -129,33 +132,59 @@ def shared_label_set(examples: Sequence[Example], max_types: int, rng: random.Ra
 # the training batch
 
 
+@dataclass(frozen=True)
+class PaddedShape:
+    """The sizes a training batch is padded to, so that a compiled step meets few shapes: `rows` examples (filler
+    rows train nothing), `words` words (W), subword tokens (T) rounded up to a multiple of `token_multiple`, and
+    `labels` label slots (C) per row; a bi-encoder's shared label set and its label tokens are rounded up to
+    multiples of LABEL_MULTIPLE instead."""
+
+    rows: int
+    words: int
+    labels: int
+    token_multiple: int = 64
+
+
+LABEL_MULTIPLE = 8
+FILLER_EXAMPLE = Example(tokens=["."], spans=[])
+
+
 def build_training_batch(config: GLiNERConfig, tokenizer, examples: Sequence[Example], label_sets: Sequence[Sequence[str]],
-                         labels_tokenizer=None) -> dict[str, torch.Tensor]:
+                         labels_tokenizer=None, shape: PaddedShape | None = None) -> dict[str, torch.Tensor]:
     """Model inputs plus `labels` (B, W, K, C) one-hot targets and `label_mask` (B, C) of real label slots.
 
     Uni-encoders take one label set per row (`label_sets[i]`); bi-encoders one shared set (`label_sets[0]`).
+    With a `shape`, every size is padded to it (the examples must fit it); the padding is masked out of the loss.
     """
+    real_rows = len(examples)
+    if shape is not None:
+        examples = list(examples) + [FILLER_EXAMPLE] * (shape.rows - real_rows)
+        label_sets = list(label_sets) + [[""]] * (len(examples) - len(label_sets)) if not config.is_bi_encoder else label_sets
     word_lists = [example.tokens for example in examples]
+    token_multiple = shape.token_multiple if shape else None
+    num_words = shape.words if shape else None
     if config.is_bi_encoder:
         shared = list(label_sets[0])
-        inputs = encode_words(tokenizer, word_lists, config.max_width)
-        label_inputs = encode_labels_for_bi_encoder(labels_tokenizer, shared)
+        inputs = encode_words(tokenizer, word_lists, config.max_width, num_words=num_words, token_multiple=token_multiple)
+        padded_set = shared + [""] * (-len(shared) % LABEL_MULTIPLE if shape else 0)
+        label_inputs = encode_labels_for_bi_encoder(labels_tokenizer, padded_set, LABEL_MULTIPLE if shape else None)
         inputs["labels_input_ids"], inputs["labels_attention_mask"] = label_inputs["input_ids"], label_inputs["attention_mask"]
-        rows = [shared] * len(examples)
+        rows, num_labels = [shared] * len(examples), len(padded_set)
     else:
         prompts = [build_prompt(labels, config.ent_token, config.sep_token) for labels in label_sets]
-        inputs = encode_words(tokenizer, word_lists, config.max_width, prompts_per_row=prompts)
+        inputs = encode_words(tokenizer, word_lists, config.max_width, prompts_per_row=prompts, num_words=num_words, token_multiple=token_multiple)
         rows = [list(labels) for labels in label_sets]
+        num_labels = max(max(len(row) for row in rows), shape.labels if shape else 0)  # a closed set may exceed max_types
     num_words = inputs["span_idx"].size(1) // config.max_width
-    num_labels = max(len(row) for row in rows)
     targets = torch.zeros(len(examples), num_words, config.max_width, num_labels)  # (B, W, K, C)
     label_mask = torch.zeros(len(examples), num_labels, dtype=torch.long)  # (B, C)
-    for row, (example, labels) in enumerate(zip(examples, rows)):
+    for row, (example, labels) in enumerate(zip(examples[:real_rows], rows)):
         label_mask[row, : len(labels)] = 1
         index = {label: position for position, label in enumerate(labels)}
         for start, end, label in example.spans:
             if label in index:
                 targets[row, start, end - start, index[label]] = 1.0
+    inputs["span_mask"][real_rows:] = False  # filler rows
     inputs["labels"], inputs["label_mask"] = targets, label_mask
     return inputs
 
@@ -240,8 +269,11 @@ def batch_loss(model: SpanModel, batch: dict[str, torch.Tensor], **loss_options)
     Under autocast the encoder runs in half precision; the loss (a sigmoid, a log and a sum over every span and
     label) is always computed in fp32."""
     inputs = {key: batch[key] for key in MODEL_INPUTS}
+    inputs["num_words"] = batch["span_mask"].size(1) // model.config.max_width  # sizes from shapes: no host sync
     if isinstance(model, BiEncoderSpanModel):
         inputs["labels_embeds"] = model.encode_labels(batch["labels_input_ids"], batch["labels_attention_mask"])
+    else:
+        inputs["num_labels"] = batch["labels"].size(-1)
     logits, _ = model(**inputs)
     num_labels = batch["labels"].size(-1)
     logits = logits[..., :num_labels].float()  # (B, W, K, C)
@@ -253,6 +285,17 @@ def batch_loss(model: SpanModel, batch: dict[str, torch.Tensor], **loss_options)
 # the optimiser
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def freeze_unread_parameters(model: nn.Module) -> list[str]:
+    """Stop gradients for the weights the span model never reads: a BERT-style backbone's pooler (a span model takes
+    the last hidden states). Eager autograd leaves them without a gradient anyway; a compiled backward hands them an
+    empty one, on which ZeRO's gradient hooks fail. They stay in the checkpoint. Returns their names."""
+    frozen = [name for name, parameter in model.named_parameters() if ".pooler." in name and parameter.requires_grad]
+    for name, parameter in model.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    return frozen
 
 
 def parameter_groups(model: nn.Module, lr_encoder: float, lr_others: float, weight_decay_encoder: float, weight_decay_others: float) -> list[dict]:

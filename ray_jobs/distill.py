@@ -33,7 +33,7 @@ from synth.prompts import load_chat_tokenizer
 from synth.sft_pairs import answer_end_id, pad_batch, tokenize_pair
 
 from .fit import FitConfig, ScaleSection, fit
-from .fit_loop import STATE_FILE, MicroBatch, run_fit_loop
+from .fit_loop import STATE_FILE, Batching, MicroBatch, run_fit_loop
 from .job_command import FLAGS, BadInput, Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
@@ -190,7 +190,7 @@ class LoraTask:
     def start(self, rank: int, step: int) -> None:
         torch.manual_seed(self.config.seed + rank + step)  # LoRA dropout differs per rank and after a resume
 
-    def micro_batch(self, rows: list[dict]) -> MicroBatch:
+    def micro_batch(self, rows: list[dict], bucket: None) -> MicroBatch:
         tensors = pad_batch(rows, self.pad_id, self.config.scale.pad_to_multiple_of)
         counts = {"pairs": len(rows), "tokens": float(tensors["attention_mask"].sum()),
                   "answer_tokens": float((tensors["labels"] != -100).sum())}
@@ -205,8 +205,8 @@ class LoraTask:
     def metrics(self, window: dict, totals: dict) -> dict:
         return {}
 
-    def row_lengths(self, rows) -> None:
-        return None  # micro-batches of pairs are not grouped by length
+    def batching(self, rows) -> Batching:
+        return Batching()  # micro-batches of pairs, neither grouped by length nor sized by tokens
 
     def finish(self, engine, rank: int) -> None:
         """Rank 0 writes OUTPUT/adapter and OUTPUT/merged (the base in the run's precision with the adapter merged in)."""

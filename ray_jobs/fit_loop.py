@@ -70,11 +70,11 @@ class FitTask(Protocol):
     def build_model(self, checkpoint_dir: Path | None) -> torch.nn.Module: ...  # fp32 weights, on the host
     def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer: ...
     def start(self, rank: int, step: int) -> None: ...  # seeds what differs per rank and after a resume
-    def micro_batch(self, rows: list[dict]) -> MicroBatch: ...  # never empty: a placeholder with weight 0 at worst
+    def micro_batch(self, rows: list[dict], bucket: int | None) -> MicroBatch: ...  # never empty: a placeholder with weight 0 at worst; bucket: its length bucket (Batching.budget), to pad to
     def loss(self, module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> torch.Tensor: ...  # fp32 scalar
     def save_model(self, engine, directory: Path) -> None: ...  # rank 0: the model files a checkpoint holds
     def metrics(self, window: dict[str, float], totals: dict[str, float]) -> dict: ...  # extra, from summed counts
-    def row_lengths(self, rows: "TrainingRows") -> np.ndarray | None: ...  # per row, to group micro-batches by length; None: no grouping
+    def batching(self, rows: "TrainingRows") -> Batching: ...  # how rows are cut into micro-batches (RowStream)
     def finish(self, engine, rank: int) -> None: ...  # after the last step
 
 
@@ -108,14 +108,17 @@ def run_fit_loop(task: FitTask) -> None:
     window = Window(task.count_keys, task.rate_keys, device)
     static = {"torch_threads": threads, "resumed_from_step": state["resumed_from_step"]}
     rows = TrainingRows(ray.train.get_dataset_shard("train"))
-    stream = RowStream(len(rows), rank, world_size, config.scale.micro_batch_size, config.seed, config.data.shuffle, task.row_lengths(rows))
+    batching = task.batching(rows)
+    stream = RowStream(len(rows), rank, world_size, config.scale.micro_batch_size, config.seed, config.data.shuffle, batching.lengths, batching.budget)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.scale.precision == "bf16")
     progress = Progress(config.name, config.max_steps, "steps", OutputRoot(config.output), already_done=state["step"]) if rank == 0 else None
+    shapes = ShapeLog()
     for micro in feed(micro_batches_of(task, rows, stream, state["micro_batches"], device), device):
         if state["step"] >= config.max_steps:  # also a restored run that had already finished
             break
         if config.row_trace:
             trace_micro_batch(config.row_trace, rank, state, micro)
+        shapes.add(micro, log=rank == 0)
         state["micro_batches"] += 1
         with autocast:
             loss = task.loss(engine, micro.tensors) * micro.weight
@@ -124,7 +127,7 @@ def run_fit_loop(task: FitTask) -> None:
         window.add(loss.detach(), micro)
         event = step_event(engine, state, config, resumed=checkpoint is not None)
         if event in ("checkpoint", "log"):
-            metrics = {**window.report(state, engine, task, world_size), **static}
+            metrics = {**window.report(state, engine, task, world_size), **static, **shapes.metrics()}
             if event == "checkpoint":
                 save_checkpoint(engine, task, state, metrics, rank)
             else:
@@ -176,6 +179,31 @@ class TrainingRows:
 
 
 @dataclass(frozen=True)
+class TokenBudget:
+    """Micro-batches by token budget: a row belongs to the smallest length bucket that holds its word count (the
+    largest bucket takes longer rows, which the task cuts and counts), and a micro-batch holds the rows of one bucket,
+    as many as `tokens` padded words allow. Every micro-batch of a bucket has the same number of rows and words."""
+
+    buckets: tuple[int, ...]  # ascending word counts
+    tokens: int
+
+    def rows_per_batch(self, bucket: int) -> int:
+        return max(1, self.tokens // bucket)
+
+    def bucket_of(self, lengths: np.ndarray) -> np.ndarray:
+        return np.asarray(self.buckets)[np.searchsorted(self.buckets, np.minimum(lengths, self.buckets[-1]))]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a task's rows are cut into micro-batches (RowStream): `lengths` (one per row) to group rows of similar
+    length, and a `budget` to size micro-batches by tokens instead of rows (it needs the lengths)."""
+
+    lengths: np.ndarray | None = None
+    budget: TokenBudget | None = None
+
+
+@dataclass(frozen=True)
 class RowStream:
     """The rows one worker trains on, a function of the row count, the run's config and its rank alone, so that every
     attempt of a run sees the same stream. Epoch e orders all rows by a permutation seeded with the seed and e (a new
@@ -185,7 +213,13 @@ class RowStream:
 
     With `lengths` (one per row), micro-batches hold rows of similar length, so little of a batch is padding: the
     shard is cut into windows of GROUP_WINDOW micro-batches, each window's rows are sorted by length and cut into
-    micro-batches, and those run in a seeded random order (steps do not go from short to long)."""
+    micro-batches, and those run in a seeded random order (steps do not go from short to long).
+
+    With a token `budget` as well, the shard's rows go in order to their length bucket, and each bucket yields a
+    micro-batch whenever it holds a full one; at the epoch's end every bucket yields what it has left, a short
+    micro-batch that the task pads to the bucket's shape. Micro-batches then come in a few shapes only (one per bucket,
+    before subword padding), and the number of them differs from epoch to epoch and between ranks (ranks still step
+    together: each goes on into its next epoch)."""
 
     rows: int
     rank: int
@@ -194,6 +228,7 @@ class RowStream:
     seed: int
     shuffle: bool
     lengths: np.ndarray | None = field(default=None, compare=False)
+    budget: TokenBudget | None = field(default=None, compare=False)
 
     def epoch_seed(self, epoch: int) -> int:
         return (self.seed * EPOCH_SEED_FACTOR + epoch) % 2**64  # numpy seeds are >= 0
@@ -204,7 +239,29 @@ class RowStream:
         return np.random.default_rng(self.epoch_seed(epoch)).permutation(self.rows)
 
     def epoch_micro_batches(self, epoch: int) -> list[np.ndarray]:
+        """The row numbers of each of the epoch's micro-batches, in training order."""
+        return [row_ids for row_ids, _ in self.epoch_plan(epoch)]
+
+    def epoch_plan(self, epoch: int) -> list[tuple[np.ndarray, int | None]]:
+        """(row numbers, length bucket or None) of each of the epoch's micro-batches, in training order."""
         shard = self.epoch_order(epoch)[self.rank::self.world_size]
+        if self.budget is not None:
+            return self.by_budget(shard)
+        return [(row_ids, None) for row_ids in self.by_rows(shard, epoch)]
+
+    def by_budget(self, shard: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        budget = self.budget
+        pending: dict[int, list[int]] = {bucket: [] for bucket in budget.buckets}
+        plan = []
+        for row, bucket in zip(shard.tolist(), budget.bucket_of(self.lengths[shard]).tolist()):
+            pending[bucket].append(row)
+            if len(pending[bucket]) == budget.rows_per_batch(bucket):
+                plan.append((np.asarray(pending[bucket]), bucket))
+                pending[bucket] = []
+        plan += [(np.asarray(rows), bucket) for bucket, rows in pending.items() if rows]
+        return plan
+
+    def by_rows(self, shard: np.ndarray, epoch: int) -> list[np.ndarray]:
         if self.lengths is None:
             return self.cut(shard)
         rng = np.random.default_rng([self.epoch_seed(epoch), self.rank])
@@ -219,25 +276,51 @@ class RowStream:
     def cut(self, row_ids: np.ndarray) -> list[np.ndarray]:
         return [row_ids[start:start + self.micro_batch_size] for start in range(0, len(row_ids), self.micro_batch_size)]
 
-    def micro_batches_per_epoch(self) -> int:
-        return math.ceil(len(range(self.rank, self.rows, self.world_size)) / self.micro_batch_size)
-
-    def after(self, consumed: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(epoch, row numbers) of every micro-batch after the first `consumed`, without end."""
-        epoch, skip = divmod(consumed, self.micro_batches_per_epoch())
+    def after(self, consumed: int) -> Iterator[tuple[int, np.ndarray, int | None]]:
+        """(epoch, row numbers, length bucket) of every micro-batch after the first `consumed`, without end."""
+        epoch = 0
         while True:
-            for row_ids in self.epoch_micro_batches(epoch)[skip:]:
-                yield epoch, row_ids
-            epoch, skip = epoch + 1, 0
+            plan = self.epoch_plan(epoch)
+            for row_ids, bucket in plan[consumed:]:
+                yield epoch, row_ids, bucket
+            consumed, epoch = max(0, consumed - len(plan)), epoch + 1
 
 
 def micro_batches_of(task: FitTask, rows: TrainingRows, stream: RowStream, consumed: int, device: torch.device) -> Iterator[MicroBatch]:
     """The worker's micro-batches after the first `consumed`, epoch after epoch, their tensors already on the device."""
-    for epoch, row_ids in stream.after(consumed):
-        micro = task.micro_batch(rows.take(row_ids))
+    for epoch, row_ids, bucket in stream.after(consumed):
+        micro = task.micro_batch(rows.take(row_ids), bucket)
         micro.tensors = to_device(micro.tensors, device)
         micro.epoch, micro.row_ids = epoch, row_ids.tolist()
         yield micro
+
+
+class ShapeLog:
+    """The distinct shapes of a worker's micro-batches (each tensor's), in the current epoch and since the start of
+    this attempt, and the graphs torch.compile has built: a compiled step builds one for each shape it cannot reuse
+    a graph for, so the shapes must stay few (TokenBudget). Each epoch's count is printed when the epoch ends."""
+
+    def __init__(self):
+        self.epoch, self.in_epoch, self.seen = None, set(), set()
+
+    def add(self, micro: MicroBatch, log: bool) -> None:
+        if micro.epoch != self.epoch:
+            if log and self.epoch is not None:
+                print(f"[fit] epoch {self.epoch}: micro-batches in {len(self.in_epoch)} shapes", flush=True)
+            self.epoch, self.in_epoch = micro.epoch, set()
+        shape = tuple((key, tuple(tensor.shape)) for key, tensor in sorted(micro.tensors.items()))
+        self.in_epoch.add(shape)
+        self.seen.add(shape)
+
+    def metrics(self) -> dict:
+        return {"batch_shapes": len(self.seen), "batch_shapes_this_epoch": len(self.in_epoch), "compiled_graphs": compiled_graphs()}
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built in this process (0 when nothing was compiled)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def trace_micro_batch(folder: str, rank: int, state: dict, micro: MicroBatch) -> None:

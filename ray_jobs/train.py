@@ -23,16 +23,16 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 from gliner import GLiNER
 from gliner.dropout import use_fast_dropout
-from gliner.training import ExampleError, batch_loss, build_training_batch, choose_label_sets, parameter_groups, parse_example, shared_label_set
+from gliner.training import (ExampleError, PaddedShape, batch_loss, build_training_batch, choose_label_sets, freeze_unread_parameters,
+                             parameter_groups, parse_example, shared_label_set)
 
-from .fit import FitConfig, fit
-from .fit_loop import DEEPSPEED_DIR, STATE_FILE, MicroBatch, TrainingRows, run_fit_loop
+from .fit import FitConfig, ScaleSection, fit
+from .fit_loop import DEEPSPEED_DIR, STATE_FILE, Batching, MicroBatch, TokenBudget, TrainingRows, run_fit_loop
 from .job_command import Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary
@@ -75,6 +75,23 @@ class TrainSource(Section):
     label_sets: Literal["given", "sampled"] = "given"
 
 
+class TrainScaleSection(ScaleSection):
+    """The shared scale fields, and how the step runs: batch sizes as token budgets, and compiled.
+
+    micro_batch_tokens: a micro-batch holds the examples of one length bucket (data.length_buckets), as many as fit in
+    this many words padded to the bucket's length (GLiNER's tokens: the words of `tokenized_text`); micro_batch_size
+    is then unused. Shapes stay few, so a compiled step is not compiled again for every batch.
+    compile: torch.compile the step's forward and loss (and so their backward); auto: on a GPU only (on a CPU the
+    compiled step is slower, and its first steps spend minutes compiling)."""
+
+    micro_batch_tokens: int | None = Field(None, ge=1)
+    compile: Literal["auto", "on", "off"] = "auto"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+
+    def compiled(self) -> bool:
+        return self.compile == "on" or (self.compile == "auto" and self.use_gpu)
+
+
 class DataSection(Section):
     train: str | list[TrainSource]  # one file (read with format and label_map below), or several: their union
     format: DataFormat = "auto"
@@ -83,6 +100,10 @@ class DataSection(Section):
     max_neg_type_ratio: int = Field(1, ge=0)
     shuffle: bool = True  # a new order of the examples every epoch (fit_loop.RowStream), else the files' order
     group_by_length: bool = False  # micro-batches of examples of similar length: less padding (fit_loop.RowStream)
+    # With scale.micro_batch_tokens: the word counts examples are padded to (default: 32, 64, 128, ... up to
+    # model.max_len), and the multiple subword tokens are padded to.
+    length_buckets: list[int] | None = None
+    token_multiple: int = Field(64, ge=1)
 
     def sources(self) -> list[TrainSource]:
         if isinstance(self.train, str):
@@ -116,6 +137,7 @@ class TrainConfig(FitConfig):
     data: DataSection
     optim: OptimSection = OptimSection()
     loss: LossSection = LossSection()
+    scale: TrainScaleSection = TrainScaleSection()
 
     # The data checks are here, not on DataSection: with a model_validator of its own, DataSection failed to unpickle
     # (pydantic SchemaError) where Ray ships this module by value, as it does when `python -m ray_jobs.train` runs it.
@@ -127,13 +149,27 @@ class TrainConfig(FitConfig):
             raise ValueError("data.train is empty")
         if isinstance(self.data.train, list) and (self.data.format != "auto" or self.data.label_map is not None):
             raise ValueError("data.train lists several sources: give each its own format and label_map, not data.format or data.label_map")
+        buckets = self.data.length_buckets
+        if buckets is not None and (not buckets or buckets != sorted(set(buckets)) or buckets[0] < 1 or buckets[-1] != self.model.max_len):
+            raise ValueError(f"data.length_buckets must be ascending word counts ending at model.max_len ({self.model.max_len}), got {buckets}")
         return self
+
+    def length_buckets(self) -> tuple[int, ...]:
+        """data.length_buckets, or powers of two from 32 below model.max_len, then max_len."""
+        if self.data.length_buckets is not None:
+            return tuple(self.data.length_buckets)
+        return tuple(2 ** power for power in range(5, 16) if 2 ** power < self.model.max_len) + (self.model.max_len,)
 
 
 SKIP_REASONS = (
     "not_a_record", "empty_tokenized_text", "bad_tokenized_text", "bad_span", "span_out_of_range", "span_too_wide",
     "bad_negatives", "bad_ner_labels",
 )
+# What a trained example lost: words past model.max_len with the mentions that reach them, and words left without a
+# subword (past the backbone's token limit), whose spans train on empty vectors.
+CUT_KEYS = ("cut_examples", "cut_words", "cut_spans", "words_without_tokens")
+# Real and padded sizes of the micro-batches (filler rows included), for the padding shares.
+PADDING_KEYS = ("words", "padded_words", "tokens", "padded_tokens")
 # Stands in for a micro-batch whose rows are all malformed: the rank still steps with the others (weight 0).
 PLACEHOLDER_EXAMPLE = {"tokenized_text": ["."], "ner": []}
 
@@ -141,16 +177,20 @@ PLACEHOLDER_EXAMPLE = {"tokenized_text": ["."], "ner": []}
 class GlinerTask:
     """The fit loop's task for a GLiNER span model: examples in, span loss out (fit_loop.FitTask)."""
 
-    count_keys = ("examples",) + tuple(f"skipped_{reason}" for reason in SKIP_REASONS)
-    rate_keys = ("examples",)
+    count_keys = ("examples",) + tuple(f"skipped_{reason}" for reason in SKIP_REASONS) + CUT_KEYS + PADDING_KEYS
+    rate_keys = ("examples", "tokens")
 
     def __init__(self, config: "TrainConfig"):
         self.config = config
         self.gliner: GLiNER | None = None
         self.rng = random.Random(config.seed)
+        self.step_loss = compiled_step(config.scale) if config.scale.compiled() else batch_loss
 
     def build_model(self, checkpoint_dir: Path | None) -> torch.nn.Module:
         self.gliner = initial_model(self.config, checkpoint_dir).train()
+        freeze_unread_parameters(self.gliner.model)
+        if self.config.scale.compiled():
+            return self.gliner.model  # torch's dropout, which compiles (the CPU mask below would break the graph)
         return use_fast_dropout(self.gliner.model)  # on CPU the mask draw was the costliest op of a step
 
     def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -162,7 +202,7 @@ class GlinerTask:
         torch.manual_seed(self.config.seed + rank + step)  # dropout differs per rank and after a resume
         self.rng = random.Random(self.config.seed * 1000 + rank + step)
 
-    def micro_batch(self, rows: list[dict]) -> MicroBatch:
+    def micro_batch(self, rows: list[dict], bucket: int | None) -> MicroBatch:
         counts = dict.fromkeys(self.count_keys, 0.0)
         examples = []
         for row in rows:
@@ -171,21 +211,32 @@ class GlinerTask:
             except ExampleError as error:
                 counts[f"skipped_{error.reason}"] += 1
         counts["examples"] = len(examples)
+        counts["cut_examples"] = sum(example.cut_words > 0 for example in examples)
+        counts["cut_words"] = sum(example.cut_words for example in examples)
+        counts["cut_spans"] = sum(example.cut_spans for example in examples)
         weight = 1.0 if examples else 0.0
         if not examples:
             examples = [parse_example(PLACEHOLDER_EXAMPLE, self.config.model.max_width, self.config.model.max_len)]
-        return MicroBatch(self._tensors(examples), counts, weight)
+        tensors = self._tensors(examples, self._shape(bucket, len(rows)))
+        counts.update(padding_counts(tensors, len(examples) if weight else 0))
+        return MicroBatch(tensors, counts, weight)
 
-    def _tensors(self, examples: list) -> dict:
+    def _shape(self, bucket: int | None, rows: int) -> PaddedShape | None:
+        if bucket is None:
+            return None
+        budget = self.config.scale.micro_batch_tokens
+        return PaddedShape(rows=max(rows, budget // bucket), words=bucket, labels=self.config.data.max_types, token_multiple=self.config.data.token_multiple)
+
+    def _tensors(self, examples: list, shape: PaddedShape | None) -> dict:
         config, gliner = self.config, self.gliner
         if gliner.config.is_bi_encoder:
             label_sets = [shared_label_set(examples, config.data.max_types, self.rng)]
         else:
             label_sets = choose_label_sets(examples, config.data.max_types, config.data.max_neg_type_ratio, self.rng)
-        return build_training_batch(gliner.config, gliner.tokenizer, examples, label_sets, gliner.labels_tokenizer)
+        return build_training_batch(gliner.config, gliner.tokenizer, examples, label_sets, gliner.labels_tokenizer, shape)
 
     def loss(self, engine, tensors: dict) -> torch.Tensor:
-        return batch_loss(engine.module, tensors, **self.config.loss.model_dump())
+        return self.step_loss(engine.module, tensors, **self.config.loss.model_dump())
 
     def save_model(self, engine, directory: Path) -> None:
         was_training = self.gliner.training
@@ -193,13 +244,44 @@ class GlinerTask:
         self.gliner.train(was_training)
 
     def metrics(self, window: dict, totals: dict) -> dict:
-        return {"skipped": {reason: int(totals[f"skipped_{reason}"]) for reason in SKIP_REASONS if totals[f"skipped_{reason}"]}}
+        return {
+            "skipped": {reason: int(totals[f"skipped_{reason}"]) for reason in SKIP_REASONS if totals[f"skipped_{reason}"]},
+            **{key: int(totals[key]) for key in CUT_KEYS},
+            "padding_share_words": round(1 - window["words"] / max(1.0, window["padded_words"]), 4),
+            "padding_share_tokens": round(1 - window["tokens"] / max(1.0, window["padded_tokens"]), 4),
+        }
 
-    def row_lengths(self, rows: TrainingRows) -> np.ndarray | None:
-        return rows.list_lengths("tokenized_text") if self.config.data.group_by_length else None
+    def batching(self, rows: TrainingRows) -> Batching:
+        config = self.config
+        if config.scale.micro_batch_tokens is not None:
+            budget = TokenBudget(self.config.length_buckets(), config.scale.micro_batch_tokens)
+            return Batching(rows.list_lengths("tokenized_text"), budget)
+        return Batching(rows.list_lengths("tokenized_text") if config.data.group_by_length else None)
 
     def finish(self, engine, rank: int) -> None:
         pass
+
+
+def padding_counts(tensors: dict, real_rows: int) -> dict[str, float]:
+    """Words and subword tokens of the micro-batch's real rows, against its padded sizes; and the words a row holds
+    that got no subword (cut by the backbone's token limit)."""
+    text_lengths = tensors["text_lengths"][:real_rows]
+    words_with_tokens = tensors["words_mask"][:real_rows].gt(0).sum(-1)
+    return {
+        "words": float(text_lengths.sum()), "padded_words": float(tensors["labels"].shape[:2].numel()),  # labels: (B, W, K, C)
+        "tokens": float(tensors["attention_mask"][:real_rows].sum()), "padded_tokens": float(tensors["attention_mask"].numel()),
+        "words_without_tokens": float((text_lengths - words_with_tokens).clamp(min=0).sum()),
+    }
+
+
+def compiled_step(scale: TrainScaleSection):
+    """batch_loss under torch.compile: forward and loss traced once per shape family, and their backward compiled
+    with them (AOT autograd). Sizes come from the batch's shapes, never from its values (gliner.training.batch_loss)."""
+
+    def step(module, tensors, **loss_options):
+        return batch_loss(module, tensors, **loss_options)
+
+    return torch.compile(step, mode=scale.compile_mode)
 
 
 def train_loop_per_worker(config_dict: dict) -> None:

@@ -13,10 +13,8 @@ import numpy as np
 
 from gliner import GLiNER
 from gliner.iob import read_iob
-from ray_jobs.example_reader import read_examples
-from ray_jobs.fit import materialized_in_order
 from ray_jobs import fit_loop
-from ray_jobs.fit_loop import RowStream, TrainingRows
+from ray_jobs.fit_loop import RowStream, TokenBudget
 from ray_jobs.train import TrainConfig, run
 
 ROWS = 41  # odd: the 2 workers' shards differ by a row (21 and 20), so do their epochs (6 and 5 micro-batches of 4)
@@ -30,7 +28,7 @@ def test_every_row_once_an_epoch_a_new_order_each_epoch_and_a_resumed_stream_goe
     for epoch in range(3):
         shards = [ids for rank in (0, 1) for batch in stream(rank).epoch_micro_batches(epoch) for ids in batch.tolist()]
         assert sorted(shards) == list(range(ROWS))
-    assert [stream(rank).micro_batches_per_epoch() for rank in (0, 1)] == [6, 5]
+    assert [len(stream(rank).epoch_micro_batches(0)) for rank in (0, 1)] == [6, 5]
     assert [len(batch) for batch in stream(0).epoch_micro_batches(0)] == [4, 4, 4, 4, 4, 1]
     orders = [stream(0).epoch_order(epoch).tolist() for epoch in range(3)]
     assert len({tuple(order) for order in orders}) == 3  # reshuffled every epoch
@@ -38,9 +36,9 @@ def test_every_row_once_an_epoch_a_new_order_each_epoch_and_a_resumed_stream_goe
     assert stream(0, seed=8).epoch_order(0).tolist() != orders[0] and stream(0, seed=-1).epoch_order(0).size == ROWS
     assert stream(1, shuffle=False).epoch_order(2).tolist() == list(range(ROWS))
     for rank in (0, 1):
-        uninterrupted = [(epoch, ids.tolist()) for epoch, ids in islice(stream(rank).after(0), 20)]
+        uninterrupted = [(epoch, ids.tolist()) for epoch, ids, _ in islice(stream(rank).after(0), 20)]
         for consumed in (1, 5, 6, 11, 12):  # mid-epoch and at epoch boundaries of both ranks
-            resumed = [(epoch, ids.tolist()) for epoch, ids in islice(stream(rank).after(consumed), 20 - consumed)]
+            resumed = [(epoch, ids.tolist()) for epoch, ids, _ in islice(stream(rank).after(consumed), 20 - consumed)]
             assert resumed == uninterrupted[consumed:]
 
 
@@ -51,7 +49,7 @@ def test_grouped_by_length_micro_batches_pad_less_and_keep_every_row_once_and_re
         batches = [batch for rank in (0, 1) for batch in grouped[rank].epoch_micro_batches(epoch)]
         assert sorted(row for batch in batches for row in batch.tolist()) == list(range(ROWS))
     assert sorted(len(batch) for batch in grouped[0].epoch_micro_batches(0)) == [1, 4, 4, 4, 4, 4]
-    assert [g.micro_batches_per_epoch() for g in grouped] == [6, 5]
+    assert [len(g.epoch_micro_batches(2)) for g in grouped] == [6, 5]
 
     def padding(batches) -> float:  # share of a batch padded to its longest row
         return 1 - sum(lengths[b].sum() for b in batches) / sum(lengths[b].max() * len(b) for b in batches)
@@ -63,16 +61,44 @@ def test_grouped_by_length_micro_batches_pad_less_and_keep_every_row_once_and_re
         assert padding(by_length) < padding(plain) / 3
         maxima = [lengths[b].max() for b in by_length]
         assert maxima != sorted(maxima)  # not from short to long
-        uninterrupted = [(epoch, ids.tolist()) for epoch, ids in islice(grouped[rank].after(0), 20)]
-        assert uninterrupted == [(epoch, ids.tolist()) for epoch, ids in islice(stream(rank, lengths=lengths).after(0), 20)]
+        uninterrupted = [(epoch, ids.tolist()) for epoch, ids, _ in islice(grouped[rank].after(0), 20)]
+        assert uninterrupted == [(epoch, ids.tolist()) for epoch, ids, _ in islice(stream(rank, lengths=lengths).after(0), 20)]
         for consumed in (1, 6, 11):
-            assert [(e, ids.tolist()) for e, ids in islice(grouped[rank].after(consumed), 20 - consumed)] == uninterrupted[consumed:]
+            assert [(e, ids.tolist()) for e, ids, _ in islice(grouped[rank].after(consumed), 20 - consumed)] == uninterrupted[consumed:]
 
     monkeypatch.setattr(fit_loop, "GROUP_WINDOW", 2)  # windows of 8 rows: rows are sorted within their window only
     shard = grouped[0].epoch_order(1)[0::2]
     batches = grouped[0].epoch_micro_batches(1)
     for window in range(3):
         assert {row for b in batches[2 * window:2 * window + 2] for row in b.tolist()} == set(shard[8 * window:8 * window + 8].tolist())
+
+
+def test_token_budget_micro_batches_hold_one_bucket_each_in_few_shapes_every_row_once_and_resume():
+    rows = 301
+    lengths = np.random.default_rng(1).integers(1, 90, rows)
+    lengths[:3] = [200, 64, 65]  # past the largest bucket (the task cuts it), and both sides of a bucket's edge
+    budget = TokenBudget(buckets=(16, 32, 64), tokens=256)  # 16, 8 and 4 rows a micro-batch
+    streams = [RowStream(rows, rank, 2, 8, seed=3, shuffle=True, lengths=lengths, budget=budget) for rank in (0, 1)]
+    assert budget.bucket_of(lengths[:3]).tolist() == [64, 64, 64] and budget.bucket_of(np.array([1, 16, 17, 33])).tolist() == [16, 16, 32, 64]
+    epochs = {rank: [streams[rank].epoch_plan(epoch) for epoch in range(3)] for rank in (0, 1)}
+    for epoch in range(3):
+        plans = [epochs[rank][epoch] for rank in (0, 1)]
+        assert sorted(row for plan in plans for ids, _ in plan for row in ids.tolist()) == list(range(rows))
+        for plan in plans:
+            assert all(set(budget.bucket_of(lengths[ids]).tolist()) == {bucket} for ids, bucket in plan)
+            short = [(bucket, len(ids)) for ids, bucket in plan if len(ids) != budget.rows_per_batch(bucket)]
+            assert len(short) <= 3 and all(size < budget.rows_per_batch(bucket) for bucket, size in short)  # one per bucket
+            assert [bucket for ids, bucket in plan[-len(short):]] == sorted(bucket for bucket, _ in short) if short else True
+            assert {(bucket, len(ids)) for ids, bucket in plan[:-3]} <= {(16, 16), (32, 8), (64, 4)}
+            order = [bucket for _, bucket in plan[:-3]]
+            assert order not in (sorted(order), sorted(order, reverse=True))  # buckets interleave, not short to long
+    assert len(epochs[0][0]) != len(epochs[0][1]) or len(epochs[0][0]) != len(epochs[1][0])  # epochs differ in length
+    for rank in (0, 1):
+        uninterrupted = [(epoch, ids.tolist(), bucket) for epoch, ids, bucket in islice(streams[rank].after(0), 70)]
+        boundary = len(epochs[rank][0])
+        for consumed in (1, boundary - 1, boundary, boundary + 1, 60):
+            resumed = [(epoch, ids.tolist(), bucket) for epoch, ids, bucket in islice(streams[rank].after(consumed), 70 - consumed)]
+            assert resumed == uninterrupted[consumed:]
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +131,26 @@ def traced_steps(folder: Path) -> dict:
 
 
 @pytest.mark.ray
-def test_a_run_on_s3_that_fails_resumes_its_data_stream_and_exports_its_final_model_to_s3(s3_server, local_ray, tmp_path, tiny_backbone, train_file):
-    """s3_server is session-scoped, so it starts before this module's Ray, whose workers inherit its endpoint. The run
-    fails at step 8 and restarts (max_failures by default) from its step-6 checkpoint, where rank 0 is at the start
-    of its second epoch and rank 1 one micro-batch into it. The steps the final run kept (1-6 from the first attempt,
-    7-12 from the second) trained on the same rows, step by step, as an uninterrupted run (micro-batches grouped by
-    length, from the lengths the workers read): the stream the first
-    attempt followed up to its failure, RowStream's from row 0 (a second, uninterrupted run would add 40 s)."""
+def test_a_compiled_run_on_s3_that_fails_resumes_its_data_stream_and_exports_its_final_model_to_s3(s3_server, local_ray, tmp_path, tiny_backbone, train_file):
+    """s3_server is session-scoped, so it starts before this module's Ray, whose workers inherit its endpoint. Two
+    workers under DeepSpeed ZeRO 2 (the shipped GPU configs' stage) run the compiled step over token-budget
+    micro-batches. The run fails at step 8 and restarts (max_failures by default) from its step-6 checkpoint. The steps
+    the final run kept (1-6 from the first attempt, 7-12 from the second) trained on the same rows, step by step, as
+    an uninterrupted run: the stream the first attempt followed up to its failure, RowStream's from row 0 (a second,
+    uninterrupted run would add 40 s)."""
     output = f"{s3_server.new_bucket()}/run"
-    grouped = {"train": str(train_file), "group_by_length": True}  # shuffled (the default), then grouped by length
-    summary = run(config(output, tiny_backbone, train_file, tmp_path / "trace", fail_at_step=8, data=grouped))
-    assert summary["metrics"]["step"] == 12 and summary["metrics"]["resumed_from_step"] == 6
+    budget = TokenBudget(buckets=(32, 64), tokens=256)  # 8 sentences of up to 32 words, or 4 of up to 64
+    data = {"train": str(train_file), "length_buckets": list(budget.buckets)}  # shuffled (the default)
+    scale = {"num_workers": 2, "micro_batch_tokens": budget.tokens, "compile": "on"}
+    summary = run(config(output, tiny_backbone, train_file, tmp_path / "trace", fail_at_step=8, data=data, scale=scale))
+    metrics = summary["metrics"]
+    assert metrics["step"] == 12 and metrics["resumed_from_step"] == 6
     assert summary["final_model"] == f"{output}/final_model"
+    # Rank 0's attempt 2: a graph per shape family (the LSTM splits a step in several), 2 buckets x 64 or 128 tokens.
+    assert 2 <= metrics["batch_shapes"] <= 4 and 0 < metrics["compiled_graphs"] <= 3 * metrics["batch_shapes"]
+    assert 0 < metrics["padding_share_words"] < 1 and 0 < metrics["padding_share_tokens"] < 1  # the epochs' short batches: most of 41 rows
+    long_rows = sum(len(example["tokenized_text"]) > 64 for example in json.loads(train_file.read_text()))
+    assert long_rows > 0 and metrics["cut_examples"] >= long_rows and metrics["tokens_seen"] > 0  # cut to max_len, counted
 
     keys = s3_server.keys(output)
     checkpoints = {key.split("/")[2] for key in keys if key.startswith("run/resume/checkpoint_") and key.count("/") > 2}
@@ -132,21 +166,18 @@ def test_a_run_on_s3_that_fails_resumes_its_data_stream_and_exports_its_final_mo
     traced = traced_steps(tmp_path / "trace")
     examples = json.loads(train_file.read_text())
     lengths = np.array([len(example["tokenized_text"]) for example in examples])
-    uninterrupted = {rank: [ids.tolist() for _, ids in islice(stream(rank, seed=42, lengths=lengths).after(0), 12)] for rank in (0, 1)}
-    kept = {}
+    streams = {rank: RowStream(ROWS, rank, 2, 8, seed=42, shuffle=True, lengths=lengths, budget=budget) for rank in (0, 1)}
+    uninterrupted = {rank: [(epoch, ids.tolist()) for epoch, ids, _ in islice(streams[rank].after(0), 12)] for rank in (0, 1)}
     for rank in (0, 1):
         first, second = traced[None, rank], traced[6, rank]
         assert sorted(first) == list(range(1, 9)) and sorted(second) == list(range(7, 13))  # attempt 1 got as far as the failure
-        assert [first[step] for step in range(1, 9)] == uninterrupted[rank][:8]
-        kept[rank] = [first[step] for step in range(1, 7)] + [second[step] for step in range(7, 13)]
-        assert kept[rank] == uninterrupted[rank]
-    # Epochs of 6 micro-batches on rank 0 and 5 on rank 1: each epoch, across the resume too, trains on every row once.
-    epochs = [kept[0][:6] + kept[1][:5], kept[0][6:12] + kept[1][5:10]]
-    assert all(Counter(row for batch in epoch for row in batch) == Counter(range(ROWS)) for epoch in epochs)
-    assert kept[0][:6] != kept[0][6:12]  # reshuffled
-
-    # Row number i is the file's i-th example, as the workers read it.
-    rows = TrainingRows(materialized_in_order(read_examples(str(train_file))).iterator())
-    assert len(rows) == ROWS
-    assert [row["tokenized_text"] for row in rows.take(np.array([40, 0, 17]))] == [examples[i]["tokenized_text"] for i in (40, 0, 17)]
-    assert rows.list_lengths("tokenized_text").tolist() == lengths.tolist()
+        assert [first[step] for step in range(1, 9)] == [ids for _, ids in uninterrupted[rank][:8]]
+        kept = [first[step] for step in range(1, 7)] + [second[step] for step in range(7, 13)]
+        assert kept == [ids for _, ids in uninterrupted[rank]]
+    # Each epoch both ranks finished, across the resume too, trained on every row once; the next was reshuffled.
+    finished = min(uninterrupted[rank][-1][0] for rank in (0, 1))
+    assert finished >= 2
+    for epoch in range(finished):
+        rows = [row for rank in (0, 1) for seen, ids in uninterrupted[rank] if seen == epoch for row in ids]
+        assert Counter(rows) == Counter(range(ROWS))
+    assert [ids.tolist() for ids in streams[0].epoch_micro_batches(0)] != [ids.tolist() for ids in streams[0].epoch_micro_batches(1)]
