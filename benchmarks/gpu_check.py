@@ -18,9 +18,14 @@ words of the texts; its ids are below both vocab sizes.
    correlation of bf16 with fp32 logits and their mean absolute difference over the fp32 logits' standard
    deviation (all valid span-label logits of the first batch). Random heads score spans within about 0.01 of each
    other, so that F1 is a pessimistic bound on what a trained model would show.
-2. Training, fp32 vs bf16 autocast (fp32 master weights, loss in fp32): forward + backward + AdamW step with
-   `gliner.training.batch_loss` on batches from its `build_training_batch`: the loss of each on the same batch from
-   the same weights (dropout off), examples/s, achieved TFLOP/s and model FLOP utilisation against the GPU's peak.
+2. Training, fp32 vs bf16 autocast (fp32 master weights, loss in fp32), each eager and compiled (torch.compile of
+   forward and loss, as the train job's scale.compile): forward + backward + fused AdamW step with
+   `gliner.training.batch_loss` on batches from its `build_training_batch`, padded as the job's token budget pads
+   them (one length bucket, labels to max_types, subwords to a multiple of 64): the loss of each on the same batch
+   from the same weights (dropout off), examples/s, tokens/s, achieved TFLOP/s and model FLOP utilisation against
+   the GPU's peak, kernel launches (GPU) and aten operators per step (profiler), the padding share, compile time
+   and peak memory.
+3. The word LSTM alone, fp32 (what the model runs) against bf16 (cuDNN's bf16 kernels): ms per forward + backward.
 
 fp32 means fp32: TF32 is switched off for matmuls and cuDNN, so the fp32 peak in the table is the non-TF32 one.
 Texts: abstracts of data/ncbi-disease-pubtator for inference, sentences of the data/bioner-iob corpora joined into
@@ -54,7 +59,7 @@ from gliner.api import GLiNER  # noqa: E402
 from gliner.inputs import build_prompt, encode_words, split_words, to_device  # noqa: E402
 from gliner.config import GLiNERConfig  # noqa: E402
 from gliner.model import MODEL_INPUTS, build_model  # noqa: E402
-from gliner.training import batch_loss, build_training_batch, choose_label_sets, parameter_groups, parse_example  # noqa: E402
+from gliner.training import PaddedShape, batch_loss, build_training_batch, choose_label_sets, parameter_groups, parse_example  # noqa: E402
 
 DATA = REPO / "data"
 LABELS = ["disease", "chemical", "gene", "species", "cell type"]
@@ -340,7 +345,7 @@ class AutocastForward(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, dtype):
         super().__init__()
-        self.model, self.dtype = model, dtype
+        self.model, self.dtype, self.config = model, dtype, model.config
 
     def forward(self, **inputs):
         device = next(self.model.parameters()).device
@@ -349,34 +354,47 @@ class AutocastForward(torch.nn.Module):
         return logits.float(), mask
 
 
+COMPILE_MODES = ("eager", "compiled")
+
+
 def check_training(name: str, gliner: GLiNER, examples: list[dict], settings: Settings, device: torch.device, peak) -> list[dict]:
-    batches = training_batches(gliner, examples, settings.train_batch, device)
+    batches = training_batches(gliner, examples, settings, device)
     initial = copy.deepcopy(gliner.model.state_dict())
     flops = sum(train_flops(batch, gliner) for batch in batches) / len(batches)
+    tokens = sum(float(batch["attention_mask"].sum()) for batch in batches) / len(batches)
+    padding = 1 - tokens / (sum(batch["attention_mask"].numel() for batch in batches) / len(batches))
+    shapes = len({tuple(batch["input_ids"].shape) for batch in batches})
     losses = {precision: same_batch_loss(gliner.model, batches[0], dtype) for precision, dtype in PRECISIONS.items()}
     rows = []
     for precision, dtype in PRECISIONS.items():
-        gliner.model.load_state_dict(initial)
-        examples_per_s, steps_per_s, memory = time_training(gliner.model, batches, dtype, settings, device)
-        achieved = flops * steps_per_s / 1e12
-        peak_tflops = peak[0 if dtype is not None else 1] if peak else None
-        rows.append({"model": name, "precision": precision, "loss_batch0": losses[precision],
-                     "loss_diff_vs_fp32": losses[precision] - losses["fp32"], "examples_per_s": examples_per_s,
-                     "tflops_per_step": flops / 1e12, "achieved_tflop_per_s": achieved,
-                     "peak_tflop_per_s": peak_tflops, "mfu": achieved / peak_tflops if peak_tflops else None,
-                     "peak_memory_gib": memory})
+        for mode in COMPILE_MODES:
+            gliner.model.load_state_dict(initial)
+            timing = time_training(gliner.model, batches, dtype, settings, device, compiled=mode == "compiled")
+            achieved = flops * timing["steps_per_s"] / 1e12
+            peak_tflops = peak[0 if dtype is not None else 1] if peak else None
+            rows.append({"model": name, "precision": precision, "mode": mode, "loss_batch0": losses[precision],
+                         "loss_diff_vs_fp32": losses[precision] - losses["fp32"], "examples_per_s": timing["examples_per_s"],
+                         "tokens_per_s": tokens * timing["steps_per_s"], "padding_share_tokens": padding, "batch_shapes": shapes,
+                         "tflops_per_step": flops / 1e12, "achieved_tflop_per_s": achieved,
+                         "peak_tflop_per_s": peak_tflops, "mfu": achieved / peak_tflops if peak_tflops else None,
+                         "kernels_per_step": timing["kernels_per_step"], "aten_ops_per_step": timing["aten_ops_per_step"],
+                         "compile_seconds": timing["compile_seconds"], "peak_memory_gib": timing["peak_memory_gib"]})
     gliner.model.load_state_dict(initial)
     return rows
 
 
-def training_batches(gliner: GLiNER, examples: list[dict], batch_size: int, device: torch.device) -> list[dict]:
+def training_batches(gliner: GLiNER, examples: list[dict], settings: Settings, device: torch.device) -> list[dict]:
+    """Batches as the train job's token budget makes them: the passages all fall in one length bucket (passage_words),
+    padded to it, to max_types label slots, and subwords to a multiple of 64."""
     rng = random.Random(SEED)
-    parsed = [parse_example(narrow_spans_only(raw, gliner.config.max_width), gliner.config.max_width, gliner.config.max_len) for raw in examples]
+    config = gliner.config
+    parsed = [parse_example(narrow_spans_only(raw, config.max_width), config.max_width, config.max_len) for raw in examples]
+    shape = PaddedShape(rows=settings.train_batch, words=settings.passage_words, labels=config.max_types)
     batches = []
-    for first in range(0, len(parsed) - batch_size + 1, batch_size):
-        chunk = parsed[first : first + batch_size]
-        label_sets = choose_label_sets(chunk, gliner.config.max_types, gliner.config.max_neg_type_ratio, rng)
-        batch = build_training_batch(gliner.config, gliner.tokenizer, chunk, label_sets)
+    for first in range(0, len(parsed) - settings.train_batch + 1, settings.train_batch):
+        chunk = parsed[first : first + settings.train_batch]
+        label_sets = choose_label_sets(chunk, config.max_types, config.max_neg_type_ratio, rng)
+        batch = build_training_batch(config, gliner.tokenizer, chunk, label_sets, shape=shape)
         batches.append(to_device(batch, device))
     return batches
 
@@ -392,10 +410,14 @@ def same_batch_loss(model: torch.nn.Module, batch: dict, dtype) -> float:
     return batch_loss(AutocastForward(model, dtype), batch).item()
 
 
-def time_training(model: torch.nn.Module, batches: list[dict], dtype, settings: Settings, device: torch.device) -> tuple[float, float, float | None]:
-    """Examples/s and steps/s of forward + backward + AdamW step, and peak GPU memory (GiB)."""
+def time_training(model: torch.nn.Module, batches: list[dict], dtype, settings: Settings, device: torch.device, compiled: bool) -> dict:
+    """Examples/s and steps/s of forward + backward + AdamW step (fused), eager or with forward and loss under
+    torch.compile (as the train job's scale.compile); kernel launches (CUDA) and aten operators per step from the
+    profiler; peak GPU memory (GiB). Compiling (one warm-up step per batch shape) is timed apart."""
+    torch._dynamo.reset()
     model.train()
     wrapped = AutocastForward(model, dtype)
+    loss_of = torch.compile(batch_loss) if compiled else batch_loss
     optimizer = torch.optim.AdamW(parameter_groups(model, 1e-5, 5e-5, 0.01, 0.01), fused=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -403,15 +425,59 @@ def time_training(model: torch.nn.Module, batches: list[dict], dtype, settings: 
     def step(index: int) -> int:
         batch = batches[index % len(batches)]
         optimizer.zero_grad(set_to_none=True)
-        batch_loss(wrapped, batch).backward()
+        loss_of(wrapped, batch).backward()
         optimizer.step()
         return batch["input_ids"].size(0)
 
     torch.manual_seed(SEED)
+    compile_started = time.perf_counter()
+    first_of_shape = {tuple(batch["input_ids"].shape): index for index, batch in reversed(list(enumerate(batches)))}
+    for index in sorted(first_of_shape.values()):
+        step(index)
+    sync(device)
+    compile_seconds = time.perf_counter() - compile_started if compiled else None
     steps, items, seconds = timed_loop(step, device, settings)
+    kernels, operators = profiled_step(step, device)
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     model.eval()
-    return items / seconds, steps / seconds, memory
+    return {"examples_per_s": items / seconds, "steps_per_s": steps / seconds, "kernels_per_step": kernels,
+            "aten_ops_per_step": operators, "compile_seconds": compile_seconds, "peak_memory_gib": memory}
+
+
+def profiled_step(step, device: torch.device) -> tuple[int | None, int]:
+    """One step under the profiler: its GPU kernel launches (None on a CPU) and the aten operators it dispatched."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        step(0)
+        sync(device)
+    events = profiler.events()
+    kernels = sum(1 for event in events if event.device_type == torch.autograd.DeviceType.CUDA) if device.type == "cuda" else None
+    return kernels, sum(1 for event in events if event.name.startswith("aten::"))
+
+
+def check_lstm(name: str, gliner: GLiNER, settings: Settings, device: torch.device) -> list[dict]:
+    """The word LSTM alone, forward + backward over (train_batch, passage_words, D) word vectors: in fp32 (what the
+    model runs, autocast off) against the same weights in bf16 (cuDNN's bf16 kernels on a GPU)."""
+    rnn = getattr(gliner.model, "rnn", None)
+    if rnn is None:
+        return []
+    hidden = gliner.config.hidden_size
+    lengths = torch.randint(settings.passage_words // 2, settings.passage_words + 1, (settings.train_batch,))
+    rows = []
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        lstm = copy.deepcopy(rnn).to(dtype).train()
+        words = torch.randn(settings.train_batch, settings.passage_words, hidden, device=device, dtype=dtype, requires_grad=True)
+
+        def step(index: int) -> int:
+            lstm(words, lengths).float().square().mean().backward()
+            return settings.train_batch
+
+        steps, _, seconds = timed_loop(step, device, settings)
+        rows.append({"model": name, "precision": precision, "ms_per_step": 1000 * seconds / steps,
+                     "shape": [settings.train_batch, settings.passage_words, hidden]})
+    return rows
 
 
 def train_flops(batch: dict, gliner: GLiNER) -> float:
@@ -472,7 +538,7 @@ def fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def print_tables(inference: list[dict], training: list[dict]) -> None:
+def print_tables(inference: list[dict], training: list[dict], lstm: list[dict]) -> None:
     print("\n| model | precision | docs/s end to end | docs/s fed loop (padding) | docs/s forward | end to end / forward | fed loop / forward | entities/doc | F1 vs fp32 | mean abs score diff | logit corr | mean abs logit diff / std |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in inference:
@@ -480,11 +546,17 @@ def print_tables(inference: list[dict], training: list[dict]) -> None:
               f"{fmt(r['docs_per_s_forward'], 1)} | {fmt(r['end_to_end_x_forward'], 2)} | {fmt(r['fed_loop_x_forward'], 2)} | "
               f"{fmt(r['entities_per_doc'], 1)} | {fmt(r.get('f1_vs_fp32'), 3)} | {fmt(r.get('mean_abs_score_diff'), 5)} | "
               f"{fmt(r.get('logit_corr'), 5)} | {fmt(r.get('mean_abs_logit_diff_over_std'), 4)} |")
-    print("\n| model | precision | loss (batch 0) | diff vs fp32 | examples/s | TFLOP/step | TFLOP/s | MFU | peak GiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | precision | step | examples/s | tokens/s | TFLOP/s | MFU | kernels/step | aten ops/step | padding | compile s | peak GiB | loss (batch 0) | diff vs fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in training:
-        print(f"| {r['model']} | {r['precision']} | {fmt(r['loss_batch0'], 4)} | {fmt(r['loss_diff_vs_fp32'], 4)} | {fmt(r['examples_per_s'], 1)} | "
-              f"{r['tflops_per_step']:.3g} | {r['achieved_tflop_per_s']:.3g} | {fmt(r['mfu'], 3)} | {fmt(r['peak_memory_gib'], 2)} |")
+        print(f"| {r['model']} | {r['precision']} | {r['mode']} | {fmt(r['examples_per_s'], 1)} | {fmt(r['tokens_per_s'], 0)} | "
+              f"{r['achieved_tflop_per_s']:.3g} | {fmt(r['mfu'], 3)} | {fmt(r['kernels_per_step'])} | {fmt(r['aten_ops_per_step'])} | "
+              f"{fmt(r['padding_share_tokens'], 3)} | {fmt(r['compile_seconds'], 1)} | {fmt(r['peak_memory_gib'], 2)} | "
+              f"{fmt(r['loss_batch0'], 4)} | {fmt(r['loss_diff_vs_fp32'], 4)} |")
+    print("\n| model | word LSTM | ms per forward + backward | shape (B, W, D) |")
+    print("|---|---|---|---|")
+    for r in lstm:
+        print(f"| {r['model']} | {r['precision']} | {fmt(r['ms_per_step'], 2)} | {r['shape']} |")
 
 
 def run_section(label: str, function, *args) -> tuple[list[dict], str | None]:
@@ -527,7 +599,7 @@ def main() -> None:
 
     docs = inference_documents(settings)
     examples = training_examples(settings)
-    errors, models, inference, training = [], [], [], []
+    errors, models, inference, training, lstm = [], [], [], [], []
     tokenizer_kind = None
     for model_name in args.models.split(","):
         encoder_config = encoder_configs(quick)[model_name]
@@ -545,18 +617,21 @@ def main() -> None:
         rows, error = run_section(f"{model_name} training", check_training, model_name, gliner, examples, settings, device, peak)
         training += rows
         errors += [error] if error else []
+        rows, error = run_section(f"{model_name} word LSTM", check_lstm, model_name, gliner, settings, device)
+        lstm += rows
+        errors += [error] if error else []
         del gliner
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    print_tables(inference, training)
+    print_tables(inference, training, lstm)
     leaked = sorted(module for module in sys.modules if module.split(".")[0] in ("ray", "vllm"))
     assert not leaked, f"ray/vllm were imported: {leaked[:5]}"
     total = time.perf_counter() - started
     result = {"device": name, "peak_tflop_per_s": {"bf16": peak[0], "fp32": peak[1]} if peak else None, "versions": info,
               "settings": {**settings.__dict__, "quick": quick, "tokenizer": tokenizer_kind, "labels": LABELS,
                            "top_fraction": TOP_FRACTION, "tf32": False, "seed": SEED},
-              "models": models, "inference": inference, "training": training, "errors": errors, "total_seconds": total}
+              "models": models, "inference": inference, "training": training, "word_lstm": lstm, "errors": errors, "total_seconds": total}
     out = args.out or REPO / "benchmarks" / "results" / ("gpu_check_quick.json" if quick else "gpu_check.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
