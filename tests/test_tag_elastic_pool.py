@@ -12,10 +12,13 @@ from ray_jobs.tag import TagConfig, UnitTagger, run
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 
+UNIT_SECONDS = 1.5  # 40 units: at least 60 s for one actor, so Ray Data's look at the new node (every 20 s) comes in time
+
+
 class LogicalGpuTagger(UnitTagger):
     """Holds a (logical) GPU of the simulated cluster, and runs the model on the CPU, as this machine has no GPU. Each
-    unit takes at least a second, as it would with a real model, so that the job outlasts Ray Data's look at the new
-    node however fast the tiny model gets (61 units in 20 s once left the pool no time to grow)."""
+    unit takes at least UNIT_SECONDS, as it would with a real model, so that the job outlasts Ray Data's look at the
+    new node however fast the tiny model gets (61 units in 20 s once left the pool no time to grow)."""
 
     def load_model(self):
         from gliner import GLiNER
@@ -25,7 +28,7 @@ class LogicalGpuTagger(UnitTagger):
     def predict(self, batches: list, doc_ids: list[str]) -> dict:
         started = time.perf_counter()
         tagged = super().predict(batches, doc_ids)
-        time.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+        time.sleep(max(0.0, UNIT_SECONDS - (time.perf_counter() - started)))
         return tagged
 
 
@@ -35,13 +38,13 @@ def test_the_model_pool_grows_onto_a_node_that_joins_while_the_job_runs(trained_
     import ray
     from ray.cluster_utils import Cluster
 
-    corpus = tmp_path / "corpus.jsonl"  # 60,000 documents: time for Ray Data to see the new node (it looks every 20 s)
-    texts = short_texts * 3
+    corpus = tmp_path / "corpus.jsonl"  # 40 units of 250 documents
+    texts = short_texts[:10_000]
     corpus.write_text("".join(json.dumps({"doc_id": f"d{index:05d}", "text": text}) + "\n" for index, text in enumerate(texts)))
     output = tmp_path / "out"
     config = TagConfig.model_validate({
         "model": str(trained_tiny_uni_dir), "labels": ["disease", "chemical"], "threshold": 0.15, "input": str(corpus),
-        "output": str(output), "units": {"documents": 1000}, "min_actors": 1, "max_actors": 2, "gpus_per_actor": 1,
+        "output": str(output), "units": {"documents": 250}, "min_actors": 1, "max_actors": 2, "gpus_per_actor": 1,
         "cpus_per_actor": 0.25, "torch_threads": 1, "read_cpus": 0.5, "commit_cpus": 0.25, "batch_size": 32})
     from ray import cloudpickle
 

@@ -147,7 +147,7 @@ def test_a_compiled_run_on_s3_that_fails_resumes_its_data_stream_and_exports_its
     assert metrics["step"] == 12 and metrics["resumed_from_step"] == 6
     assert summary["final_model"] == f"{output}/final_model"
     # Rank 0's attempt 2: a graph per shape family (the LSTM splits a step in several), 2 buckets x 64 or 128 tokens.
-    assert 2 <= metrics["batch_shapes"] <= 4 and 0 < metrics["compiled_graphs"] <= 3 * metrics["batch_shapes"]
+    assert 2 <= metrics["batch_shapes"] <= 4 and 0 < metrics["compiled_graphs"] <= 4 * metrics["batch_shapes"]
     assert 0 < metrics["padding_share_words"] < 1 and 0 < metrics["padding_share_tokens"] < 1  # the epochs' short batches: most of 41 rows
     long_rows = sum(len(example["tokenized_text"]) > 64 for example in json.loads(train_file.read_text()))
     assert long_rows > 0 and metrics["cut_examples"] >= long_rows and metrics["tokens_seen"] > 0  # cut to max_len, counted
