@@ -287,6 +287,37 @@ def batch_loss(model: SpanModel, batch: dict[str, torch.Tensor], **loss_options)
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
+# What `model.freeze` may name: each parameter belongs to exactly one component.
+FREEZABLE = ("text_encoder", "labels_encoder", "head")
+_COMPONENT_PREFIXES = {"text_encoder": ("backbone.", "projection."), "labels_encoder": ("labels_backbone.", "labels_projection.")}
+
+
+def component_of(name: str) -> str:
+    """The component a parameter belongs to: the text encoder (backbone and its projection), the bi-encoder's label
+    encoder (its backbone and projection), or the head (LSTM, span layers, prompt projection)."""
+    for component, prefixes in _COMPONENT_PREFIXES.items():
+        if name.startswith(prefixes):
+            return component
+    return "head"
+
+
+def freeze_components(model: nn.Module, components: Sequence[str]) -> int:
+    """Stop gradients for every parameter of the named components (FREEZABLE): they get no gradient and, left out of
+    `parameter_groups`, no optimizer state; they stay in the checkpoint. Returns how many parameters were frozen."""
+    unknown = set(components) - set(FREEZABLE)
+    if unknown:
+        raise ValueError(f"cannot freeze {sorted(unknown)}: the components are {list(FREEZABLE)}")
+    if "labels_encoder" in components and not isinstance(model, BiEncoderSpanModel):
+        raise ValueError("model.freeze names labels_encoder, but the model is a uni-encoder (its labels are in the prompt)")
+    frozen = 0
+    for name, parameter in model.named_parameters():
+        if component_of(name) in components:
+            frozen += parameter.requires_grad_(False).numel()
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ValueError(f"model.freeze {list(components)} leaves nothing to train")
+    return frozen
+
+
 def freeze_unread_parameters(model: nn.Module) -> list[str]:
     """Stop gradients for the weights the span model never reads: a BERT-style backbone's pooler (a span model takes
     the last hidden states). Eager autograd leaves them without a gradient anyway; a compiled backward hands them an

@@ -32,7 +32,7 @@ import yaml
 
 from pydantic import Field
 
-from .job_command import Flag, JobFailed, job_main, parse_job_args
+from .job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section, load_config
 from .job_summary import SUMMARY_FILE, read_summary
 from .output_root import OutputRoot
@@ -111,6 +111,47 @@ def stage_config(stage: str, config: PipelineConfig):
     return module, job_config
 
 
+def stage_inputs(stage: str, job_config) -> list[str]:
+    """The data a stage's job reads (files, folders, globs; local or URLs). Models are left out: a hub id is not a path."""
+    if stage == "curate":
+        return [spec.path for spec in job_config.inputs]
+    if stage in ("annotate", "synthesize"):
+        return [job_config.documents]
+    if stage == "distill":
+        return [job_config.data.documents, job_config.data.annotations]
+    if stage == "convert":
+        annotations = job_config.annotations
+        return ([annotations] if isinstance(annotations, str) else list(annotations)) + [job_config.documents]
+    if stage in ("pretrain", "posttrain"):
+        return [source.path for source in job_config.data.sources()] + ([job_config.model.init_from] if job_config.model.init_from else [])
+    if stage == "evaluate":
+        return [dataset.path for dataset in job_config.datasets] + ([job_config.few_shot.train_path] if job_config.few_shot else [])
+    return [job_config.input]  # tag
+
+
+def missing_inputs(config: PipelineConfig, jobs: dict) -> list[str]:
+    """Every input of a stage still to run that neither exists nor is made by an enabled stage before it: what would
+    otherwise fail that stage, maybe hours into the pipeline."""
+    root, missing = config.root.rstrip("/"), []
+    for position, stage in enumerate(jobs):
+        if is_complete(stage, config):
+            continue
+        earlier = list(jobs)[:position]
+        for path in stage_inputs(stage, jobs[stage][1]):
+            made_before = any(str(path).startswith(f"{root}/{producer}/") for producer in earlier)
+            if not made_before and not path_exists(str(path)):
+                missing.append(f"stage {stage}: {path} does not exist, and no enabled stage before it makes it")
+    return missing
+
+
+def path_exists(path: str) -> bool:
+    """A file, a folder or a glob with a match; local or any fsspec URL."""
+    import fsspec
+
+    filesystem, resolved = fsspec.core.url_to_fs(path)
+    return bool(filesystem.glob(resolved)) if any(char in resolved for char in "*?[") else filesystem.exists(resolved)
+
+
 def is_complete(stage: str, config: PipelineConfig) -> bool:
     return read_summary(f"{config.root.rstrip('/')}/{stage}") is not None
 
@@ -138,6 +179,9 @@ def run(config: PipelineConfig, address: str | None = None) -> dict:
 
     stages = config.enabled()
     jobs = {stage: stage_config(stage, config) for stage in stages}  # every stage's config is checked before any runs
+    missing = missing_inputs(config, jobs)  # and every stage's inputs
+    if missing:
+        raise BadInput("the pipeline would fail part way:\n  " + "\n  ".join(missing))
     init_ray(address, num_cpus=config.local_cpus, num_gpus=config.local_gpus, outputs=[config.root])
     cluster = ray.get_runtime_context().gcs_address
     record: dict[str, dict] = {}

@@ -28,8 +28,8 @@ from pydantic import Field, model_validator
 
 from gliner import GLiNER
 from gliner.dropout import use_fast_dropout
-from gliner.training import (ExampleError, PaddedShape, batch_loss, build_training_batch, choose_label_sets, freeze_unread_parameters,
-                             parameter_groups, parse_example, shared_label_set)
+from gliner.training import (ExampleError, PaddedShape, batch_loss, build_training_batch, choose_label_sets, freeze_components,
+                             freeze_unread_parameters, parameter_groups, parse_example, shared_label_set)
 
 from .fit import FitConfig, ScaleSection, fit
 from .fit_loop import DEEPSPEED_DIR, STATE_FILE, Batching, MicroBatch, TokenBudget, TrainingRows, run_fit_loop
@@ -51,6 +51,10 @@ class ModelSection(Section):
     # A label's vector: its <<ENT>> marker's (upstream's default), or its first word piece's (false: the backbone's
     # own reading of the label word from the first step, where a marker must first learn to look at the next token).
     embed_ent_token: bool = True
+    # Components that do not train (no gradient, no optimizer state; still saved): text_encoder (the backbone and its
+    # projection), labels_encoder (a bi-encoder's), head (LSTM, span layers, prompt projection). E.g. [labels_encoder]
+    # to keep a bi-encoder's label vectors where they are while fine-tuning.
+    freeze: list[Literal["text_encoder", "labels_encoder", "head"]] = []
 
 
 DataFormat = Literal["auto", "parquet", "jsonl", "json", "iob"]  # auto: .jsonl, .json, .tsv (IOB2), else Parquet
@@ -149,6 +153,11 @@ class TrainConfig(FitConfig):
             raise ValueError("data.train is empty")
         if isinstance(self.data.train, list) and (self.data.format != "auto" or self.data.label_map is not None):
             raise ValueError("data.train lists several sources: give each its own format and label_map, not data.format or data.label_map")
+        freeze = set(self.model.freeze)
+        if "labels_encoder" in freeze and not self.model.labels_encoder and not self.model.init_from:
+            raise ValueError("model.freeze names labels_encoder, but the model is a uni-encoder (no model.labels_encoder)")
+        if freeze >= {"text_encoder", "head"} and ("labels_encoder" in freeze or not self.model.labels_encoder):
+            raise ValueError(f"model.freeze {self.model.freeze} leaves nothing to train")
         buckets = self.data.length_buckets
         if buckets is not None and (not buckets or buckets != sorted(set(buckets)) or buckets[0] < 1 or buckets[-1] != self.model.max_len):
             raise ValueError(f"data.length_buckets must be ascending word counts ending at model.max_len ({self.model.max_len}), got {buckets}")
@@ -189,6 +198,7 @@ class GlinerTask:
     def build_model(self, checkpoint_dir: Path | None) -> torch.nn.Module:
         self.gliner = initial_model(self.config, checkpoint_dir).train()
         freeze_unread_parameters(self.gliner.model)
+        freeze_components(self.gliner.model, self.config.model.freeze)
         if self.config.scale.compiled():
             return self.gliner.model  # torch's dropout, which compiles (the CPU mask below would break the graph)
         return use_fast_dropout(self.gliner.model)  # on CPU the mask draw was the costliest op of a step

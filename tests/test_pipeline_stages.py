@@ -51,3 +51,23 @@ def test_wiring_feeds_each_stage_the_outputs_before_it_and_falls_back_when_a_pro
     assert wired_values("tag", without)["model"] == f"{root}/pretrain/final_model"
     without.stages["curate"].enabled = False
     assert "documents" not in wired_values("annotate", without)  # left to the stage's own config
+
+
+def test_a_pipeline_whose_stage_would_miss_its_input_is_refused_before_anything_runs(tiny_pipeline, monkeypatch):
+    from ray_jobs import pipeline
+    from ray_jobs.job_command import BadInput
+
+    jobs = {stage: stage_config(stage, tiny_pipeline) for stage in tiny_pipeline.enabled()}
+    assert pipeline.missing_inputs(tiny_pipeline, jobs) == []  # shipped data, or made by the stage before
+
+    broken = tiny_pipeline.model_copy(deep=True)
+    broken.stages["distill"].overrides = broken.stages["distill"].overrides + ["data.annotations=elsewhere/annotations"]
+    broken.stages["posttrain"].overrides = broken.stages["posttrain"].overrides + ["data.train=outputs/post_training/examples"]
+    broken.stages["tag"].overrides = broken.stages["tag"].overrides + ["input=data/ncbi-disease-pubtator/*.pubtator"]  # a glob that matches
+    jobs = {stage: stage_config(stage, broken) for stage in broken.enabled()}
+    missing = pipeline.missing_inputs(broken, jobs)
+    assert missing[0] == "stage distill: elsewhere/annotations does not exist, and no enabled stage before it makes it"
+    assert missing[1:] == ["stage posttrain: outputs/post_training/examples does not exist, and no enabled stage before it makes it"]
+    monkeypatch.setattr(pipeline, "run_stage", lambda *args: pytest.fail("a stage ran"))
+    with pytest.raises(BadInput, match="would fail part way"):
+        pipeline.run(broken, address="127.0.0.1:1")  # refused before it connects to any Ray

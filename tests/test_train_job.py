@@ -119,12 +119,13 @@ def test_config_flags_overrides_and_errors(tmp_path, tiny_backbone, train_file):
         parse_args(["--config", str(path), "data.train=[{path: a.tsv}]", "data.label_map={X: x}"])
 
 
-def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, tiny_bi_dir, train_file):
-    """init_from: a bi-encoder checkpoint continues training (1 worker, ZeRO-1) and is saved bi-encoder again."""
+def test_bi_encoder_post_training_starts_from_a_checkpoint_with_its_label_encoder_frozen(local_ray, tmp_path, tiny_bi_dir, train_file):
+    """init_from: a bi-encoder checkpoint continues training (1 worker, ZeRO-1) and is saved bi-encoder again;
+    model.freeze keeps its label encoder as it was, under DeepSpeed too."""
     before = GLiNER.from_pretrained(tiny_bi_dir)
     run_config = config(tmp_path, tiny_bi_dir, train_file, max_steps=3, checkpoint_every=3)
     run_config = run_config.model_copy(update={
-        "model": run_config.model.model_copy(update={"backbone": None, "init_from": str(tiny_bi_dir)}),
+        "model": run_config.model.model_copy(update={"backbone": None, "init_from": str(tiny_bi_dir), "freeze": ["labels_encoder"]}),
         "scale": run_config.scale.model_copy(update={"num_workers": 1, "zero_stage": 1}),
     })
     result = fit_model(run_config)
@@ -133,8 +134,8 @@ def test_bi_encoder_post_training_starts_from_a_checkpoint(local_ray, tmp_path, 
     after = GLiNER.from_pretrained(export_final_model(result, tmp_path / "out"))
     assert after.config.is_bi_encoder and after.labels_tokenizer is not None
     changed = [name for name, tensor in after.model.state_dict().items() if not (tensor == before.model.state_dict()[name]).all()]
-    assert "prompt_rep_layer.0.weight" in changed  # trained, starting from the given weights
-    assert any(name.startswith("labels_backbone.") for name in changed)  # label encoder learns too
+    assert "prompt_rep_layer.0.weight" in changed and any(name.startswith("backbone.") for name in changed)  # trained from the given weights
+    assert not any(name.startswith("labels_backbone.") for name in changed)  # frozen
 
 
 def test_a_source_selects_sentences_with_mentions_a_seeded_sample_and_its_label_sets(local_ray, data_dir):
