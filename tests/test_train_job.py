@@ -8,6 +8,8 @@ from gliner import GLiNER
 from gliner.iob import read_iob
 from ray_jobs.train import TrainConfig, export_final_model, fit_model, parse_args
 
+from conftest import COMPILED_STEP, COMPILED_STEP_THREADS
+
 pytestmark = pytest.mark.ray
 
 
@@ -42,13 +44,18 @@ def config(tmp_path, backbone, train_file, **changes) -> TrainConfig:
     return TrainConfig.model_validate(values)
 
 
-def test_two_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path, tiny_backbone, train_file):
-    result = fit_model(config(tmp_path, tiny_backbone, train_file))
+def test_two_compiled_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path, still_backbone, train_file):
+    """The compiled step (torch.compile) under Ray Train and DeepSpeed ZeRO-2, the shipped GPU configs' stage, over
+    token-budget micro-batches of one shape: 4 rows, as micro_batch_size 4 would cut them."""
+    compiled_step = {f"{section}.{key}": value for section, fields in COMPILED_STEP.items() for key, value in fields.items()}
+    result = fit_model(config(tmp_path, still_backbone, train_file, **compiled_step))
     assert result.error is None
     history = sorted((metrics["step"], metrics) for _, metrics in result.best_checkpoints)
     assert [step for step, _ in history] == [5, 10, 15, 20]
     first, last = history[0][1], history[-1][1]
     assert last["loss"] < 0.7 * first["loss"], (first["loss"], last["loss"])
+    assert last["batch_shapes"] == 1 and 1 <= last["compiled_graphs"] <= 4  # rank 0's: a few graphs, built once
+    assert last["torch_threads"] == COMPILED_STEP_THREADS
     # 99 rows, every one in each epoch: 50 on one worker and 49 on the other, an epoch of 12 micro-batches of 4 and
     # one of 2 or 1. 20 steps: 13 + 7 micro-batches, all 99 rows then 28 per worker; every row counted once, as an
     # example or as skipped.
