@@ -269,13 +269,13 @@ def batch_loss(model: SpanModel, batch: dict[str, torch.Tensor], **loss_options)
     Under autocast the encoder runs in half precision; the loss (a sigmoid, a log and a sum over every span and
     label) is always computed in fp32."""
     inputs = {key: batch[key] for key in MODEL_INPUTS}
+    num_labels = batch["labels"].size(-1)
     inputs["num_words"] = batch["span_mask"].size(1) // model.config.max_width  # sizes from shapes: no host sync
     if isinstance(model, BiEncoderSpanModel):
         inputs["labels_embeds"] = model.encode_labels(batch["labels_input_ids"], batch["labels_attention_mask"])
     else:
-        inputs["num_labels"] = batch["labels"].size(-1)
+        inputs["num_labels"] = num_labels
     logits, _ = model(**inputs)
-    num_labels = batch["labels"].size(-1)
     logits = logits[..., :num_labels].float()  # (B, W, K, C)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         return span_loss(logits, batch["labels"], batch["label_mask"], batch["span_mask"], **loss_options)
@@ -322,10 +322,11 @@ def freeze_unread_parameters(model: nn.Module) -> list[str]:
     """Stop gradients for the weights the span model never reads: a BERT-style backbone's pooler (a span model takes
     the last hidden states). Eager autograd leaves them without a gradient anyway; a compiled backward hands them an
     empty one, on which ZeRO's gradient hooks fail. They stay in the checkpoint. Returns their names."""
-    frozen = [name for name, parameter in model.named_parameters() if ".pooler." in name and parameter.requires_grad]
+    frozen = []
     for name, parameter in model.named_parameters():
-        if name in frozen:
+        if ".pooler." in name and parameter.requires_grad:
             parameter.requires_grad_(False)
+            frozen.append(name)
     return frozen
 
 

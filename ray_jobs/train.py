@@ -163,6 +163,12 @@ class TrainConfig(FitConfig):
             raise ValueError(f"data.length_buckets must be ascending word counts ending at model.max_len ({self.model.max_len}), got {buckets}")
         return self
 
+    def token_budget(self) -> TokenBudget | None:
+        """How scale.micro_batch_tokens cuts micro-batches, or None when they are sized in rows."""
+        if self.scale.micro_batch_tokens is None:
+            return None
+        return TokenBudget(self.length_buckets(), self.scale.micro_batch_tokens)
+
     def length_buckets(self) -> tuple[int, ...]:
         """data.length_buckets, or powers of two from 32 below model.max_len, then max_len."""
         if self.data.length_buckets is not None:
@@ -194,6 +200,7 @@ class GlinerTask:
         self.gliner: GLiNER | None = None
         self.rng = random.Random(config.seed)
         self.step_loss = compiled_step(config.scale) if config.scale.compiled() else batch_loss
+        self.budget = config.token_budget()
 
     def build_model(self, checkpoint_dir: Path | None) -> torch.nn.Module:
         self.gliner = initial_model(self.config, checkpoint_dir).train()
@@ -234,8 +241,8 @@ class GlinerTask:
     def _shape(self, bucket: int | None, rows: int) -> PaddedShape | None:
         if bucket is None:
             return None
-        budget = self.config.scale.micro_batch_tokens
-        return PaddedShape(rows=max(rows, budget // bucket), words=bucket, labels=self.config.data.max_types, token_multiple=self.config.data.token_multiple)
+        return PaddedShape(rows=self.budget.rows_per_batch(bucket), words=bucket, labels=self.config.data.max_types,
+                           token_multiple=self.config.data.token_multiple)
 
     def _tensors(self, examples: list, shape: PaddedShape | None) -> dict:
         config, gliner = self.config, self.gliner
@@ -262,11 +269,9 @@ class GlinerTask:
         }
 
     def batching(self, rows: TrainingRows) -> Batching:
-        config = self.config
-        if config.scale.micro_batch_tokens is not None:
-            budget = TokenBudget(self.config.length_buckets(), config.scale.micro_batch_tokens)
-            return Batching(rows.list_lengths("tokenized_text"), budget)
-        return Batching(rows.list_lengths("tokenized_text") if config.data.group_by_length else None)
+        if self.budget is not None:
+            return Batching(rows.list_lengths("tokenized_text"), self.budget)
+        return Batching(rows.list_lengths("tokenized_text") if self.config.data.group_by_length else None)
 
     def finish(self, engine, rank: int) -> None:
         pass
