@@ -268,17 +268,30 @@ def batch_loss(model: SpanModel, batch: dict[str, torch.Tensor], **loss_options)
 
     Under autocast the encoder runs in half precision; the loss (a sigmoid, a log and a sum over every span and
     label) is always computed in fp32."""
+    # The model is called in this frame, not through batch_logits: compiled, the LSTM's graph break inside a nested
+    # call would split the rest of each frame into a graph of its own (5 graphs a step instead of 4).
+    logits, _ = model(**model_inputs(model, batch))
+    logits = logits[..., :batch["labels"].size(-1)].float()  # (B, W, K, C)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        return span_loss(logits, batch["labels"], batch["label_mask"], batch["span_mask"], **loss_options)
+
+
+def batch_logits(model: SpanModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, W, K, C) fp32 span logits of a build_training_batch batch, C its label slots."""
+    logits, _ = model(**model_inputs(model, batch))
+    return logits[..., :batch["labels"].size(-1)].float()
+
+
+def model_inputs(model: SpanModel, batch: dict[str, torch.Tensor]) -> dict:
+    """The model's arguments for a build_training_batch batch; sizes from its shapes, never from its values (no host
+    sync)."""
     inputs = {key: batch[key] for key in MODEL_INPUTS}
-    num_labels = batch["labels"].size(-1)
-    inputs["num_words"] = batch["span_mask"].size(1) // model.config.max_width  # sizes from shapes: no host sync
+    inputs["num_words"] = batch["span_mask"].size(1) // model.config.max_width
     if isinstance(model, BiEncoderSpanModel):
         inputs["labels_embeds"] = model.encode_labels(batch["labels_input_ids"], batch["labels_attention_mask"])
     else:
-        inputs["num_labels"] = num_labels
-    logits, _ = model(**inputs)
-    logits = logits[..., :num_labels].float()  # (B, W, K, C)
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        return span_loss(logits, batch["labels"], batch["label_mask"], batch["span_mask"], **loss_options)
+        inputs["num_labels"] = batch["labels"].size(-1)
+    return inputs
 
 
 # -----------------------------------------------------------------------------

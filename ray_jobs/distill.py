@@ -172,6 +172,7 @@ class LoraTask:
 
     count_keys = ("pairs", "tokens", "answer_tokens")
     rate_keys = count_keys
+    validation, validation_keys, validation_score = None, (), ""  # the student is judged by what it annotates, not here
 
     def __init__(self, config: DistillConfig):
         self.config = config

@@ -351,6 +351,7 @@ def fine_tune_few_shot(config: EvaluateConfig, output: Path, address: str | None
         "checkpoint_every": few_shot.steps,
         "keep_checkpoints": 1,
         "log_every": few_shot.steps,
+        "validation": {"fraction": 0.0},  # k shots are too few to hold any out
         "seed": few_shot.seed,
     })
     started = time.time()

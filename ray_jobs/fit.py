@@ -48,7 +48,7 @@ class FitConfig(Section):
     scale: ScaleSection = ScaleSection()
     max_steps: int = Field(ge=1)
     checkpoint_every: int = Field(500, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)  # the latest ones; with validation, the best ones and the latest
     # Restarts from the latest checkpoint after a failure (a lost node, a preempted or crashed worker); -1: no limit.
     max_failures: int = Field(2, ge=-1)
     log_every: int = Field(25, ge=1)
@@ -57,10 +57,14 @@ class FitConfig(Section):
     row_trace: str | None = None  # for tests: a folder where each worker writes the row ids it trains on (fit_loop.trace_micro_batch)
 
 
-def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], dataset, storage_path: str):
+def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], dataset, storage_path: str,
+        validation_dataset=None, checkpoint_score: str | None = None):
     """Runs the loop on `scale.num_workers` Ray Train workers (gloo on CPU, nccl on GPU) over the dataset, with the
-    validated config as a dict; returns the Ray Train result. `storage_path` must be storage every node sees (Ray
-    Train's workers write their checkpoint shards there, and a restarted run reads them back): a local path or a URL.
+    validated config as a dict; returns the Ray Train result. A `validation_dataset` reaches every worker whole as
+    "validation". With a `checkpoint_score` (a metric every checkpoint reports, higher is better), Ray Train keeps
+    the `keep_checkpoints` best checkpoints by it, and always the latest (to resume from); else the latest ones.
+    `storage_path` must be storage every node sees (Ray Train's workers write their checkpoint shards there, and a
+    restarted run reads them back): a local path or a URL.
 
     The dataset is materialized once, in a fixed order, and every worker gets all of it (not a Ray Data split, whose
     blocks go to whichever worker asks first): the fit loop shards and shuffles its rows by row number, the same way
@@ -73,6 +77,9 @@ def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], datase
     rows = materialized_in_order(dataset)
     if rows.count() < scale.num_workers:
         raise BadInput(f"{rows.count()} training rows: fewer than the {scale.num_workers} workers")
+    datasets = {"train": rows}
+    if validation_dataset is not None:
+        datasets["validation"] = materialized_in_order(validation_dataset)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config.model_dump(),
@@ -85,11 +92,12 @@ def fit(config: FitConfig, train_loop_per_worker: Callable[[dict], None], datase
         run_config=ray.train.RunConfig(
             name=config.name,
             storage_path=storage_path,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.keep_checkpoints, checkpoint_score_attribute=checkpoint_score,
+                                                         checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
         ),
         torch_config=TorchConfig(backend="nccl" if scale.use_gpu else "gloo", timeout_s=scale.collective_timeout_s),
-        datasets={"train": rows},
+        datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)),
     )
     return trainer.fit()

@@ -14,6 +14,9 @@ What the loop guarantees on a GPU cluster, whatever the task:
 - The data stream resumes: each worker trains on its share of a per-epoch permutation of the dataset's row numbers
   (RowStream), and a checkpoint records how many micro-batches every worker has trained on; a restarted run skips
   exactly those, so it goes on from the row after the last one the checkpoint covered.
+- With the task's `validation`, held-out rows (a seeded share of the dataset, never trained on, or a validation
+  dataset) are scored at every checkpoint, each rank its share, the counts summed in one collective; the best score
+  so far and the validations since it are loop state, so early stopping by patience survives a restart.
 """
 from __future__ import annotations
 
@@ -37,10 +40,13 @@ import torch.distributed as dist
 from gliner.inputs import to_device
 
 from .deepspeed_engine import initialize_engine
+from .fit_validation import record_validation, split_for_validation, validate
 from .output_root import OutputRoot
 from .progress import Progress
 
 STATE_FILE = "trainer_state.json"
+# What a checkpoint keeps of the loop state (and "totals": all workers' counts, which rank 0 carries on)
+SAVED_STATE = ("step", "micro_batches", "loss_history", "validation_history", "best", "stale_validations", "stopped_early")
 DEEPSPEED_DIR = "deepspeed"
 DEEPSPEED_TAG = "state"
 PREFETCH_MICRO_BATCHES = 2
@@ -66,6 +72,11 @@ class FitTask(Protocol):
     config: object  # a FitConfig with a `data.shuffle` (a new order of the rows every epoch, or the dataset's own)
     count_keys: tuple[str, ...]  # the counts a MicroBatch may carry, summed over the workers at each report
     rate_keys: tuple[str, ...]  # of those, the ones reported as KEY_per_s and KEY_seen (the first also steady_KEY_per_s)
+    # None, or what to validate on: `data` (None: hold out a seeded `fraction` of the training rows), `max_examples`
+    # and `patience` (validations without a higher score before the run stops; None: never)
+    validation: object | None
+    validation_keys: tuple[str, ...]  # the counts `validate` returns, summed over the workers
+    validation_score: str  # the metric of validation_metrics that ranks checkpoints (higher is better)
 
     def build_model(self, checkpoint_dir: Path | None) -> torch.nn.Module: ...  # fp32 weights, on the host
     def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer: ...
@@ -75,6 +86,8 @@ class FitTask(Protocol):
     def save_model(self, engine, directory: Path) -> None: ...  # rank 0: the model files a checkpoint holds
     def metrics(self, window: dict[str, float], totals: dict[str, float]) -> dict: ...  # extra, from summed counts
     def batching(self, rows: "TrainingRows") -> Batching: ...  # how rows are cut into micro-batches (RowStream)
+    def validate(self, engine, rows: list[dict], device: torch.device) -> dict[str, float]: ...  # eval mode, no grad
+    def validation_metrics(self, counts: dict[str, float]) -> dict: ...  # from counts summed over the workers
     def finish(self, engine, rank: int) -> None: ...  # after the last step
 
 
@@ -90,7 +103,8 @@ def run_fit_loop(task: FitTask) -> None:
     torch.set_num_threads(threads)
     device = ray.train.torch.get_device()
     checkpoint = ray.train.get_checkpoint()
-    state = {"step": 0, "micro_batches": 0, "totals": {}, "loss_history": []}
+    state = {"step": 0, "micro_batches": 0, "totals": {}, "loss_history": [], "validation_history": [], "best": None,
+             "stale_validations": 0, "stopped_early": False}
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     with (checkpoint.as_directory() if checkpoint else contextlib.nullcontext()) as checkpoint_dir:
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -99,7 +113,7 @@ def run_fit_loop(task: FitTask) -> None:
         if checkpoint_dir:
             # Only trainable weights may have been saved (distill's frozen base comes from the base model).
             engine.load_checkpoint(str(checkpoint_dir / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, load_module_strict=False)
-            state = json.loads((checkpoint_dir / STATE_FILE).read_text())
+            state.update(json.loads((checkpoint_dir / STATE_FILE).read_text()))
             state.setdefault("micro_batches", state["step"] * config.scale.grad_accum)  # saved before it was recorded
             if rank != 0:
                 state["totals"] = {}  # the saved totals are all workers'; rank 0 carries them on
@@ -108,13 +122,17 @@ def run_fit_loop(task: FitTask) -> None:
     window = Window(task.count_keys, task.rate_keys, device)
     static = {"torch_threads": threads, "resumed_from_step": state["resumed_from_step"]}
     rows = TrainingRows(ray.train.get_dataset_shard("train"))
+    trained_ids, held_out = split_for_validation(task.validation, rows, config.seed, world_size)
+    static["training_rows"] = len(trained_ids)
+    static["validation_rows"] = len(held_out[1]) if held_out else 0
     batching = task.batching(rows)
-    stream = RowStream(len(rows), rank, world_size, config.scale.micro_batch_size, config.seed, config.data.shuffle, batching.lengths, batching.budget)
+    stream = RowStream(len(trained_ids), rank, world_size, config.scale.micro_batch_size, config.seed, config.data.shuffle,
+                       batching.lengths, batching.budget, trained_ids)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.scale.precision == "bf16")
     progress = Progress(config.name, config.max_steps, "steps", OutputRoot(config.output), already_done=state["step"]) if rank == 0 else None
     shapes = ShapeLog()
     for micro in feed(micro_batches_of(task, rows, stream, state["micro_batches"], device), device):
-        if state["step"] >= config.max_steps:  # also a restored run that had already finished
+        if state["step"] >= config.max_steps or state["stopped_early"]:  # also a restored run that had already finished
             break
         if config.row_trace:
             trace_micro_batch(config.row_trace, rank, state, micro)
@@ -128,13 +146,19 @@ def run_fit_loop(task: FitTask) -> None:
         event = step_event(engine, state, config, resumed=checkpoint is not None)
         if event in ("checkpoint", "log"):
             metrics = {**window.report(state, engine, task, world_size), **static, **shapes.metrics()}
+            if event == "checkpoint" and held_out:
+                scores = validate(task, engine, held_out, rank, world_size, config.scale.micro_batch_size, device, autocast)
+                metrics.update(scores, **record_validation(state, scores, task.validation_score, task.validation.patience))
             if event == "checkpoint":
                 save_checkpoint(engine, task, state, metrics, rank)
             else:
                 ray.train.report(metrics)
             if rank == 0:
-                print(f"[fit] step {metrics['step']} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}", flush=True)
+                print(f"[fit] step {metrics['step']} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}"
+                      + (f" {task.validation_score} {metrics[task.validation_score]:.4f}" if task.validation_score in metrics else ""), flush=True)
                 progress.figures["loss"] = round(metrics["loss"], 4)
+                if task.validation_score in metrics:
+                    progress.figures[task.validation_score] = round(metrics[task.validation_score], 4)
         if progress is not None:
             progress.update(state["step"])
     if progress is not None:
@@ -206,7 +230,7 @@ class Batching:
 @dataclass(frozen=True)
 class RowStream:
     """The rows one worker trains on, a function of the row count, the run's config and its rank alone, so that every
-    attempt of a run sees the same stream. Epoch e orders all rows by a permutation seeded with the seed and e (a new
+    attempt of a run sees the same stream (`row_ids` names the rows when some are held out). Epoch e orders all rows by a permutation seeded with the seed and e (a new
     order every epoch), or keeps the dataset's order (`shuffle` off); the worker of rank r takes the rows at
     positions r, r + world_size, ... of it (shards differ by one row at most; every row is trained on once an epoch),
     in micro-batches of `micro_batch_size`, the epoch's last one shorter when the shard does not divide.
@@ -229,14 +253,16 @@ class RowStream:
     shuffle: bool
     lengths: np.ndarray | None = field(default=None, compare=False)
     budget: TokenBudget | None = field(default=None, compare=False)
+    row_ids: np.ndarray | None = field(default=None, compare=False)  # the `rows` row numbers trained on (default: 0 .. rows - 1)
 
     def epoch_seed(self, epoch: int) -> int:
         return (self.seed * EPOCH_SEED_FACTOR + epoch) % 2**64  # numpy seeds are >= 0
 
     def epoch_order(self, epoch: int) -> np.ndarray:
+        row_ids = np.arange(self.rows) if self.row_ids is None else self.row_ids
         if not self.shuffle:
-            return np.arange(self.rows)
-        return np.random.default_rng(self.epoch_seed(epoch)).permutation(self.rows)
+            return row_ids
+        return row_ids[np.random.default_rng(self.epoch_seed(epoch)).permutation(self.rows)]
 
     def epoch_micro_batches(self, epoch: int) -> list[np.ndarray]:
         """The row numbers of each of the epoch's micro-batches, in training order."""
@@ -464,7 +490,7 @@ def save_checkpoint(engine, task: FitTask, state: dict, metrics: dict, rank: int
         engine.save_checkpoint(str(Path(directory) / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
         if rank == 0:
             task.save_model(engine, Path(directory))
-            saved = {"step": state["step"], "micro_batches": state["micro_batches"], "totals": state["all_totals"],
-                     "loss_history": state["loss_history"]}
+            saved = {key: state[key] for key in SAVED_STATE}
+            saved["totals"] = state["all_totals"]
             (Path(directory) / STATE_FILE).write_text(json.dumps(saved))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -72,12 +72,13 @@ class PipelineConfig(Section):
         return [stage for stage in STAGES if stage in self.stages and self.stages[stage].enabled]
 
 
-def wired_values(stage: str, config: PipelineConfig) -> dict:
-    """The stage's inputs and output under ROOT; an input whose producing stage is disabled is left to its config."""
+def wired_values(stage: str, config: PipelineConfig, earlier: dict) -> dict:
+    """The stage's inputs and output under ROOT; an input whose producing stage is disabled is left to its config.
+    `earlier`: the resolved stages before it (resolved_stages), whose configs say where a trained model is."""
     root, enabled = config.root.rstrip("/"), set(config.enabled())
     documents = f"{root}/curate/documents"
     last_training = "posttrain" if "posttrain" in enabled else "pretrain"
-    trained = f"{root}/{last_training}/final_model"
+    trained = f"{root}/{last_training}/{trained_model(last_training, earlier)}"
     annotations = [f"{root}/{stage}/annotations" for stage in ("annotate", "synthesize") if stage in enabled]
     wiring = {  # key: (value, the stage that produces it, or None)
         "curate": {},
@@ -88,7 +89,7 @@ def wired_values(stage: str, config: PipelineConfig) -> dict:
                        "exclude_annotated": ([f"{root}/annotate"], "annotate")},
         "convert": {"annotations": (annotations, None), "documents": (documents, "curate")},
         "pretrain": {"data.train": (f"{root}/convert/examples", "convert"), "model.backbone": (config.models.backbone, None)},
-        "posttrain": {"model.init_from": (f"{root}/pretrain/final_model", "pretrain")},
+        "posttrain": {"model.init_from": (f"{root}/pretrain/{trained_model('pretrain', earlier)}", "pretrain")},
         "evaluate": {"model": (trained, last_training)},
         "tag": {"model": (trained, last_training)},
     }[stage]
@@ -97,13 +98,28 @@ def wired_values(stage: str, config: PipelineConfig) -> dict:
     return values
 
 
-def stage_config(stage: str, config: PipelineConfig):
+def trained_model(stage: str, earlier: dict) -> str:
+    """The model folder a training stage leaves for the stages after it: best_model when it validates."""
+    from .train import trained_model_folder
+
+    return trained_model_folder(earlier[stage][1]) if stage in earlier else "final_model"
+
+
+def resolved_stages(config: PipelineConfig) -> dict:
+    """{stage: (job module, job config)} of every enabled stage, in order: each config is checked before any runs."""
+    jobs: dict = {}
+    for stage in config.enabled():
+        jobs[stage] = stage_config(stage, config, jobs)
+    return jobs
+
+
+def stage_config(stage: str, config: PipelineConfig, earlier: dict):
     """The stage job's config: its YAML, then the pipeline's wiring, then the stage's overrides."""
     module_name, class_name = JOBS[stage]
     module = importlib.import_module(f"ray_jobs.{module_name}")
     spec = config.stages[stage]
     try:
-        job_config = load_config(getattr(module, class_name), spec.config, spec.overrides, wired_values(stage, config))
+        job_config = load_config(getattr(module, class_name), spec.config, spec.overrides, wired_values(stage, config, earlier))
     except ValueError as error:
         raise ValueError(f"stage {stage}: {error}") from None
     if stage == "synthesize":
@@ -178,7 +194,7 @@ def run(config: PipelineConfig, address: str | None = None) -> dict:
     from .ray_runtime import init_ray
 
     stages = config.enabled()
-    jobs = {stage: stage_config(stage, config) for stage in stages}  # every stage's config is checked before any runs
+    jobs = resolved_stages(config)
     missing = missing_inputs(config, jobs)  # and every stage's inputs
     if missing:
         raise BadInput("the pipeline would fail part way:\n  " + "\n  ".join(missing))

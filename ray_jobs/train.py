@@ -9,12 +9,14 @@ of them every epoch, builds batches with in-batch negative types, and steps a De
 config; gloo on CPU, NCCL on GPU).
 Checkpoints (upstream-compatible model files plus DeepSpeed optimizer state) are reported to Ray Train every
 `checkpoint_every` steps and at the end; a failed run restarts from the latest one (`max_failures`), and goes on
-with the example after the last one that checkpoint covered.
-The final model is copied to OUTPUT/final_model and a summary written to OUTPUT/_SUMMARY.json; OUTPUT may be a local
-path or an fsspec URL (s3://, gs://, ...), where the checkpoints go too.
+with the example after the last one that checkpoint covered. At every checkpoint, held-out examples (by default a
+seeded 10% of the training examples) are scored; the best checkpoint by their F1 is kept.
+The final model is copied to OUTPUT/final_model, the best to OUTPUT/best_model, and a summary written to
+OUTPUT/_SUMMARY.json; OUTPUT may be a local path or an fsspec URL (s3://, gs://, ...), where the checkpoints go too.
 """
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import sys
@@ -28,8 +30,11 @@ from pydantic import Field, model_validator
 
 from gliner import GLiNER
 from gliner.dropout import use_fast_dropout
-from gliner.training import (ExampleError, PaddedShape, batch_loss, build_training_batch, choose_label_sets, freeze_components,
-                             freeze_unread_parameters, parameter_groups, parse_example, shared_label_set)
+from gliner.inputs import to_device
+from gliner.metrics import precision_recall_f1
+from gliner.training import (ExampleError, PaddedShape, batch_logits, batch_loss, build_training_batch, choose_label_sets,
+                             freeze_components, freeze_unread_parameters, parameter_groups, parse_example, shared_label_set, span_loss)
+from gliner.validation import matched_span_counts, validation_label_set
 
 from .fit import FitConfig, ScaleSection, fit
 from .fit_loop import DEEPSPEED_DIR, STATE_FILE, Batching, MicroBatch, TokenBudget, TrainingRows, run_fit_loop
@@ -77,6 +82,24 @@ class TrainSource(Section):
     min_mentions: int = Field(0, ge=0)
     max_examples: int | None = Field(None, ge=1)
     label_sets: Literal["given", "sampled"] = "given"
+
+
+class ValidationSection(Section):
+    """Examples never trained on, scored at every checkpoint: the loss, and strict micro precision, recall and F1 at
+    `threshold`, each example against its own label set (its ner_labels, else its types and given negatives;
+    gliner.validation). `data`: a source of their own; else a seeded `fraction` of the training examples is held out
+    (the paper's 90/10 split; 0: no validation). At most `max_examples` either way (a seeded sample).
+    The best checkpoint by F1 is kept whatever keep_checkpoints rotates out, and exported as OUTPUT/best_model;
+    `patience`: stop after this many validations in a row without a higher F1 (none: run max_steps)."""
+
+    data: TrainSource | None = None
+    fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    max_examples: int | None = Field(None, ge=1)
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    patience: int | None = Field(None, ge=1)
+
+    def active(self) -> bool:
+        return self.data is not None or self.fraction > 0
 
 
 class TrainScaleSection(ScaleSection):
@@ -142,6 +165,7 @@ class TrainConfig(FitConfig):
     optim: OptimSection = OptimSection()
     loss: LossSection = LossSection()
     scale: TrainScaleSection = TrainScaleSection()
+    validation: ValidationSection = ValidationSection()
 
     # The data checks are here, not on DataSection: with a model_validator of its own, DataSection failed to unpickle
     # (pydantic SchemaError) where Ray ships this module by value, as it does when `python -m ray_jobs.train` runs it.
@@ -158,6 +182,8 @@ class TrainConfig(FitConfig):
             raise ValueError("model.freeze names labels_encoder, but the model is a uni-encoder (no model.labels_encoder)")
         if freeze >= {"text_encoder", "head"} and ("labels_encoder" in freeze or not self.model.labels_encoder):
             raise ValueError(f"model.freeze {self.model.freeze} leaves nothing to train")
+        if self.validation.patience is not None and not self.validation.active():
+            raise ValueError("validation.patience needs validation: a validation.fraction above 0, or validation.data")
         buckets = self.data.length_buckets
         if buckets is not None and (not buckets or buckets != sorted(set(buckets)) or buckets[0] < 1 or buckets[-1] != self.model.max_len):
             raise ValueError(f"data.length_buckets must be ascending word counts ending at model.max_len ({self.model.max_len}), got {buckets}")
@@ -194,6 +220,8 @@ class GlinerTask:
 
     count_keys = ("examples",) + tuple(f"skipped_{reason}" for reason in SKIP_REASONS) + CUT_KEYS + PADDING_KEYS
     rate_keys = ("examples", "tokens")
+    validation_keys = ("val_examples", "val_skipped", "val_loss_sum", "val_tp", "val_fp", "val_fn")
+    validation_score = "val_f1"
 
     def __init__(self, config: "TrainConfig"):
         self.config = config
@@ -201,6 +229,7 @@ class GlinerTask:
         self.rng = random.Random(config.seed)
         self.step_loss = compiled_step(config.scale) if config.scale.compiled() else batch_loss
         self.budget = config.token_budget()
+        self.validation = config.validation if config.validation.active() else None
 
     def build_model(self, checkpoint_dir: Path | None) -> torch.nn.Module:
         self.gliner = initial_model(self.config, checkpoint_dir).train()
@@ -221,12 +250,7 @@ class GlinerTask:
 
     def micro_batch(self, rows: list[dict], bucket: int | None) -> MicroBatch:
         counts = dict.fromkeys(self.count_keys, 0.0)
-        examples = []
-        for row in rows:
-            try:
-                examples.append(parse_example(row, self.config.model.max_width, self.config.model.max_len))
-            except ExampleError as error:
-                counts[f"skipped_{error.reason}"] += 1
+        examples = self._examples(rows, counts)
         counts["examples"] = len(examples)
         counts["cut_examples"] = sum(example.cut_words > 0 for example in examples)
         counts["cut_words"] = sum(example.cut_words for example in examples)
@@ -237,6 +261,43 @@ class GlinerTask:
         tensors = self._tensors(examples, self._shape(bucket, len(rows)))
         counts.update(padding_counts(tensors, len(examples) if weight else 0))
         return MicroBatch(tensors, counts, weight)
+
+    def _examples(self, rows: list[dict], counts: dict[str, float]) -> list:
+        """The rows that parse; each that does not adds 1 to counts["skipped_<reason>"]."""
+        examples = []
+        for row in rows:
+            try:
+                examples.append(parse_example(row, self.config.model.max_width, self.config.model.max_len))
+            except ExampleError as error:
+                counts[f"skipped_{error.reason}"] = counts.get(f"skipped_{error.reason}", 0.0) + 1
+        return examples
+
+    def validate(self, engine, rows: list[dict], device: torch.device) -> dict[str, float]:
+        """The loss and strict span matches of rows held out of training, each against its own label set
+        (gliner.validation); the loss as in training, without its random parts (negative masking)."""
+        skipped: dict[str, float] = {}
+        examples = self._examples(rows, skipped)
+        counts = {"val_examples": len(examples), "val_skipped": sum(skipped.values())}
+        if not examples:
+            return counts
+        gliner = self.gliner
+        label_sets = [validation_label_set(example, self.config.data.max_types) or [""] for example in examples]
+        slot_labels = [sorted(set().union(*label_sets))] * len(examples) if gliner.config.is_bi_encoder else label_sets
+        tensors = to_device(build_training_batch(gliner.config, gliner.tokenizer, examples, slot_labels, gliner.labels_tokenizer), device)
+        logits = batch_logits(engine.module, tensors)
+        loss_options = {**self.config.loss.model_dump(), "masking": "none"}
+        loss = span_loss(logits, tensors["labels"], tensors["label_mask"], tensors["span_mask"], **loss_options)
+        counts["val_loss_sum"] = float(loss) * (1 if self.config.loss.reduction == "sum" else len(examples))
+        counts["val_tp"], counts["val_fp"], counts["val_fn"] = matched_span_counts(
+            logits.cpu(), examples, slot_labels, label_sets, self.config.validation.threshold)
+        return counts
+
+    def validation_metrics(self, counts: dict[str, float]) -> dict:
+        """val_loss per example (the training loss's sum reduction) and strict micro precision, recall and F1."""
+        precision, recall, f1 = precision_recall_f1(int(counts["val_tp"]), int(counts["val_tp"] + counts["val_fp"]),
+                                                    int(counts["val_tp"] + counts["val_fn"]))
+        return {"val_loss": counts["val_loss_sum"] / max(1.0, counts["val_examples"]), "val_precision": precision, "val_recall": recall,
+                "val_f1": f1, "val_examples": int(counts["val_examples"]), "val_skipped": int(counts["val_skipped"])}
 
     def _shape(self, bucket: int | None, rows: int) -> PaddedShape | None:
         if bucket is None:
@@ -333,10 +394,13 @@ def fit_model(config: TrainConfig, address: str | None = None):
 
     output = output_location(config.output)
     sources = config.data.sources()
-    init_ray(address, outputs=[output], inputs=[*(source.path for source in sources), config.model.init_from or config.model.backbone])
+    given_validation = [config.validation.data] if config.validation.data else []
+    init_ray(address, outputs=[output], inputs=[*(source.path for source in sources + given_validation), config.model.init_from or config.model.backbone])
     parts = [selected_examples(source, seed=index) for index, source in enumerate(sources)]
     dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return fit(with_absolute_model_paths(config), train_loop_per_worker, dataset, output)  # the fit loop shuffles
+    validation = selected_examples(config.validation.data, seed=len(sources)) if config.validation.data else None
+    score = GlinerTask.validation_score if config.validation.active() else None
+    return fit(with_absolute_model_paths(config), train_loop_per_worker, dataset, output, validation, score)  # the fit loop shuffles
 
 
 def selected_examples(source: TrainSource, seed: int):
@@ -368,31 +432,44 @@ def with_absolute_model_paths(config: TrainConfig) -> TrainConfig:
 def export_final_model(result, output: str | Path) -> Path | str:
     """Copy the last checkpoint's model files (not the optimizer state) to OUTPUT/final_model, replacing an earlier
     one. Returns the local folder, or for a URL output the URL it was uploaded to."""
+    return export_model(result.checkpoint, output, "final_model")
+
+
+def best_checkpoint(result, score: str):
+    """(checkpoint, metrics) of the kept checkpoint with the highest `score`, the latest of equal ones (the fit loop's
+    best_step, and the one Ray Train keeps)."""
+    return max(((checkpoint, metrics) for checkpoint, metrics in result.best_checkpoints if score in metrics),
+               key=lambda pair: (pair[1][score], pair[1]["step"]))
+
+
+def export_model(checkpoint, output: str | Path, folder: str) -> Path | str:
+    """The checkpoint's model files (not the optimizer state) as OUTPUT/<folder>, replacing an earlier one. Returns the
+    local folder, or for a URL output the URL they were uploaded to."""
     if is_url(str(output)):
-        return upload_final_model(result, f"{str(output).rstrip('/')}/final_model")
-    final = Path(output_location(str(output))) / "final_model"
-    if final.exists():
-        shutil.rmtree(final)
-    copy_model_files(result, final)
-    return final
+        return upload_model(checkpoint, f"{str(output).rstrip('/')}/{folder}")
+    destination = Path(output_location(str(output))) / folder
+    if destination.exists():
+        shutil.rmtree(destination)
+    copy_model_files(checkpoint, destination)
+    return destination
 
 
-def upload_final_model(result, url: str) -> str:
+def upload_model(checkpoint, url: str) -> str:
     """The model files gathered in a local temporary folder, then uploaded to `url` (fsspec)."""
     import fsspec
 
     filesystem, path = fsspec.core.url_to_fs(url, use_listings_cache=False)
     with tempfile.TemporaryDirectory() as local:
-        final = Path(local) / "final_model"
-        copy_model_files(result, final)
+        gathered = Path(local) / "model"
+        copy_model_files(checkpoint, gathered)
         if filesystem.exists(path):
             filesystem.rm(path, recursive=True)
-        filesystem.put(f"{final}/", path, recursive=True)  # the trailing slash: the folder's contents, not the folder
+        filesystem.put(f"{gathered}/", path, recursive=True)  # the trailing slash: the folder's contents, not the folder
     return url
 
 
-def copy_model_files(result, destination: Path) -> None:
-    with result.checkpoint.as_directory() as checkpoint_dir:
+def copy_model_files(checkpoint, destination: Path) -> None:
+    with checkpoint.as_directory() as checkpoint_dir:
         shutil.copytree(checkpoint_dir, destination, ignore=shutil.ignore_patterns(DEEPSPEED_DIR, STATE_FILE))
 
 
@@ -402,13 +479,35 @@ def run(config: TrainConfig, address: str | None = None) -> dict:
     result = fit_model(config, address)
     if result.error is not None:
         raise JobFailed(f"training failed: {result.error}") from result.error
-    final = export_final_model(result, config.output)
-    fields = {"final_model": str(final), "metrics": result.metrics}
+    fields = {"final_model": str(export_final_model(result, config.output)), "metrics": result.metrics}
+    if config.validation.active():
+        fields.update(validation_fields(result, config.output))
     return write_summary(config.output, "train", config, started, fields, ("torch", "transformers", "deepspeed"))
 
 
+def validation_fields(result, output: str) -> dict:
+    """OUTPUT/best_model exported, and the summary's record of the validation: the best checkpoint's scores, and
+    every checkpoint's."""
+    checkpoint, metrics = best_checkpoint(result, GlinerTask.validation_score)
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        history = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())["validation_history"]
+    return {
+        "best_model": str(export_model(checkpoint, output, "best_model")),
+        "best": {key: metrics[key] for key in ("step", "val_loss", "val_precision", "val_recall", "val_f1")},
+        "validation": {"rows": metrics["validation_rows"], "training_rows": metrics["training_rows"],
+                       "stopped_early": bool(result.metrics.get("stopped_early")), "history": history},
+    }
+
+
+def trained_model_folder(config: TrainConfig) -> str:
+    """The folder of OUTPUT that later stages should load: the best checkpoint's model when there is validation."""
+    return "best_model" if config.validation.active() else "final_model"
+
+
 def print_summary(summary: dict) -> None:
-    print(f"trained {summary['metrics'].get('step')} steps in {summary['seconds']} s -> {summary['final_model']}")
+    best = summary.get("best")
+    tail = f"; best {best['val_f1']:.4f} validation F1 at step {best['step']} -> {summary['best_model']}" if best else ""
+    print(f"trained {summary['metrics'].get('step')} steps in {summary['seconds']} s -> {summary['final_model']}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ def test_config_loads_into_its_jobs_config(path):
     if path.parent.name == "pipeline":
         models = ["models.teacher=teacher", "models.student=student", "models.backbone=backbone"]
         config = load_config(pipeline.PipelineConfig, path, models)
-        stages = {stage: pipeline.stage_config(stage, config)[1] for stage in config.enabled()}
+        stages = {stage: job for stage, (_, job) in pipeline.resolved_stages(config).items()}
         assert list(stages) == list(pipeline.STAGES)
         outputs = {stage: job.output if "://" in job.output else str(Path(job.output).resolve()) for stage, job in stages.items()}
         root = config.root.rstrip("/") if "://" in config.root else str(Path(config.root).resolve())

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 from ray_jobs.job_config import Section, load_config
-from ray_jobs.pipeline import JOBS, STAGES, PipelineConfig, stage_command, stage_config, wired_values
+from ray_jobs.pipeline import JOBS, STAGES, PipelineConfig, resolved_stages, stage_command, wired_values
 
 
 def test_every_stage_has_a_job():
@@ -24,7 +24,7 @@ def test_stage_driver_reads_back_the_resolved_config(stage, tiny_pipeline, tmp_p
     module_name, config_class = JOBS[stage]
     module = importlib.import_module(f"ray_jobs.{module_name}")
     assert issubclass(getattr(module, config_class), Section) and callable(module.main)
-    module, job_config = stage_config(stage, tiny_pipeline)
+    module, job_config = resolved_stages(tiny_pipeline)[stage]
     command = stage_command(module, job_config, tmp_path / f"{stage}.yaml", "127.0.0.1:6379")
     assert command[1:3] == ["-m", f"ray_jobs.{module_name}"] and command[-2:] == ["--address", "127.0.0.1:6379"]
     parse = getattr(module, "parse_synthesize_args", None) or module.parse_args
@@ -35,36 +35,40 @@ def test_stage_driver_reads_back_the_resolved_config(stage, tiny_pipeline, tmp_p
 
 def test_wiring_feeds_each_stage_the_outputs_before_it_and_falls_back_when_a_producer_is_disabled(tiny_pipeline):
     root = tiny_pipeline.root
-    wired = {stage: wired_values(stage, tiny_pipeline) for stage in STAGES}
+    jobs = resolved_stages(tiny_pipeline)
+    wired = {stage: wired_values(stage, tiny_pipeline, jobs) for stage in STAGES}
     assert wired["annotate"] == {"documents": f"{root}/curate/documents", "model": "teacher_dir", "output": f"{root}/annotate"}
     assert wired["distill"]["data.annotations"] == f"{root}/annotate/annotations" and wired["distill"]["model.base"] == "student_dir"
     assert wired["synthesize"]["model"] == f"{root}/distill/merged" and wired["synthesize"]["exclude_annotated"] == [f"{root}/annotate"]
     assert wired["convert"]["annotations"] == [f"{root}/annotate/annotations", f"{root}/synthesize/annotations"]
     assert wired["pretrain"]["data.train"] == f"{root}/convert/examples" and wired["pretrain"]["model.backbone"] == "backbone_dir"
-    assert wired["posttrain"]["model.init_from"] == f"{root}/pretrain/final_model"
-    assert wired["evaluate"]["model"] == wired["tag"]["model"] == f"{root}/posttrain/final_model"
+    # the training stages validate (a held-out 10%): the stages after them load the best checkpoint's model
+    assert wired["posttrain"]["model.init_from"] == f"{root}/pretrain/best_model"
+    assert wired["evaluate"]["model"] == wired["tag"]["model"] == f"{root}/posttrain/best_model"
 
     without = tiny_pipeline.model_copy(deep=True)
     without.stages["synthesize"].enabled = False
     without.stages["posttrain"].enabled = False
-    assert wired_values("convert", without)["annotations"] == [f"{root}/annotate/annotations"]
-    assert wired_values("tag", without)["model"] == f"{root}/pretrain/final_model"
+    without.stages["pretrain"].overrides = without.stages["pretrain"].overrides + ["validation.fraction=0"]
+    jobs = resolved_stages(without)
+    assert wired_values("convert", without, jobs)["annotations"] == [f"{root}/annotate/annotations"]
+    assert wired_values("tag", without, jobs)["model"] == f"{root}/pretrain/final_model"  # no validation: the last
     without.stages["curate"].enabled = False
-    assert "documents" not in wired_values("annotate", without)  # left to the stage's own config
+    assert "documents" not in wired_values("annotate", without, jobs)  # left to the stage's own config
 
 
 def test_a_pipeline_whose_stage_would_miss_its_input_is_refused_before_anything_runs(tiny_pipeline, monkeypatch):
     from ray_jobs import pipeline
     from ray_jobs.job_command import BadInput
 
-    jobs = {stage: stage_config(stage, tiny_pipeline) for stage in tiny_pipeline.enabled()}
+    jobs = resolved_stages(tiny_pipeline)
     assert pipeline.missing_inputs(tiny_pipeline, jobs) == []  # shipped data, or made by the stage before
 
     broken = tiny_pipeline.model_copy(deep=True)
     broken.stages["distill"].overrides = broken.stages["distill"].overrides + ["data.annotations=elsewhere/annotations"]
     broken.stages["posttrain"].overrides = broken.stages["posttrain"].overrides + ["data.train=outputs/post_training/examples"]
     broken.stages["tag"].overrides = broken.stages["tag"].overrides + ["input=data/ncbi-disease-pubtator/*.pubtator"]  # a glob that matches
-    jobs = {stage: stage_config(stage, broken) for stage in broken.enabled()}
+    jobs = resolved_stages(broken)
     missing = pipeline.missing_inputs(broken, jobs)
     assert missing[0] == "stage distill: elsewhere/annotations does not exist, and no enabled stage before it makes it"
     assert missing[1:] == ["stage posttrain: outputs/post_training/examples does not exist, and no enabled stage before it makes it"]

@@ -44,17 +44,32 @@ def config(tmp_path, backbone, train_file, **changes) -> TrainConfig:
     return TrainConfig.model_validate(values)
 
 
-def test_two_compiled_workers_zero2_loss_falls_and_checkpoint_reloads(local_ray, tmp_path, still_backbone, train_file):
+@pytest.fixture(scope="module")
+def validation_file(tmp_path_factory, data_dir):
+    """24 held-out sentences of the training file's corpus, and a malformed one."""
+    examples = read_iob(data_dir / "bioner-iob/BC5CDR/train.tsv", {"Chemical": "chemical", "Disease": "disease"})[300:324]
+    path = tmp_path_factory.mktemp("validation") / "validation.json"
+    path.write_text(json.dumps(examples + [{"tokenized_text": ["a"], "ner": [[0, 3, "disease"]]}]))
+    return path
+
+
+def test_two_compiled_workers_zero2_loss_falls_validation_scores_and_checkpoint_reloads(local_ray, tmp_path, still_backbone, train_file, validation_file):
     """The compiled step (torch.compile) under Ray Train and DeepSpeed ZeRO-2, the shipped GPU configs' stage, over
-    token-budget micro-batches of one shape: 4 rows, as micro_batch_size 4 would cut them."""
+    token-budget micro-batches of one shape: 4 rows, as micro_batch_size 4 would cut them. A validation file of its
+    own is scored at every checkpoint, each worker its half, in eval mode: no compiled graph is built for it."""
     compiled_step = {f"{section}.{key}": value for section, fields in COMPILED_STEP.items() for key, value in fields.items()}
-    result = fit_model(config(tmp_path, still_backbone, train_file, **compiled_step))
+    validation = {"data": {"path": str(validation_file)}, "threshold": 0.2}
+    result = fit_model(config(tmp_path, still_backbone, train_file, validation=validation, **compiled_step))
     assert result.error is None
     history = sorted((metrics["step"], metrics) for _, metrics in result.best_checkpoints)
     assert [step for step, _ in history] == [5, 10, 15, 20]
     first, last = history[0][1], history[-1][1]
     assert last["loss"] < 0.7 * first["loss"], (first["loss"], last["loss"])
     assert last["batch_shapes"] == 1 and 1 <= last["compiled_graphs"] <= 4  # rank 0's: a few graphs, built once
+    assert (last["validation_rows"], last["val_examples"], last["val_skipped"], last["training_rows"]) == (25, 24, 1, 99)
+    scores = {step: metrics["val_f1"] for step, metrics in history}
+    assert last["val_loss"] < 0.7 * first["val_loss"] and all(0 <= f1 <= 1 for f1 in scores.values())
+    assert last["best_step"] == max(scores, key=lambda step: (scores[step], step)) and last["best_val_f1"] == max(scores.values())
     assert last["torch_threads"] == COMPILED_STEP_THREADS
     # 99 rows, every one in each epoch: 50 on one worker and 49 on the other, an epoch of 12 micro-batches of 4 and
     # one of 2 or 1. 20 steps: 13 + 7 micro-batches, all 99 rows then 28 per worker; every row counted once, as an
@@ -82,22 +97,37 @@ def nearly_all_malformed_file(tmp_path_factory, data_dir):
     return path
 
 
-def test_bf16_run_with_all_malformed_micro_batches_fails_once_resumes_and_keeps_ranks_in_step(local_ray, tmp_path, tiny_backbone, nearly_all_malformed_file):
+@pytest.fixture(scope="module")
+def nothing_to_find_file(tmp_path_factory):
+    """Validation sentences that mention nothing (F1 is 0 whatever the model finds), and a malformed one."""
+    examples = [{"tokenized_text": f"sentence {index} is plain text .".split(), "ner": [], "ner_labels": ["chemical", "disease"]} for index in range(6)]
+    path = tmp_path_factory.mktemp("nothing_to_find") / "validation.json"
+    path.write_text(json.dumps(examples + [{"tokenized_text": []}]))
+    return path
+
+
+def test_bf16_run_with_all_malformed_micro_batches_fails_once_resumes_keeps_ranks_in_step_and_stops_early(local_ray, tmp_path, tiny_backbone, nearly_all_malformed_file, nothing_to_find_file):
     """A worker whose micro-batch has no valid example still steps (a placeholder weighted 0). Skipping it instead,
     a worker whose whole shard is malformed would loop over its epochs without ever entering a collective, while
     the other waits in one (until the collective timeout, 120 s here; then again after the restart). The run also
-    accumulates 2 micro-batches per step, crosses epoch boundaries (4 micro-batches per worker per epoch, 7 steps),
-    fails at step 5 and resumes from step 4, in bf16 autocast, and exports fp32 weights."""
-    run_config = config(tmp_path, tiny_backbone, nearly_all_malformed_file, max_steps=7, checkpoint_every=2, fail_at_step=5, max_failures=1,
+    accumulates 2 micro-batches per step, crosses epoch boundaries (4 micro-batches per worker per epoch, 6 steps),
+    fails at step 5 and resumes from step 4, in bf16 autocast, stops early by validation patience, and exports fp32
+    weights."""
+    run_config = config(tmp_path, tiny_backbone, nearly_all_malformed_file, max_steps=9, checkpoint_every=2, fail_at_step=5, max_failures=1,
+                        validation={"data": {"path": str(nothing_to_find_file)}, "patience": 2},
                         **{"scale.precision": "bf16", "scale.grad_accum": 2, "scale.collective_timeout_s": 120})
     result = fit_model(run_config)
     assert result.error is None
     metrics = result.metrics
-    assert metrics["step"] == 7 and metrics["resumed_from_step"] == 4  # not 0: the restarted workers loaded step 4
-    assert sorted(metrics["step"] for _, metrics in result.best_checkpoints) == [2, 4, 6, 7]
+    assert metrics["resumed_from_step"] == 4  # not 0: the restarted workers loaded step 4
+    # Early stopping: F1 is 0 at every validation (nothing to find), so step 2's is the last higher one; step 4 is
+    # one validation without, step 6 two (the count came back with the step-4 checkpoint): the run stops at step 6.
+    assert (metrics["step"], metrics["stopped_early"], metrics["validations_without_improvement"]) == (6, True, 2)
+    assert (metrics["val_f1"], metrics["best_step"], metrics["val_examples"], metrics["val_skipped"]) == (0.0, 6, 6, 1)  # the latest of equals
+    assert sorted(metrics["step"] for _, metrics in result.best_checkpoints) == [2, 4, 6]
     assert metrics["placeholder_micro_batches"] >= 4 * 2  # a whole shard malformed, and its rank stepped throughout
-    # Every micro-batch of 4 rows was counted once: 4 steps before the failure, 3 after, 2 micro-batches each, 2 workers.
-    assert metrics["examples_seen"] + metrics["skipped"]["span_out_of_range"] == 7 * 2 * 2 * 4
+    # Every micro-batch of 4 rows was counted once: 4 steps before the failure, 2 after, 2 micro-batches each, 2 workers.
+    assert metrics["examples_seen"] + metrics["skipped"]["span_out_of_range"] == 6 * 2 * 2 * 4
     final = export_final_model(result, tmp_path / "out")
     with safe_open(final / "model.safetensors", "pt") as weights:
         assert {str(weights.get_slice(key).get_dtype()) for key in weights.keys()} == {"F32"}

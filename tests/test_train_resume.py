@@ -15,6 +15,7 @@ from gliner import GLiNER
 from gliner.iob import read_iob
 from ray_jobs import fit_loop
 from ray_jobs.fit_loop import RowStream, TokenBudget
+from ray_jobs.fit_validation import held_out_rows
 from ray_jobs.train import TrainConfig, run
 
 ROWS = 41  # odd: the 2 workers' shards differ by a row (21 and 20), so do their epochs (6 and 5 micro-batches of 4)
@@ -142,10 +143,18 @@ def test_a_run_on_s3_that_fails_resumes_its_token_budget_stream_and_exports_its_
     budget = TokenBudget(buckets=(32, 64), tokens=256)  # 8 sentences of up to 32 words, or 4 of up to 64
     data = {"train": str(train_file), "length_buckets": list(budget.buckets)}  # shuffled (the default)
     scale = {"num_workers": 2, "micro_batch_tokens": budget.tokens}
-    summary = run(config(output, tiny_backbone, train_file, tmp_path / "trace", fail_at_step=8, data=data, scale=scale))
+    summary = run(config(output, tiny_backbone, train_file, tmp_path / "trace", fail_at_step=8, data=data, scale=scale, keep_checkpoints=1))
     metrics = summary["metrics"]
     assert metrics["step"] == 12 and metrics["resumed_from_step"] == 6
-    assert summary["final_model"] == f"{output}/final_model"
+    assert summary["final_model"] == f"{output}/final_model" and summary["best_model"] == f"{output}/best_model"
+    # Validation on the default held-out 10% (4 of the 41 rows) at every checkpoint, its record carried across the
+    # restart; the best by F1 (the latest of equals) is kept and exported, whatever keep_checkpoints=1 rotates out.
+    validation = summary["validation"]
+    assert (validation["rows"], validation["training_rows"], validation["stopped_early"]) == (4, 37, False)
+    scores = {entry["step"]: entry["val_f1"] for entry in validation["history"]}
+    assert list(scores) == [3, 6, 9, 12] and all(entry["val_examples"] == 4 for entry in validation["history"])
+    best_step = max(scores, key=lambda step: (scores[step], step))
+    assert summary["best"]["step"] == metrics["best_step"] == best_step and summary["best"]["val_f1"] == scores[best_step]
     assert 2 <= metrics["batch_shapes"] <= 4 and metrics["compiled_graphs"] == 0  # rank 0's: 2 buckets x 64 or 128 subwords
     assert 0 < metrics["padding_share_words"] < 1 and 0 < metrics["padding_share_tokens"] < 1  # the epochs' short batches: most of 41 rows
     long_rows = sum(len(example["tokenized_text"]) > 64 for example in json.loads(train_file.read_text()))
@@ -153,19 +162,24 @@ def test_a_run_on_s3_that_fails_resumes_its_token_budget_stream_and_exports_its_
 
     keys = s3_server.keys(output)
     checkpoints = {key.split("/")[2] for key in keys if key.startswith("run/resume/checkpoint_") and key.count("/") > 2}
-    assert len(checkpoints) == 4 and all(f"run/resume/{name}/trainer_state.json" in keys for name in checkpoints)  # steps 3, 6, 9, 12
-    final_keys = {key.removeprefix("run/final_model/") for key in keys if key.startswith("run/final_model/")}
-    assert {"gliner_config.json", "model.safetensors"} <= final_keys and not any(key.startswith("deepspeed") for key in final_keys)
+    s3 = fsspec.filesystem("s3", use_listings_cache=False)
+    kept_steps = {json.loads(s3.cat(f"{output.rpartition('/')[0]}/run/resume/{name}/trainer_state.json"))["step"] for name in checkpoints}
+    assert kept_steps == {best_step, 12}  # the best and the latest (to resume from)
+    for folder in ("final_model", "best_model"):
+        model_keys = {key.removeprefix(f"run/{folder}/") for key in keys if key.startswith(f"run/{folder}/")}
+        assert {"gliner_config.json", "model.safetensors"} <= model_keys and not any(key.startswith("deepspeed") for key in model_keys)
     assert "run/_SUMMARY.json" in keys
     assert not Path("s3:").exists()  # nothing written to a local path named after the URL
     local_copy = tmp_path / "final_model"
-    fsspec.filesystem("s3", use_listings_cache=False).get(f"{output}/final_model/", str(local_copy), recursive=True)
+    s3.get(f"{output}/final_model/", str(local_copy), recursive=True)
     assert GLiNER.from_pretrained(local_copy).predict_entities("Cisplatin caused nephrotoxicity .", ["chemical", "disease"], threshold=0.0)
 
     traced = traced_steps(tmp_path / "trace")
     examples = json.loads(train_file.read_text())
     lengths = np.array([len(example["tokenized_text"]) for example in examples])
-    streams = {rank: RowStream(ROWS, rank, 2, 8, seed=42, shuffle=True, lengths=lengths, budget=budget) for rank in (0, 1)}
+    trained = np.setdiff1d(np.arange(ROWS), held_out_rows(ROWS, 0.1, None, seed=42))
+    streams = {rank: RowStream(len(trained), rank, 2, 8, seed=42, shuffle=True, lengths=lengths, budget=budget, row_ids=trained)
+               for rank in (0, 1)}
     uninterrupted = {rank: [(epoch, ids.tolist()) for epoch, ids, _ in islice(streams[rank].after(0), 12)] for rank in (0, 1)}
     for rank in (0, 1):
         first, second = traced[None, rank], traced[6, rank]
@@ -178,5 +192,5 @@ def test_a_run_on_s3_that_fails_resumes_its_token_budget_stream_and_exports_its_
     assert finished >= 2
     for epoch in range(finished):
         rows = [row for rank in (0, 1) for seen, ids in uninterrupted[rank] if seen == epoch for row in ids]
-        assert Counter(rows) == Counter(range(ROWS))
+        assert Counter(rows) == Counter(trained.tolist())  # never a held-out row
     assert [ids.tolist() for ids in streams[0].epoch_micro_batches(0)] != [ids.tolist() for ids in streams[0].epoch_micro_batches(1)]
