@@ -6,8 +6,11 @@
    (NCBI sentences never teach "chemical" as a negative: that corpus does not annotate chemicals); the config lists both.
 2. Train: `python -m ray_jobs.train --config configs/train/minilm_cpu.yaml` as shipped (embedded local Ray, 1 worker,
    DeepSpeed, fp32 on 2 threads, the packaged MiniLM), timed end to end. `--reuse` skips this when the model already exists.
+   The job holds out a seeded 10% of the sentences (at most 500) and scores them at every checkpoint: the validation
+   curve (loss, strict micro F1) is printed and recorded, with the checkpoint it picks as best_model.
 3. Evaluate with `ray_jobs.evaluate` (configs/evaluate/biomed_zero_shot.yaml): supervised BC5CDR and NCBI-disease
-   test, zero-shot BC2GM, linnaeus, JNLPBA, and NCBI-disease abstracts (PubTator, document level).
+   test, zero-shot BC2GM, linnaeus, JNLPBA, and NCBI-disease abstracts (PubTator, document level); the final model
+   and, when validation picked another checkpoint, the best one.
 4. Precision modes: strict F1 on NCBI-disease test (sentences and PubTator abstracts) with the trained model in fp32,
    bf16, compiled bf16 and int8 (gliner/precision.py; min_agreement 0, so every mode runs and its self-check is recorded), and each
    mode's entity F1 against fp32's on the same documents. `--precision-only` reruns just this step.
@@ -52,12 +55,28 @@ def train() -> float:
     return time.time() - started
 
 
-def evaluate() -> dict:
+def evaluate(model: str = "final_model") -> dict:
     from ray_jobs.evaluate import parse_args, run
 
-    config, _ = parse_args(["--config", str(REPO / "configs/evaluate/biomed_zero_shot.yaml"), f"model={OUTPUT / 'final_model'}",
-                            f"output={REPO / 'outputs/evaluate/minilm_cpu'}"])
+    config, _ = parse_args(["--config", str(REPO / "configs/evaluate/biomed_zero_shot.yaml"), f"model={OUTPUT / model}",
+                            f"output={REPO / 'outputs/evaluate/minilm_cpu' / model}"])
     return run(config)["results"]
+
+
+def strict_and_relaxed_f1(results: dict) -> dict:
+    return {row["name"]: {"strict": row["strict"]["f1"], "relaxed": row["relaxed"]["f1"]} for row in results["datasets"]}
+
+
+def validation_table(training: dict, f1: dict) -> str:
+    """The validation curve, then the test F1 of the final and the best checkpoint side by side."""
+    validation, best = training["validation"], training["best"]
+    lines = ["| step | val loss | val P | val R | val F1 |", "|---:|---:|---:|---:|---:|"]
+    for entry in validation["history"]:
+        mark = " (best)" if entry["step"] == best["step"] else ""
+        lines.append(f"| {entry['step']}{mark} | {entry['val_loss']:.3f} | {entry['val_precision']:.3f} | {entry['val_recall']:.3f} | {entry['val_f1']:.3f} |")
+    lines += ["", f"| test set (strict F1) | final (step {training['metrics']['step']}) | best (step {best['step']}) |", "|---|---:|---:|"]
+    lines += [f"| {name} | {scores['strict']:.3f} | {f1['best'][name]['strict']:.3f} |" for name, scores in f1["final"].items()]
+    return "\n".join(lines)
 
 
 PRECISION_DATASETS = {
@@ -130,15 +149,19 @@ def main() -> None:
     else:
         train_seconds = train()
     training = json.loads(summary_file.read_text())
-    results = evaluate()
+    f1 = {"final": strict_and_relaxed_f1(evaluate())}
+    best_is_final = training["best"]["step"] == training["metrics"]["step"]
+    f1["best"] = f1["final"] if best_is_final else strict_and_relaxed_f1(evaluate("best_model"))
     modes = precision_modes()
     check = upstream_agreement()
-    f1 = {row["name"]: {"strict": row["strict"]["f1"], "relaxed": row["relaxed"]["f1"]} for row in results["datasets"]}
     record = {"machine": machine(), "versions": versions(), "training_examples": examples, "train_seconds": train_seconds,
-              "train_metrics": training.get("metrics"), "strict_micro_f1": f1, "targets": TARGETS, "precision_modes": modes, "upstream_check": check}
+              "train_metrics": training.get("metrics"), "validation": training["validation"], "best_checkpoint": training["best"],
+              "strict_micro_f1": f1["final"], "best_checkpoint_strict_micro_f1": f1["best"], "targets": TARGETS,
+              "precision_modes": modes, "upstream_check": check}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
+    print(validation_table(training, f1))
 
 
 if __name__ == "__main__":

