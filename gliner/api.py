@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from .checkpoint import (
 from .config import GLiNERConfig
 from .decoding import Span, decode_batch
 from .device_feed import on_device
+from .label_sets import Labels, LabelSet, grouped, label_sets_per_text
 from .inputs import Words, encode_labels_for_bi_encoder, encode_words, normalize_labels, split_words, to_device
 from .merge import merge_windows, to_entities
 from .model import MODEL_INPUTS, SpanModel, build_model
@@ -251,14 +252,14 @@ class GLiNER(nn.Module):
         return next(self.model.parameters()).device
 
     # ----------------------------------------------------------------------------------------------- inference
-    def predict_entities(self, text: str, labels: Sequence[str], threshold: float = 0.5, flat_ner: bool = True, multi_label: bool = False, long_text: str = "window") -> list[dict]:
+    def predict_entities(self, text: str, labels: Sequence[str] | Mapping[str, str], threshold: float = 0.5, flat_ner: bool = True, multi_label: bool = False, long_text: str = "window") -> list[dict]:
         return self.inference([text], labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label, long_text=long_text)[0]
 
     @torch.inference_mode()
     def inference(
         self,
         texts: Sequence[str] | str,
-        labels: Sequence[str],
+        labels: Labels,
         threshold: float = 0.5,
         flat_ner: bool = True,
         multi_label: bool = False,
@@ -266,6 +267,9 @@ class GLiNER(nn.Module):
         long_text: str = "window",
     ) -> list[list[dict]]:
         """Entities per text as {"start", "end", "text", "label", "score"} with code-point offsets.
+
+        labels: a list of labels; a mapping of each label to a description, which the model reads in its place (the
+        entities carry the label); or one of those per text.
 
         long_text: "window" (default) splits texts longer than the word or token budget into overlapping windows
         and merges their entities; "truncate" cuts them as upstream does (with a warning); "error" raises.
@@ -276,7 +280,7 @@ class GLiNER(nn.Module):
     def inference_at_thresholds(
         self,
         texts: Sequence[str] | str,
-        labels: Sequence[str],
+        labels: Labels,
         thresholds: Sequence[float],
         flat_ner: bool = True,
         multi_label: bool = False,
@@ -297,7 +301,7 @@ class GLiNER(nn.Module):
     def predict_word_spans(
         self,
         word_lists: Sequence[Sequence[str]],
-        labels: Sequence[str],
+        labels: Labels,
         threshold: float = 0.5,
         flat_ner: bool = True,
         multi_label: bool = False,
@@ -311,7 +315,7 @@ class GLiNER(nn.Module):
     def predict_word_spans_at_thresholds(
         self,
         word_lists: Sequence[Sequence[str]],
-        labels: Sequence[str],
+        labels: Labels,
         thresholds: Sequence[float],
         flat_ner: bool = True,
         multi_label: bool = False,
@@ -327,14 +331,25 @@ class GLiNER(nn.Module):
             words_per_text.append(Words(list(words), [0] * len(words), [0] * len(words)))
         return self._predict_words(words_per_text, labels, thresholds, flat_ner, multi_label, batch_size, long_text)
 
-    def _predict_words(self, words_per_text: list[Words], labels, thresholds, flat_ner, multi_label, batch_size, long_text) -> dict[float, list[list[Span]]]:
-        """The four stages: prepare (CPU), forward (the model's device), decode (there, one transfer per batch),
-        merge (windows back to texts)."""
+    def _predict_words(self, words_per_text: list[Words], labels: Labels, thresholds, flat_ner, multi_label, batch_size, long_text) -> dict[float, list[list[Span]]]:
+        """Texts that share a label set (all of them, unless `labels` gives one per text) are predicted together."""
         check_options(thresholds, batch_size, long_text)
-        prepared = self.preparer.prepare(words_per_text, labels, long_text, batch_size)
+        label_sets = label_sets_per_text(labels, len(words_per_text))
+        results: dict[float, list] = {threshold: [None] * len(words_per_text) for threshold in thresholds}
+        for label_set, indices in grouped(label_sets).items():
+            words = [words_per_text[index] for index in indices]
+            for threshold, spans_per_text in self._predict_label_set(words, label_set, thresholds, flat_ner, multi_label, batch_size, long_text).items():
+                for index, spans in zip(indices, spans_per_text):
+                    results[threshold][index] = spans
+        return results
+
+    def _predict_label_set(self, words_per_text: list[Words], label_set: LabelSet, thresholds, flat_ner, multi_label, batch_size, long_text) -> dict[float, list[list[Span]]]:
+        """The four stages: prepare (CPU), forward (the model's device), decode (there, one transfer per batch),
+        merge (windows back to texts); the model reads the label set's prompts, the spans carry its names."""
+        prepared = self.preparer.prepare(words_per_text, list(label_set.prompts), long_text, batch_size)
         spans_per_chunk = self._spans_per_chunk(prepared, thresholds, flat_ner, multi_label)
         return {
-            threshold: merge_windows(prepared.chunks, spans, len(words_per_text), flat_ner, multi_label)
+            threshold: [label_set.named(spans) for spans in merge_windows(prepared.chunks, spans, len(words_per_text), flat_ner, multi_label)]
             for threshold, spans in spans_per_chunk.items()
         }
 

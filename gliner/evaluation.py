@@ -27,23 +27,37 @@ def entities_to_spans(entities_per_doc: Sequence[Iterable[Mapping]]) -> list[lis
     return [[(int(entity["start"]), int(entity["end"]), entity["label"]) for entity in entities] for entities in entities_per_doc]
 
 
-def predict(model, gold: GoldSet, threshold: float = 0.5, flat_ner: bool = True, batch_size: int = 8, long_text: str = "window") -> list[list[Span]]:
+def predict(model, gold: GoldSet, threshold: float = 0.5, flat_ner: bool = True, batch_size: int = 8, long_text: str = "window",
+            descriptions: Mapping[str, str] | None = None) -> list[list[Span]]:
     """Predictions of a loaded GLiNER on every document of `gold`, as end-exclusive spans."""
-    return predict_at_thresholds(model, gold, [threshold], flat_ner, batch_size, long_text)[threshold]
+    return predict_at_thresholds(model, gold, [threshold], flat_ner, batch_size, long_text, descriptions)[threshold]
 
 
-def predict_at_thresholds(model, gold: GoldSet, thresholds: Sequence[float], flat_ner: bool = True, batch_size: int = 8, long_text: str = "window") -> dict[float, list[list[Span]]]:
-    """{threshold: `predict(model, gold, threshold)`} from one model pass."""
+def predict_at_thresholds(model, gold: GoldSet, thresholds: Sequence[float], flat_ner: bool = True, batch_size: int = 8, long_text: str = "window",
+                          descriptions: Mapping[str, str] | None = None) -> dict[float, list[list[Span]]]:
+    """{threshold: `predict(model, gold, threshold)`} from one model pass. `descriptions`: what the model reads in
+    place of some of the gold set's labels (the predictions still carry the labels)."""
+    labels = described_labels(gold.labels, descriptions)
     if gold.format == "iob":
-        spans = model.predict_word_spans_at_thresholds(gold.inputs, gold.labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
+        spans = model.predict_word_spans_at_thresholds(gold.inputs, labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
         return {threshold: word_spans_to_exclusive(spans_per_doc) for threshold, spans_per_doc in spans.items()}
-    entities = model.inference_at_thresholds(gold.inputs, gold.labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
+    entities = model.inference_at_thresholds(gold.inputs, labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
     return {threshold: entities_to_spans(entities_per_doc) for threshold, entities_per_doc in entities.items()}
 
 
 def score_predictions(gold_spans: Sequence[Iterable[Span]], pred_spans: Sequence[Iterable[Span]]) -> dict[str, dict]:
     """{"strict": NERScores.to_dict(), "relaxed": ...} for end-exclusive gold and predicted spans per document."""
     return {mode: score_spans(gold_spans, pred_spans, mode=mode).to_dict() for mode in MATCH_MODES}
+
+
+def described_labels(labels: list[str], descriptions: Mapping[str, str] | None) -> list[str] | dict[str, str]:
+    """The labels, or each mapped to its description (itself where it has none)."""
+    if not descriptions:
+        return labels
+    unknown = sorted(set(descriptions) - set(labels))
+    if unknown:
+        raise ValueError(f"label_descriptions name {unknown}, which are not among the dataset's labels {labels}")
+    return {label: descriptions.get(label, label) for label in labels}
 
 
 def evaluate_predictions(gold: GoldSet, pred_spans: Sequence[Iterable[Span]], name: str | None = None) -> dict:

@@ -60,6 +60,8 @@ class DatasetSection(Section):
     format: Literal["auto", "iob", "pubtator"] = "auto"  # auto: .tsv -> iob, .pubtator -> pubtator
     label_map: dict[str, str] | None = None  # gold type -> label; None: gold types are the labels
     labels: list[str] | None = None  # default: the sorted unique mapped labels
+    # label -> a description the model reads in its place (e.g. "disease": "disease or syndrome"); scores still by label
+    label_descriptions: dict[str, str] | None = None
     max_documents: int | None = Field(None, ge=1)  # the first N sentences (IOB) or documents (PubTator)
 
     @model_validator(mode="after")
@@ -181,10 +183,13 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
     predicting = time.perf_counter()
     threshold, sweep = options["threshold"], options["sweep_thresholds"]
     predictions = predict_at_thresholds(gliner, gold, sorted({threshold, *sweep}), flat_ner=options["flat_ner"],
-                                        batch_size=options["batch_size"], long_text=options["long_text"])
+                                        batch_size=options["batch_size"], long_text=options["long_text"],
+                                        descriptions=dataset["label_descriptions"])
     predict_s = time.perf_counter() - predicting
     scoring = time.perf_counter()
     result = evaluate_predictions(gold, predictions[threshold], name=dataset["name"])
+    if dataset["label_descriptions"]:
+        result["label_descriptions"] = dataset["label_descriptions"]
     if sweep:
         result["threshold_curve"] = threshold_curve(gold.spans, {t: predictions[t] for t in sweep})
     result["seconds"] = {

@@ -31,7 +31,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
@@ -52,6 +52,9 @@ from .progress import PROGRESS_FILE, Progress, tracked
 from .unit_markers import check_same_cuts, done_units, read_markers, write_marker
 from .unit_pipeline import FAILED, ActorStage, ReadStage, TaskStage, UnitSettings, end_actor, pack, stream_units, unit_of, unpack
 
+if TYPE_CHECKING:
+    from gliner.label_sets import LabelSet
+
 ATTEMPTS_DIR = "_attempts"  # each actor's attempts at each unit (unit_pipeline.record_attempt)
 LOCAL_VERSION_ROWS = 2_000_000  # up to this many (unit, doc_id) versions, current/ is worked out on the driver
 TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json", "_SETTINGS.json", PROGRESS_FILE, ATTEMPTS_DIR)
@@ -62,8 +65,10 @@ FILTERED = "filtered"  # a version that exists but is not tagged (an error row s
 class TagConfig(InferencePrecision):
     name: str = "gliner-tag"
     model: str
-    labels: list[str] | None = None
-    labels_file: str | None = None  # one label per line
+    # A list of labels, or a mapping of each label to a description that the model reads in its place (the entities
+    # carry the label).
+    labels: list[str] | dict[str, str] | None = None
+    labels_file: str | None = None  # one label per line, or LABEL<tab>DESCRIPTION
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     flat_ner: bool = True
     multi_label: bool = False
@@ -285,22 +290,24 @@ def tagged_unit(row: pa.Table, spans: dict[int, list], labels: list[str], stats:
                 words=unpack(row, "words"), spans=spans_table(spans, labels), stats=json.dumps(stats))
 
 
-def unit_entities(row: pa.Table, labels: list[str], config: TagConfig) -> pa.Table:
-    """The merge stage: each document's spans from its windows, at character offsets, as `entities` rows."""
+def unit_entities(row: pa.Table, labels: LabelSet, config: TagConfig) -> pa.Table:
+    """The merge stage: each document's spans from its windows, at character offsets, as `entities` rows named by
+    their labels (the model read the label set's prompts)."""
     from gliner.merge import merge_windows, to_entities
 
     from .tag_batches import chunks_of, spans_of, words_of
 
     documents, chunks = unpack(row, "documents"), chunks_of(unpack(row, "windows"))
-    merged = merge_windows(chunks, spans_of(unpack(row, "spans"), labels, len(chunks)), documents.num_rows, config.flat_ner, config.multi_label)
+    merged = merge_windows(chunks, spans_of(unpack(row, "spans"), list(labels.prompts), len(chunks)), documents.num_rows, config.flat_ner,
+                           config.multi_label)
     entities = [dict(entity, doc_id=doc_id, model=config.model)
                 for doc_id, text, words, spans in zip(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), words_of(unpack(row, "words")), merged)
-                for entity in to_entities(text, words, spans)]
+                for entity in to_entities(text, words, labels.named(spans))]
     return pa.Table.from_pylist(entities, ENTITIES_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------------ 3. commit
-def commit_unit(row: pa.Table, config: dict, labels: list[str]) -> pa.Table:
+def commit_unit(row: pa.Table, config: dict, labels: LabelSet) -> pa.Table:
     """The unit's entities (`unit_entities`), every file of the unit, atomically, then its marker; returns the
     unit's summary."""
     from synth.tag_exports import bioc_collection, pubtator_text
@@ -346,10 +353,11 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     if config.overwrite:
         output.remove(*TAG_FOLDERS)
     units = plan_inputs(config.input, config.format, config.units.sizes())
-    labels = _labels(config)
+    label_set = _labels(config)
+    labels = list(label_set.prompts)  # what the model reads; commit_unit names the entities by label_set.names
     if config.updates is None:
         config = config.model_copy(update={"updates": any(unit.format == "pubmed-xml" for unit in units)})
-    require_same_settings(output, row_settings(config, labels))
+    require_same_settings(output, row_settings(config, label_set))
     done = done_units(output)
     check_same_cuts(done, units, output)
     output.remove_temporaries()
@@ -362,7 +370,7 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
         ActorStage(tagger, {"config": settings, "labels": labels}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
                    min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type,
                    attempts_root=output.url(ATTEMPTS_DIR)),
-        TaskStage(commit_unit, {"config": settings, "labels": labels}, num_cpus=config.commit_cpus),
+        TaskStage(commit_unit, {"config": settings, "labels": label_set}, num_cpus=config.commit_cpus),
     ]
     tagging = time.time()
     rows = tracked(stream_units(pending, read, stages, config.units.retries), Progress("tag", len(pending), "units", output),
@@ -389,12 +397,13 @@ def _unit_documents(row: dict) -> dict:
     return {} if FAILED in row else {"documents": json.loads(row["summary"]).get("documents", 0)}
 
 
-def row_settings(config: TagConfig, labels: list[str]) -> dict:
+def row_settings(config: TagConfig, label_set: LabelSet) -> dict:
     """What decides the output's rows (OUTPUT/_SETTINGS.json): a rerun with other values is refused."""
     from gliner.model_path import model_fingerprint
 
     fields = ["model", "threshold", "flat_ner", "multi_label", "long_text", "precision", "max_chars", "format", "id_column", "text_column",
               "title_column", "updates"]
+    labels = list(label_set.names) if label_set.names == label_set.prompts else dict(zip(label_set.names, label_set.prompts))
     return {"weights": model_fingerprint(config.model), "labels": labels, **{name: getattr(config, name) for name in fields}}
 
 
@@ -513,26 +522,32 @@ def _fingerprint(doc_ids: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ reporting
-def _labels(config: TagConfig) -> list[str]:
-    """The labels of `labels` and `labels_file`, checked on the driver against the model's prompt markers before Ray
-    starts (the read tasks would otherwise refuse a label such as "<<ENT>>" one unit at a time)."""
+def _labels(config: TagConfig) -> LabelSet:
+    """The labels of `labels` and `labels_file` (with their descriptions), checked on the driver against the model's
+    prompt markers before Ray starts (the read tasks would otherwise refuse a label such as "<<ENT>>" one unit at a
+    time)."""
     from gliner.checkpoint import read_model_config
     from gliner.inputs import normalize_labels
+    from gliner.label_sets import LabelSet
     from gliner.model_path import resolve_packaged_model
 
-    labels = list(config.labels or [])
+    given = config.labels or []
+    described = dict(given) if isinstance(given, dict) else dict.fromkeys(given)
     if config.labels_file:
         import fsspec
 
         with fsspec.open(config.labels_file, "r", encoding="utf-8") as handle:
-            labels += [line.strip() for line in handle if line.strip()]
-    if not labels:
-        return labels
+            for line in handle:
+                label, _, description = line.strip().partition("\t")
+                if label.strip():
+                    described[label.strip()] = description.strip() or None
     markers = read_model_config(resolve_packaged_model(config.model))
     try:
-        return normalize_labels(labels, reserved_tokens=(markers.ent_token, markers.sep_token))
+        label_set = LabelSet.of({label: description or label for label, description in described.items()})
+        normalize_labels(list(label_set.prompts), reserved_tokens=(markers.ent_token, markers.sep_token))
     except ValueError as error:
         raise BadInput(f"labels: {error}") from error
+    return label_set
 
 
 def print_summary(summary: dict) -> None:

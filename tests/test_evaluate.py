@@ -392,13 +392,20 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
         "datasets": [
             {"name": "ncbi-pub", "path": str(pubtator), "label_map": {"SpecificDisease": "disease"}, "max_documents": 2},
             {"name": "jnlpba", "path": str(data_dir / "bioner-iob/JNLPBA/test.tsv"), "max_documents": 10,
-             "label_map": {"protein": "protein", "cell_line": "cell line", "cell_type": "cell type"}},
+             "label_map": {"protein": "protein", "cell_line": "cell line", "cell_type": "cell type"},
+             "label_descriptions": {"cell line": "immortalized cell line", "protein": "protein or peptide"}},
         ],
     })
     results = run(config)["results"]
     by_name = {r["name"]: r for r in results["datasets"]}
     assert set(by_name) == {"ncbi-pub", "jnlpba"}
-    assert by_name["jnlpba"]["labels"] == ["cell line", "cell type", "protein"]
+    assert by_name["jnlpba"]["labels"] == ["cell line", "cell type", "protein"]  # scored by label; the model read the descriptions
+    jnlpba = config.datasets[1]
+    gold = load_gold(jnlpba.path, "iob", jnlpba.label_map, None, 10)
+    direct = predict(GLiNER.from_pretrained(tiny_bi_dir), gold, 0.3, descriptions=jnlpba.label_descriptions)
+    assert by_name["jnlpba"]["strict"] == evaluate_predictions(gold, direct)["strict"] and by_name["jnlpba"]["label_descriptions"] == jnlpba.label_descriptions
+    with pytest.raises(ValueError, match=r"label_descriptions name \['cell'\]"):
+        predict(GLiNER.from_pretrained(tiny_bi_dir), gold, 0.3, descriptions={"cell": "a cell"})
     assert set(by_name["jnlpba"]["ignored_gold_mentions"]) <= {"DNA", "RNA"}
     assert set(by_name["ncbi-pub"]["ignored_gold_mentions"]) <= {"DiseaseClass", "Modifier", "CompositeMention"}
     overall = results["overall"]

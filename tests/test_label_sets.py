@@ -1,21 +1,46 @@
-"""Training label sets (gliner/training.py: choose_label_sets): which types each example is trained against, in
-which slots."""
-import random
-from collections import Counter
+"""Labels as users give them: a mapping of label to description (the model reads the description, the entity
+carries the label) and one label set per text, predicted as upstream gliner 0.2.29 predicts them on the parity
+checkpoints (tests/parity/make_label_fixtures.py recorded upstream's entities)."""
+import json
+import sys
+from pathlib import Path
 
-from gliner.training import Example, choose_label_sets
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "parity"))
+from assemble import FIXTURES, assemble_checkpoint  # noqa: E402
+
+from gliner import GLiNER  # noqa: E402
+from gliner.label_sets import LabelSet, label_sets_per_text  # noqa: E402
+
+RECORD = json.loads((FIXTURES / "upstream_label_forms.json").read_text(encoding="utf-8"))
 
 
-def test_closed_label_sets_are_shuffled_and_never_widened():
-    closed = Example(["Cisplatin", "is", "toxic"], [(0, 0, "chemical")], label_set=["chemical", "disease", "gene"])
-    open_example = Example(["BRCA1"], [(0, 0, "gene")])
-    rng = random.Random(0)
-    first_slot = Counter()
-    for _ in range(300):
-        closed_set, open_set = choose_label_sets([closed, open_example], max_types=25, max_neg_type_ratio=1, rng=rng)
-        assert sorted(closed_set) == ["chemical", "disease", "gene"]  # no sampled negatives join a closed set
-        assert set(open_set) <= {"chemical", "gene"} and "gene" in open_set  # its own type, maybe the batch's other
-        first_slot[closed_set[0]] += 1
-    # Every type takes the first slot about a third of the time: a slot says nothing about the label in it.
-    assert set(first_slot) == {"chemical", "disease", "gene"} and min(first_slot.values()) > 70, first_slot
-    assert choose_label_sets([Example(["x"], [], label_set=[])], 25, 1, rng) == [[""]]
+@pytest.mark.parametrize("name", ["uni", "bi"])
+def test_descriptions_and_per_text_label_sets_find_what_upstream_finds(name, tmp_path):
+    model = GLiNER.from_pretrained(assemble_checkpoint(name, tmp_path))
+    for case in RECORD["models"][name]:
+        ours = model.inference(RECORD["texts"], case["labels"], threshold=case["threshold"], batch_size=8, long_text="truncate")
+        for index, (a, b) in enumerate(zip(ours, case["predictions"], strict=True)):
+            context = f"{name} {case['name']} text {index}"
+            assert [(e["start"], e["end"], e["label"], e["text"]) for e in a] == [(e["start"], e["end"], e["label"], e["text"]) for e in b], context
+            assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b)), context
+    described = RECORD["models"][name][0]
+    labels = {entity["label"] for entities in described["predictions"] for entity in entities}
+    assert labels and labels <= set(described["labels"])  # the entities carry the labels, never the descriptions
+    per_text = RECORD["models"][name][1]
+    assert all({e["label"] for e in entities} <= set(label_set) for entities, label_set in zip(per_text["predictions"], per_text["labels"]))
+    assert sum(map(len, described["predictions"])) > 30 and sum(map(len, per_text["predictions"])) > 30
+
+
+def test_bad_label_forms_are_refused_with_the_reason():
+    assert LabelSet.of({"disease": "a disease"}) == LabelSet(("a disease",), ("disease",))
+    assert LabelSet.of(["gene", "gene", "disease"]).names == ("gene", "disease")
+    with pytest.raises(ValueError, match="must differ"):
+        LabelSet.of({"disease": "illness", "syndrome": "illness"})
+    with pytest.raises(ValueError, match="strings to strings"):
+        LabelSet.of({"disease": 3})
+    with pytest.raises(ValueError, match="2 label sets for 3 texts"):
+        label_sets_per_text([["a"], ["b"]], 3)
+    with pytest.raises(ValueError, match="for every text"):
+        label_sets_per_text([["a"], "b"], 2)

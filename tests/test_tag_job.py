@@ -318,6 +318,8 @@ class FailsOnAspirin(UnitTagger):
 def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(local_ray, decisive_model, data_dir, tmp_path):
     from ray import cloudpickle
 
+    from gliner import GLiNER
+
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this test module
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -328,7 +330,10 @@ def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(
     notes = '{"doc_id": "n1", "text": "Aspirin treats headache."}\n{"doc_id": "n2", "text": "   "}\nnot json\n'
     (corpus / "notes.jsonl").write_text(notes, encoding="utf-8")
     output = tmp_path / "out"
-    config = tag_config(decisive_model, corpus, output, exports=["pubtator", "bioc"], units={"documents": 4}, min_actors=1, max_actors=1)
+    # Labels with a description: the model reads "disease or syndrome", the entities say "disease".
+    described = {"disease": "disease or syndrome", "chemical": "chemical"}
+    config = tag_config(decisive_model, corpus, output, exports=["pubtator", "bioc"], units={"documents": 4}, min_actors=1, max_actors=1,
+                        labels=described)
     summary = run(config, tagger=FailsOnAspirin)
     texts = {record.doc_id: record.text for path in corpus.iterdir() for record in read_documents(str(path), infer_format(str(path)))
              if isinstance(record, Document)}
@@ -336,6 +341,11 @@ def test_every_format_keeps_errors_exports_and_exact_offsets_then_a_rerun_skips(
     assert len(entities) > 20 and {entity["doc_id"] for entity in entities} >= {"9001", "9002", "9004"}
     for entity in entities:
         assert entity["text"] == texts[entity["doc_id"]][entity["start"]:entity["end"]]
+    tagged = sorted(set(texts) - {"n1", "n2"})  # n1 failed on purpose, n2 is empty
+    direct = GLiNER.from_pretrained(decisive_model).inference([texts[doc_id] for doc_id in tagged], described, threshold=THRESHOLD)
+    assert_same_entities(entities, [dict(entity, doc_id=doc_id) for doc_id, found in zip(tagged, direct) for entity in found])
+    assert "disease" in {entity["label"] for entity in entities} <= set(described)
+    assert json.loads((output / "_SETTINGS.json").read_text())["labels"] == described
     errors = read_rows(output / "errors")
     assert {(row["doc_id"], row["stage"], row["reason"]) for row in errors if row["doc_id"]} == {
         ("n2", "filter", "empty text"), ("n1", "tag", "RuntimeError")}  # n1 alone: the documents beside it in its unit are tagged

@@ -104,3 +104,19 @@ def predict_cases(inference, cases: list[dict]) -> list[dict]:
         dict(case, predictions=inference(PARITY_TEXTS, case["labels"], case["threshold"], case["flat_ner"], case["multi_label"]))
         for case in cases
     ]
+
+
+DESCRIPTIONS = {
+    "disease": "disease, disorder or syndrome",
+    "chemical": "chemical compound or drug",
+    "gene": "gene or gene product",
+}
+
+
+def label_form_cases() -> dict:
+    """Labels given as descriptions, and one label set per text (lists and description mappings in turn)."""
+    per_text_forms = [SHORT_LABELS, {"disease": DESCRIPTIONS["disease"], "chemical": DESCRIPTIONS["chemical"]}, ["gene", "disease"]]
+    return {
+        "descriptions": dict(DESCRIPTIONS),
+        "per_text": [per_text_forms[index % len(per_text_forms)] for index in range(len(PARITY_TEXTS))],
+    }
