@@ -51,6 +51,7 @@ class GLiNER(nn.Module):
         position_limit = getattr(model.backbone.config, "max_position_embeddings", None)
         self.preparer = Preparer(tokenizer, config, position_limit)  # the prepare stage: tokenizer and config, no weights
         self._label_cache: dict[tuple, torch.Tensor] = {}  # bi-encoders: label vectors per label set
+        self._given_label_vectors: dict[str, torch.Tensor] = {}  # bi-encoders: vectors encoded elsewhere (use_label_vectors)
         # Inference precision (set_precision): GPU autocast dtype, and on a CPU the fp32 model behind a reduced copy.
         self.autocast_dtype: torch.dtype | None = None
         self.precision, self.precision_check = "fp32", None
@@ -394,6 +395,15 @@ class GLiNER(nn.Module):
         with torch.inference_mode():
             return self.model.encode_labels(encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device))
 
+    def use_label_vectors(self, vectors: Mapping[str, torch.Tensor]) -> "GLiNER":
+        """Bi-encoders: {label: (D,) vector} encoded once elsewhere (encode_labels, gliner.label_vectors); a label set
+        whose labels all have one is never encoded again."""
+        if not self.config.is_bi_encoder:
+            raise ValueError("use_label_vectors needs a bi-encoder model (one with a labels_encoder)")
+        self._given_label_vectors = {label: vector.float().cpu() for label, vector in vectors.items()}
+        self._label_cache.clear()
+        return self
+
     def _label_inputs(self, labels: list[str]) -> dict[str, torch.Tensor]:
         """Bi-encoders: the (C, D) label vectors, encoded once per label set, device and dtype (or, for an ONNX graph, the
         labels' tokens); none for uni-encoders."""
@@ -406,8 +416,11 @@ class GLiNER(nn.Module):
         if key not in self._label_cache:
             if len(self._label_cache) >= 16:
                 self._label_cache.pop(next(iter(self._label_cache)))
-            with torch.inference_mode(), self._autocast():
-                self._label_cache[key] = self.encode_labels(labels)
+            if all(label in self._given_label_vectors for label in labels):
+                self._label_cache[key] = torch.stack([self._given_label_vectors[label] for label in labels]).to(self.device)
+            else:
+                with torch.inference_mode(), self._autocast():
+                    self._label_cache[key] = self.encode_labels(labels)
         return {"labels_embeds": self._label_cache[key]}
 
     @torch.inference_mode()

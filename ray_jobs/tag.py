@@ -69,6 +69,9 @@ class TagConfig(InferencePrecision):
     # carry the label).
     labels: list[str] | dict[str, str] | None = None
     labels_file: str | None = None  # one label per line, or LABEL<tab>DESCRIPTION
+    # Bi-encoders: the labels' vectors, from `python -m gliner.label_vectors` (safetensors); none: one Ray task encodes
+    # them for the whole job, and every actor reuses them instead of encoding thousands of labels again.
+    label_vectors: str | None = None
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     flat_ner: bool = True
     multi_label: bool = False
@@ -194,11 +197,12 @@ class UnitTagger:
     error, or a failure that the known-good probe text then hits too. Then the actor ends (`end_actor`), Ray
     replaces it and its unit runs again elsewhere, with no error rows."""
 
-    def __init__(self, config: dict, labels: list[str]):
+    def __init__(self, config: dict, labels: list[str], label_vectors: dict | None = None):
         import ray
 
         self.config = TagConfig.model_validate(config)
         self.labels = labels
+        self.label_vectors = label_vectors  # bi-encoders: {prompt: vector}, encoded once for the job
         self.threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
         self.actor_id, self.node_id = ray.get_runtime_context().get_actor_id(), ray.get_runtime_context().get_node_id()
         self.model = self.load_model()
@@ -214,6 +218,8 @@ class UnitTagger:
             raise RuntimeError(f"gpus_per_actor={self.config.gpus_per_actor}, but this actor sees no CUDA device (a CPU-only torch?)")
         device = "cuda" if self.config.gpus_per_actor > 0 else "cpu"
         model = GLiNER.from_pretrained(self.config.model, map_location=device)
+        if self.label_vectors:
+            model.use_label_vectors(self.label_vectors)
         torch.set_num_threads(self.threads)  # before a compile: its kernels keep the thread count they were built with
         return set_precision_or_fp32(model, self.config.precision, self.config.min_agreement, self.config.threshold, self.labels,
                                      self.config.compile)
@@ -366,8 +372,9 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     init_ray(address, outputs=[config.output], inputs=[config.model, config.input])
     settings = config.model_dump()
     read = ReadStage(read_documents, {"config": settings, "labels": labels}, num_cpus=config.read_cpus)
+    vectors = job_label_vectors(config, labels) if pending else None
     stages = [
-        ActorStage(tagger, {"config": settings, "labels": labels}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
+        ActorStage(tagger, {"config": settings, "labels": labels, "label_vectors": vectors}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
                    min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type,
                    attempts_root=output.url(ATTEMPTS_DIR)),
         TaskStage(commit_unit, {"config": settings, "labels": label_set}, num_cpus=config.commit_cpus),
@@ -391,6 +398,36 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
                         f"{'; current/ is built once every unit is done' if config.updates else ''}): "
                         + "; ".join(f"{unit_id}: {reason}" for unit_id, reason in failed[:10]) + (" ..." if len(failed) > 10 else ""))
     return summary
+
+
+def job_label_vectors(config: TagConfig, prompts: list[str]) -> dict | None:
+    """A bi-encoder's {prompt: vector} for every actor of the job: read from `label_vectors` (refused if another
+    model encoded them, or a label lacks one), else encoded once by a Ray task; None for a uni-encoder."""
+    import ray
+
+    from gliner.checkpoint import read_model_config
+    from gliner.label_vectors import load
+    from gliner.model_path import model_fingerprint, resolve_packaged_model
+
+    if not read_model_config(resolve_packaged_model(config.model)).is_bi_encoder:
+        return None
+    if config.label_vectors is None:
+        return ray.get(ray.remote(_encode_label_vectors).options(num_cpus=config.read_cpus).remote(config.model, prompts))
+    try:
+        vectors = load(config.label_vectors, model_fingerprint(config.model))
+    except (OSError, ValueError) as error:
+        raise BadInput(f"label_vectors: {error}") from error
+    missing = [prompt for prompt in prompts if prompt not in vectors]
+    if missing:
+        raise BadInput(f"label_vectors: {config.label_vectors} has no vector for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    return {prompt: vectors[prompt] for prompt in prompts}
+
+
+def _encode_label_vectors(model: str, prompts: list[str]) -> dict:
+    from gliner import GLiNER
+    from gliner.label_vectors import encode_all
+
+    return dict(zip(prompts, encode_all(GLiNER.from_pretrained(model), prompts)))
 
 
 def _unit_documents(row: dict) -> dict:

@@ -44,3 +44,29 @@ def test_bad_label_forms_are_refused_with_the_reason():
         label_sets_per_text([["a"], ["b"]], 3)
     with pytest.raises(ValueError, match="for every text"):
         label_sets_per_text([["a"], "b"], 2)
+
+
+def test_label_vectors_encoded_once_are_reused_and_refused_for_another_model(tiny_bi_dir, tiny_uni_dir, tmp_path):
+    """1,200 labels encoded once (in batches), saved, loaded: a model given them never runs its label encoder, and
+    finds what encoding them itself finds."""
+    from gliner.label_vectors import encode_all, load, save
+    from gliner.model_path import model_fingerprint
+
+    labels = ["disease", "chemical", "gene"] + [f"entity type {index}" for index in range(1197)]
+    texts = ["Aspirin reduces the risk of myocardial infarction in diabetic patients.", "BRCA1 mutations cause breast cancer."]
+    encoder = GLiNER.from_pretrained(tiny_bi_dir)
+    path = save(tmp_path / "labels.safetensors", labels, encode_all(encoder, labels), model_fingerprint(str(tiny_bi_dir)))
+    vectors = load(path, model_fingerprint(str(tiny_bi_dir)))
+    assert list(vectors) == labels and vectors["gene"].shape == (encoder.config.hidden_size,)
+    expected = encoder.inference(texts, labels, threshold=0.3)
+    given = GLiNER.from_pretrained(tiny_bi_dir).use_label_vectors(vectors)
+    given.model.encode_labels = lambda *args: pytest.fail("the label encoder ran")
+    found = given.inference(texts, labels, threshold=0.3)
+    assert sum(map(len, expected)) > 0
+    for a, b in zip(found, expected, strict=True):
+        assert [(e["start"], e["end"], e["label"]) for e in a] == [(e["start"], e["end"], e["label"]) for e in b]
+        assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="another model"):
+        load(path, model_fingerprint(str(tiny_uni_dir)))
+    with pytest.raises(ValueError, match="needs a bi-encoder"):
+        GLiNER.from_pretrained(tiny_uni_dir).use_label_vectors(vectors)

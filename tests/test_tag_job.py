@@ -474,3 +474,28 @@ def test_pubmed_xml_offsets_index_pubtators_text_of_the_same_abstracts(local_ray
     runs = {pmid: match.end() for pmid, text in pubtator_texts.items() if (match := re.search(r"\s{2,}", text.rstrip()))}
     assert len(runs) == 15
     assert any(entity["doc_id"] in runs and entity["start"] >= runs[entity["doc_id"]] for entity in entities)
+
+
+def test_a_bi_encoder_tags_with_1200_labels_encoded_once_for_the_job_or_read_from_a_file(local_ray, trained_tiny_bi_dir, short_texts, tmp_path):
+    """The label vectors are encoded by one task and shared with the actors, or read from a file made by
+    `python -m gliner.label_vectors` (refused when it lacks a label); either way the entities are the library's."""
+    from gliner import GLiNER
+    from gliner.label_vectors import main as make_vectors
+    from ray_jobs.job_command import BadInput
+
+    labels = ["disease", "chemical", "gene"] + [f"entity type {index}" for index in range(1197)]
+    corpus = tmp_path / "texts.jsonl"
+    corpus.write_text("".join(json.dumps({"doc_id": str(index), "text": text}) + "\n" for index, text in enumerate(short_texts[:40])))
+    (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
+    model = trained_tiny_bi_dir
+    assert make_vectors(["--model", str(model), "--labels-file", str(tmp_path / "labels.txt"), "--output", str(tmp_path / "v.safetensors")]) == 0
+    direct = GLiNER.from_pretrained(model).inference(short_texts[:40], labels, threshold=0.1, batch_size=32)
+    expected = [dict(entity, doc_id=str(index)) for index, found in enumerate(direct) for entity in found]
+    assert len(expected) >= 10
+    changes = {"labels": labels, "threshold": 0.1, "min_actors": 1, "max_actors": 1, "units": {"documents": 20}}
+    for name, vectors in (("encoded", None), ("from_file", str(tmp_path / "v.safetensors"))):
+        summary = run(tag_config(model, corpus, tmp_path / name, label_vectors=vectors, **changes))
+        assert summary["counts"]["documents"] == 40
+        assert_same_entities(read_rows(tmp_path / name / "entities"), expected)
+    with pytest.raises(BadInput, match="has no vector for"):
+        run(tag_config(model, corpus, tmp_path / "missing", label_vectors=str(tmp_path / "v.safetensors"), **{**changes, "labels": labels + ["virus"]}))
