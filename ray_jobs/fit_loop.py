@@ -113,8 +113,9 @@ def run_fit_loop(task: FitTask) -> None:
         if checkpoint_dir:
             # Only trainable weights may have been saved (distill's frozen base comes from the base model).
             engine.load_checkpoint(str(checkpoint_dir / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, load_module_strict=False)
-            state.update(json.loads((checkpoint_dir / STATE_FILE).read_text()))
-            state.setdefault("micro_batches", state["step"] * config.scale.grad_accum)  # saved before it was recorded
+            saved = json.loads((checkpoint_dir / STATE_FILE).read_text())
+            saved.setdefault("micro_batches", saved["step"] * config.scale.grad_accum)  # saved before it was recorded
+            state.update(saved)  # a checkpoint saved before validation existed keeps the defaults of its fields
             if rank != 0:
                 state["totals"] = {}  # the saved totals are all workers'; rank 0 carries them on
     state["resumed_from_step"] = state["step"] if checkpoint else None

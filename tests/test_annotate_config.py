@@ -15,7 +15,7 @@ from synth.prompts import load_prompt
 CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/[as]*/*.yaml"))
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if p.parent.name in ("annotate", "synthesize") and p.name != "prompt_biomed.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.parent.name in ("annotate", "synthesize") and not p.name.startswith("prompt_")], ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     config = load_config(AnnotateConfig, path)
     assert config.model and config.output
