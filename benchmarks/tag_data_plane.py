@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from pubmed_sample import abstracts, write_baseline_file  # noqa: E402
 
+from gliner.label_sets import LabelSet  # noqa: E402
 from ray_jobs.tag import TagConfig, UnitTagger, commit_unit, read_documents, run, tagged_unit  # noqa: E402
 from ray_jobs.unit_pipeline import read_groups, unpack  # noqa: E402
 
@@ -102,7 +103,7 @@ def one_core(path: Path, config: TagConfig) -> dict:
     for group in read_groups(plan_inputs(str(path), "auto", config.units.sizes())):
         for row in read_documents(group, settings, LABELS):
             null = {"actor": "none", "tag_seconds": 0.0, "tag_started_at": 0.0, "actor_peak_rss_mb": 0.0}
-            commit_unit(tagged_unit(row, {}, LABELS, null), settings, LABELS)
+            commit_unit(tagged_unit(row, {}, LABELS, null), settings, LabelSet.of(LABELS))
             documents += unpack(row, "documents").num_rows
     seconds = time.perf_counter() - started
     return {"documents": documents, "seconds": round(seconds, 2), "docs_per_s": round(documents / seconds, 1)}

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from ray_jobs.output_root import OutputRoot
+from gliner.label_sets import LabelSet
 from ray_jobs.tag import TagConfig, commit_unit
 from ray_jobs.unit_markers import done_units, read_markers
 from ray_jobs.unit_pipeline import pack
@@ -91,9 +92,9 @@ def test_s3_commits_cost_the_same_requests_at_10_and_1000_units_and_listings_are
     requests_per_commit = {}
     with ThreadPoolExecutor(8) as pool:  # the commits between the two counted ones, eight at a time
         for first, counted in ((0, 9), (10, 999)):
-            list(pool.map(lambda index: commit_unit(unit_row(index), config, LABELS), range(first, counted)))
+            list(pool.map(lambda index: commit_unit(unit_row(index), config, LabelSet.of(LABELS)), range(first, counted)))
             with counted_s3_calls() as calls:
-                commit_unit(unit_row(counted), config, LABELS)
+                commit_unit(unit_row(counted), config, LabelSet.of(LABELS))
             requests_per_commit[counted + 1] = sorted(calls.operations)
     # One PUT per file (entities, errors, marker): no listing, no temporary, no copy, no delete, at 10 units as at 1,000.
     assert requests_per_commit == {10: ["put_object"] * 3, 1000: ["put_object"] * 3}
