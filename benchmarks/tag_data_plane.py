@@ -101,9 +101,9 @@ def one_core(path: Path, config: TagConfig) -> dict:
     settings, documents = config.model_dump(), 0
     started = time.perf_counter()
     for group in read_groups(plan_inputs(str(path), "auto", config.units.sizes())):
-        for row in read_documents(group, settings, LABELS):
+        for row in read_documents(group, settings, LabelSet.of(LABELS)):
             null = {"actor": "none", "tag_seconds": 0.0, "tag_started_at": 0.0, "actor_peak_rss_mb": 0.0}
-            commit_unit(tagged_unit(row, {}, LABELS, null), settings, LabelSet.of(LABELS))
+            commit_unit(tagged_unit(row, {}, null), settings)
             documents += unpack(row, "documents").num_rows
     seconds = time.perf_counter() - started
     return {"documents": documents, "seconds": round(seconds, 2), "docs_per_s": round(documents / seconds, 1)}

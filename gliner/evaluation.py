@@ -2,6 +2,7 @@
 over datasets. Never imports ray."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -36,13 +37,36 @@ def predict(model, gold: GoldSet, threshold: float = 0.5, flat_ner: bool = True,
 def predict_at_thresholds(model, gold: GoldSet, thresholds: Sequence[float], flat_ner: bool = True, batch_size: int = 8, long_text: str = "window",
                           descriptions: Mapping[str, str] | None = None) -> dict[float, list[list[Span]]]:
     """{threshold: `predict(model, gold, threshold)`} from one model pass. `descriptions`: what the model reads in
-    place of some of the gold set's labels (the predictions still carry the labels)."""
+    place of some of the gold set's labels (the predictions still carry the labels); a document's own descriptions
+    come first. A document asked for no label (its own labels all outside the label map) gets no predictions."""
     labels = described_labels(gold.labels, descriptions)
-    if gold.format == "iob":
-        spans = model.predict_word_spans_at_thresholds(gold.inputs, labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
-        return {threshold: word_spans_to_exclusive(spans_per_doc) for threshold, spans_per_doc in spans.items()}
-    entities = model.inference_at_thresholds(gold.inputs, labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
-    return {threshold: entities_to_spans(entities_per_doc) for threshold, entities_per_doc in entities.items()}
+    asked = list(range(len(gold.inputs)))
+    if gold.label_sets is not None:
+        asked = [index for index, label_set in enumerate(gold.label_sets) if label_set]
+        labels = [_described(gold.label_sets[index], descriptions or {}) for index in asked]
+    inputs = [gold.inputs[index] for index in asked]
+    if not inputs:
+        return {threshold: [[] for _ in gold.inputs] for threshold in thresholds}
+    if gold.is_word_level:
+        found = model.predict_word_spans_at_thresholds(inputs, labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
+        found = {threshold: word_spans_to_exclusive(spans_per_doc) for threshold, spans_per_doc in found.items()}
+    else:
+        entities = model.inference_at_thresholds(inputs, labels, thresholds, flat_ner=flat_ner, batch_size=batch_size, long_text=long_text)
+        found = {threshold: entities_to_spans(entities_per_doc) for threshold, entities_per_doc in entities.items()}
+    predictions = {}
+    for threshold, spans_per_doc in found.items():
+        predictions[threshold] = [[] for _ in gold.inputs]
+        for index, spans in zip(asked, spans_per_doc):
+            predictions[threshold][index] = spans
+    return predictions
+
+
+def _described(label_set: list[str] | dict[str, str], descriptions: Mapping[str, str]) -> list[str] | dict[str, str]:
+    """One document's labels, with its own descriptions, else the dataset's, where there are any."""
+    own = label_set if isinstance(label_set, dict) else {}
+    if not own and not any(label in descriptions for label in label_set):
+        return list(label_set)
+    return {label: own.get(label) or descriptions.get(label, label) for label in label_set}
 
 
 def score_predictions(gold_spans: Sequence[Iterable[Span]], pred_spans: Sequence[Iterable[Span]]) -> dict[str, dict]:
@@ -77,6 +101,7 @@ def evaluate_predictions(gold: GoldSet, pred_spans: Sequence[Iterable[Span]], na
         "gold_mentions": gold.gold_mentions,
         "gold_mentions_per_label": gold.gold_per_label(),
         "ignored_gold_mentions": dict(gold.ignored),
+        "label_sets": len({json.dumps(label_set, sort_keys=True) for label_set in gold.label_sets}) if gold.label_sets is not None else 1,
         "duplicate_gold_mentions": gold.duplicates,
         "gold_offset_mismatches": gold.offset_mismatches,
         "predicted_mentions": sum(len(set(spans)) for spans in pred_spans),
@@ -90,7 +115,7 @@ def report_documents(gold: GoldSet, pred_spans: Sequence[Iterable[Span]], count:
     in characters of "text" (IOB sentences: the words joined by spaces), for the HTML report."""
     documents = []
     for index in range(min(count, len(gold.inputs))):
-        if gold.format == "iob":
+        if gold.is_word_level:
             text, starts, ends = _joined_words(gold.inputs[index])
         else:
             text = gold.inputs[index]

@@ -18,18 +18,25 @@ class LabelSet:
     names: tuple[str, ...]  # what the entities found are called
 
     @classmethod
-    def of(cls, labels: Sequence[str] | Mapping[str, str]) -> "LabelSet":
+    def of(cls, labels: Sequence[str] | Mapping[str, str], reserved_tokens: Sequence[str] = ()) -> "LabelSet":
+        """A ValueError says what is wrong with `labels`; `reserved_tokens` (the model's prompt markers) may not occur
+        in what the model reads."""
         if not isinstance(labels, Mapping):
-            names = tuple(normalize_labels(labels))
+            names = tuple(normalize_labels(labels, reserved_tokens))
             return cls(names, names)
         for name, description in labels.items():
             if not isinstance(name, str) or not isinstance(description, str):
                 raise ValueError(f"a label description mapping must map strings to strings, got {name!r}: {description!r}")
-        prompts = tuple(normalize_labels(list(labels.values())))
+        prompts = tuple(normalize_labels(list(labels.values()), reserved_tokens))
         if len(prompts) != len(labels):
             raise ValueError("label descriptions must differ from each other: the model could not tell their labels apart")
         normalize_labels(list(labels))  # the names must be labels too
         return cls(prompts, tuple(labels))
+
+    @property
+    def given(self) -> list[str] | dict[str, str]:
+        """As a user gives it: the label list, or the mapping of each label to its description."""
+        return list(self.names) if self.names == self.prompts else dict(zip(self.names, self.prompts))
 
     def named(self, spans: list[Span]) -> list[Span]:
         """The spans the model found for the prompts, called by their labels' names."""
@@ -60,3 +67,13 @@ def grouped(label_sets: list[LabelSet]) -> dict[LabelSet, list[int]]:
     for index, label_set in enumerate(label_sets):
         groups.setdefault(label_set, []).append(index)
     return groups
+
+
+def stored_label_set(value, reserved_tokens: Sequence[str] = ()) -> LabelSet:
+    """A document's own labels as a JSON or Parquet column holds them: a list of labels, or a mapping of each label to
+    its description (a JSON object; a Parquet map reads as a list of (label, description) pairs)."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
+        value = dict(value)
+    if not isinstance(value, (list, tuple, Mapping)):
+        raise ValueError(f"labels must be a list of labels or a mapping of label to description, got {type(value).__name__}")
+    return LabelSet.of(value, reserved_tokens)

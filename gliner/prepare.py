@@ -41,6 +41,7 @@ class PreparedBatch:
     chunk_indices: list[int]  # the chunks of its rows, in row order
     # input_ids, attention_mask, words_mask (B, T), text_lengths (B,) and, for uni-encoders, prompt_lengths (B,); host
     inputs: dict[str, torch.Tensor]
+    labels: tuple[str, ...] = ()  # what it was prepared for: a uni-encoder's prompt holds them; the model scores them
 
     @property
     def padded_tokens(self) -> int:
@@ -56,7 +57,7 @@ class PreparedBatch:
         for row, chunk_index in enumerate(self.chunk_indices):
             width = int(self.inputs["attention_mask"][row].sum())
             inputs = {key: tensor[row : row + 1, :width] if tensor.dim() == 2 else tensor[row : row + 1] for key, tensor in self.inputs.items()}
-            singles.append(PreparedBatch([chunk_index], inputs))
+            singles.append(PreparedBatch([chunk_index], inputs, self.labels))
         return singles
 
 
@@ -104,16 +105,16 @@ class Preparer:
         else:
             batches = _by_tokens(chunks, text_ids, len(self.word_ids.prefix + self.word_ids.suffix) + sum(self.word_ids.ids_of([prompt])[0].counts()),
                                  batch_size, batch_tokens)
-        prepared = [self._batch(indices, chunks, words_per_text, text_ids, prompt) for indices in batches]
+        prepared = [self._batch(indices, chunks, words_per_text, text_ids, labels, prompt) for indices in batches]
         return Prepared(labels, words_per_text, chunks, prepared)
 
-    def _batch(self, indices: list[int], chunks: list[Chunk], words_per_text, text_ids, prompt) -> PreparedBatch:
+    def _batch(self, indices: list[int], chunks: list[Chunk], words_per_text, text_ids, labels: list[str], prompt) -> PreparedBatch:
         rows = [(text_ids[chunks[i].text_index], chunks[i].window.start, chunks[i].window.end) for i in indices]
         words = None if self.word_ids.reuses_words else [words_per_text[chunks[i].text_index].tokens[chunks[i].window.start : chunks[i].window.end] for i in indices]
         inputs = self.word_ids.encode(rows, prompt, words)
         if not self.config.is_bi_encoder:  # each row's label count, known here, spares the forward a device sync
             inputs["prompt_lengths"] = (inputs["input_ids"].eq(self.config.class_token_index) & inputs["attention_mask"].bool()).sum(1)
-        return PreparedBatch(indices, inputs)
+        return PreparedBatch(indices, inputs, tuple(labels))
 
     # ------------------------------------------------------------------------------------------------ windows
     def plan_chunks(self, words_per_text: list[Words], text_ids: list[TextIds], labels: list[str], long_text: str) -> list[Chunk]:

@@ -1,13 +1,15 @@
-"""Evaluate a GLiNER model on gold NER corpora (IOB sentences, PubTator abstracts), one Ray task per dataset.
+"""Evaluate a GLiNER model on gold NER corpora (IOB sentences, GLiNER-format JSONL, PubTator abstracts), one Ray
+task per dataset.
 
     python -m ray_jobs.evaluate --config configs/evaluate/<name>.yaml [key=value ...]
-    python -m ray_jobs.evaluate --model DIR --dataset PATH --labels a,b [--format iob|pubtator]
+    python -m ray_jobs.evaluate --model DIR --dataset PATH --labels a,b [--format iob|jsonl|pubtator]
         [--label-map Chemical=chemical,...] [--output DIR] [--threshold 0.5] [--name NAME]
 
 Each dataset maps its gold types to the labels the model is asked for (`label_map`); gold types missing from the
-map are dropped and counted as `ignored_gold_mentions`. Strict and relaxed micro P/R/F1, per-type and macro scores
-per dataset; overall micro pools all datasets (summed tp/fp/fn), overall macro is the mean of the datasets' micro
-F1. Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/_SUMMARY.json (the machine-readable outputs),
+map are dropped and counted as `ignored_gold_mentions`. A JSONL dataset may give each document its own labels
+(`labels_column`): the model is asked for those, and only its gold mentions of them count. Strict and relaxed
+micro P/R/F1, per-type and macro scores per dataset; overall micro pools all datasets (summed tp/fp/fn), overall
+macro is the mean of the datasets' micro F1. Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/_SUMMARY.json (the machine-readable outputs),
 OUTPUT/report.html (one self-contained page: the tables, the threshold curves, the first `report_documents`
 documents of each dataset with gold and predicted entities highlighted) and prints the table.
 
@@ -57,12 +59,14 @@ DEFAULT_SWEEP = [round(0.05 * step, 2) for step in range(1, 20)]  # 0.05, 0.1, .
 class DatasetSection(Section):
     path: str  # local path or fsspec URL
     name: str | None = None  # default: parent folder / file stem, e.g. "BC5CDR/test"
-    format: Literal["auto", "iob", "pubtator"] = "auto"  # auto: .tsv -> iob, .pubtator -> pubtator
+    format: Literal["auto", "iob", "jsonl", "pubtator"] = "auto"  # auto: .tsv -> iob, .jsonl -> jsonl (GLiNER's examples), .pubtator -> pubtator
     label_map: dict[str, str] | None = None  # gold type -> label; None: gold types are the labels
     labels: list[str] | None = None  # default: the sorted unique mapped labels
     # label -> a description the model reads in its place (e.g. "disease": "disease or syndrome"); scores still by label
     label_descriptions: dict[str, str] | None = None
-    max_documents: int | None = Field(None, ge=1)  # the first N sentences (IOB) or documents (PubTator)
+    max_documents: int | None = Field(None, ge=1)  # the first N sentences (IOB, JSONL) or documents (PubTator)
+    # JSONL: the field with each document's own labels (a list, or label -> description); the rest get `labels`
+    labels_column: str | None = None
 
     @model_validator(mode="after")
     def _resolve(self) -> "DatasetSection":
@@ -72,6 +76,8 @@ class DatasetSection(Section):
             object.__setattr__(self, "name", default_dataset_name(self.path))
         if self.label_map is not None and not self.label_map:
             raise ValueError(f"dataset {self.name}: label_map is empty")
+        if self.labels_column and self.format != "jsonl":
+            raise ValueError(f"dataset {self.name}: labels_column needs JSONL records, not {self.format}")
         return self
 
 
@@ -145,7 +151,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EvaluateConfig, str | Non
 
     flags = ["--model", "--output", "--threshold",
              ("--dataset", Flag(None, "one gold file (.tsv IOB or .pubtator); replaces the config's datasets")),
-             ("--format", Flag(None, "format of --dataset: iob or pubtator (default: from the extension)")),
+             ("--format", Flag(None, "format of --dataset: iob, jsonl or pubtator (default: from the extension)")),
              ("--labels", Flag(None, "comma-separated labels to predict for --dataset")),
              ("--label-map", Flag(None, "GoldType=label,... for --dataset (types not listed are ignored)")),
              ("--name", Flag(None, "name of --dataset in the results (without --dataset: the run's name)")),
@@ -172,7 +178,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
     from gliner.precision import set_precision_or_fp32
 
     started = time.perf_counter()
-    gold = load_gold(dataset["path"], dataset["format"], dataset["label_map"], dataset["labels"], dataset["max_documents"])
+    gold = load_gold(dataset["path"], dataset["format"], dataset["label_map"], dataset["labels"], dataset["max_documents"], dataset["labels_column"])
     read_s = time.perf_counter() - started
     torch.set_num_threads(options["torch_threads"] or max(1, int(options["num_cpus"])))
     device = "cuda" if options["num_gpus"] > 0 and torch.cuda.is_available() else "cpu"

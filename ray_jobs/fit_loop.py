@@ -35,12 +35,12 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from gliner.inputs import to_device
 
 from .deepspeed_engine import initialize_engine
 from .fit_validation import record_validation, split_for_validation, validate
+from .fit_workers import TrainingRows, sum_over_workers
 from .output_root import OutputRoot
 from .progress import Progress
 
@@ -155,16 +155,19 @@ def run_fit_loop(task: FitTask) -> None:
             else:
                 ray.train.report(metrics)
             if rank == 0:
-                print(f"[fit] step {metrics['step']} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}"
-                      + (f" {task.validation_score} {metrics[task.validation_score]:.4f}" if task.validation_score in metrics else ""), flush=True)
-                progress.figures["loss"] = round(metrics["loss"], 4)
-                if task.validation_score in metrics:
-                    progress.figures[task.validation_score] = round(metrics[task.validation_score], 4)
+                show_step(metrics, task.validation_score, progress)
         if progress is not None:
             progress.update(state["step"])
     if progress is not None:
         progress.finish()
     task.finish(engine, rank)
+
+
+def show_step(metrics: dict, score_key: str | None, progress: Progress) -> None:
+    """Rank 0: the reported step as a log line, and its loss (and validation score) on the progress line."""
+    shown = {"loss": metrics["loss"], **({score_key: metrics[score_key]} if score_key in metrics else {})}
+    print(f"[fit] step {metrics['step']} lr {metrics['lr']:.2e} " + " ".join(f"{key} {value:.4f}" for key, value in shown.items()), flush=True)
+    progress.figures.update({key: round(value, 4) for key, value in shown.items()})
 
 
 def worker_threads(configured: int | None) -> int:
@@ -176,31 +179,6 @@ def worker_threads(configured: int | None) -> int:
 
     assigned = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     return max(1, math.floor(assigned))
-
-
-class TrainingRows:
-    """Every row of the job's dataset, numbered in the order the driver materialized it (fit.materialized_in_order).
-    Each worker holds all of it: Arrow tables read from its node's object store without a copy."""
-
-    def __init__(self, dataset_iterator):
-        import ray
-
-        self.blocks = ray.get(dataset_iterator.materialize().to_arrow_refs())
-        self.starts = np.cumsum([0] + [block.num_rows for block in self.blocks])  # the row number each block starts at
-
-    def __len__(self) -> int:
-        return int(self.starts[-1])
-
-    def take(self, row_ids: np.ndarray) -> list[dict]:
-        block_of_row = np.searchsorted(self.starts, row_ids, side="right") - 1
-        return [self.blocks[block].slice(row - self.starts[block], 1).to_pylist()[0] for row, block in zip(row_ids, block_of_row)]
-
-    def list_lengths(self, column: str) -> np.ndarray:
-        """The length of each row's list in `column` (0 where it is null), in row order."""
-        import pyarrow.compute as pc
-
-        lengths = [pc.fill_null(pc.list_value_length(block.column(column)), 0).to_numpy() for block in self.blocks]
-        return np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int32)
 
 
 @dataclass(frozen=True)
@@ -405,13 +383,6 @@ def _put(buffer: queue.Queue, entry, stop: threading.Event) -> bool:
         except queue.Full:
             continue
     return False
-
-
-def sum_over_workers(values: torch.Tensor, world_size: int) -> torch.Tensor:
-    """Element-wise sum over the ranks of a tensor that lives on the worker's device (NCCL needs it there)."""
-    if world_size > 1:
-        dist.all_reduce(values)
-    return values
 
 
 class Window:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .fit_workers import TrainingRows, sum_over_workers
+
 HELD_OUT_SEED = 7_919  # the rows held out of the training rows are drawn with [seed, HELD_OUT_SEED]
 
 
@@ -24,8 +26,6 @@ def split_for_validation(section, rows, seed: int, world_size: int) -> tuple[np.
     if section.data is not None:
         import ray.train
 
-        from .fit_loop import TrainingRows
-
         given = TrainingRows(ray.train.get_dataset_shard("validation"))
         return every_row, (given, held_out_rows(len(given), 1.0, section.max_examples, seed))
     held = held_out_rows(len(rows), section.fraction, section.max_examples, seed)
@@ -40,8 +40,6 @@ def validate(task, engine, held_out: tuple, rank: int, world_size: int, batch_si
     """The task's validation metrics over the held-out rows: this rank scores rows rank, rank + world_size, ... in
     batches of `batch_size`, in eval mode without gradients, and the counts of all ranks are summed in one collective
     (a rank with no rows adds zeros)."""
-    from .fit_loop import sum_over_workers
-
     rows, row_ids = held_out
     mine = row_ids[rank::world_size]
     counts = dict.fromkeys(task.validation_keys, 0.0)

@@ -7,9 +7,10 @@
 Input files are cut into work units (`units.documents`/`units.bytes`: row ranges of Parquet, byte ranges of JSONL,
 PubTator and PubMed XML; `synth.work_units`) that stream through three stages (`ray_jobs.unit_pipeline`), which run
 the library's inference stages (`gliner.prepare`, forward, `gliner.decoding`, `gliner.merge`) where each belongs:
-1. read, in CPU tasks: the unit's documents (`synth.documents`); records that cannot be tagged become error rows;
-   then the prepare stage: words, windows and token ids, in batches of up to `batch_tokens` padded tokens over
-   windows sorted by length (`ray_jobs.tag_batches` carries them);
+1. read, in CPU tasks: the unit's documents (`synth.documents`), each with the job's labels or (`labels_column`) its
+   own; records that cannot be tagged become error rows; then the prepare stage: words, windows and token ids, in
+   batches of up to `batch_tokens` padded tokens over windows of one label set sorted by length
+   (`ray_jobs.tag_batches` carries them);
 2. tag, in a pool of `min_actors`..`max_actors` actors that each hold the model on a GPU or CPUs: the forward and
    decode stages only, the next batch's copy to the GPU overlapping the current forward;
 3. commit, in CPU tasks: the merge stage (windows back to documents, character offsets), then
@@ -58,7 +59,8 @@ if TYPE_CHECKING:
 ATTEMPTS_DIR = "_attempts"  # each actor's attempts at each unit (unit_pipeline.record_attempt)
 LOCAL_VERSION_ROWS = 2_000_000  # up to this many (unit, doc_id) versions, current/ is worked out on the driver
 TAG_FOLDERS = ("entities", "errors", "exports", "index", "current", "_done", "_SUMMARY.json", "_SETTINGS.json", PROGRESS_FILE, ATTEMPTS_DIR)
-DOCUMENT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
+# label_set: the document's row in the unit's label sets (`tag_batches.LABEL_SETS_SCHEMA`)
+DOCUMENT_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("title", pa.string()), ("label_set", pa.int32())])
 FILTERED = "filtered"  # a version that exists but is not tagged (an error row says why)
 
 
@@ -69,6 +71,9 @@ class TagConfig(InferencePrecision):
     # carry the label).
     labels: list[str] | dict[str, str] | None = None
     labels_file: str | None = None  # one label per line, or LABEL<tab>DESCRIPTION
+    # Each document's own labels, from this JSONL or Parquet field: a list of labels, or a mapping of each label to its
+    # description. A document without one gets `labels`/`labels_file`, or (when those are unset) an error row.
+    labels_column: str | None = None
     # Bi-encoders: the labels' vectors, from `python -m gliner.label_vectors` (safetensors); none: one Ray task encodes
     # them for the whole job, and every actor reuses them instead of encoding thousands of labels again.
     label_vectors: str | None = None
@@ -102,8 +107,8 @@ class TagConfig(InferencePrecision):
 
     @model_validator(mode="after")
     def _check(self) -> "TagConfig":
-        if not self.labels and not self.labels_file:
-            raise ValueError("labels or labels_file must be set")
+        if not self.labels and not self.labels_file and not self.labels_column:
+            raise ValueError("labels, labels_file or labels_column must be set")
         if self.max_actors is not None and self.max_actors < self.min_actors:
             raise ValueError(f"max_actors={self.max_actors} is less than min_actors={self.min_actors}")
         return self
@@ -114,19 +119,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[TagConfig, str | None]:
 
 
 # ------------------------------------------------------------------------------------------------ 1. read
-def read_documents(units: list[WorkUnit], config: dict, labels: list[str] | None = None) -> Iterator[pa.Table]:
-    """Each unit's documents, error rows and (PubMed updates) the final state of each doc_id it holds, as one row;
-    with `labels`, its documents prepared for the model too (`prepare_unit`)."""
+def read_documents(units: list[WorkUnit], config: dict, labels: LabelSet | None) -> Iterator[pa.Table]:
+    """Each unit's documents, error rows and (PubMed updates) the final state of each doc_id it holds, prepared for
+    the model (`prepare_unit`), as one row. `labels`: the job's, for documents without labels of their own."""
     settings = TagConfig.model_validate(config)
-    columns = Columns(settings.id_column, settings.text_column, settings.title_column)
+    columns = Columns(settings.id_column, settings.text_column, settings.title_column, settings.labels_column)
+    preparer = preparer_of(settings.model)
+    reserved_tokens = (preparer.config.ent_token, preparer.config.sep_token)
     started = time.perf_counter()
     for unit, records in read_units(units, columns):
-        row = unit_documents(unit, records, settings, time.perf_counter() - started)
-        yield prepare_unit(row, settings, labels) if labels else row
+        row = unit_documents(unit, records, settings, time.perf_counter() - started, labels, reserved_tokens)
+        yield prepare_unit(row, settings)
         started = time.perf_counter()
 
 
-def unit_documents(unit: WorkUnit, records: list, settings: TagConfig, read_seconds: float) -> pa.Table:
+def unit_documents(unit: WorkUnit, records: list, settings: TagConfig, read_seconds: float, labels: LabelSet | None,
+                   reserved_tokens: tuple[str, ...]) -> pa.Table:
+    from .tag_batches import label_sets_table
+
     errors, versions, deletions = [], [], 0
     for record in records:
         if isinstance(record, Deletion):
@@ -135,36 +145,50 @@ def unit_documents(unit: WorkUnit, records: list, settings: TagConfig, read_seco
         elif isinstance(record, DocumentError):
             errors.append(reading_error(record))
         else:
-            problem = _untaggable(record, settings.max_chars)
+            label_set, problem = _label_set_or_problem(record, settings.max_chars, labels, reserved_tokens)
             if problem:
                 errors.append(error_row("filter", problem.split(":")[0], problem, record.doc_id, input=unit.path))
-            versions.append((record.doc_id, FILTERED if problem else record))
+            versions.append((record.doc_id, FILTERED if problem else (record, label_set)))
     replaced = 0
     if settings.updates:
         latest, replaced = latest_in_unit(versions)
         versions = list(latest.items())
-    documents = [{"doc_id": item.doc_id, "text": item.text, "title": item.title} for _, item in versions if isinstance(item, Document)]
+    label_sets: dict[LabelSet, int] = {}
+    documents = [{"doc_id": document.doc_id, "text": document.text, "title": document.title, "label_set": label_sets.setdefault(label_set, len(label_sets))}
+                 for _, item in versions if isinstance(item, tuple) for document, label_set in [item]]
     index = [{"doc_id": doc_id, "deleted": item is None} for doc_id, item in versions] if settings.updates else []
     stats = {"deletions": deletions, "replaced_in_unit": replaced, "read_seconds": round(read_seconds, 3), "read_peak_rss_mb": peak_rss_mb()}
-    return pack(unit, documents=pa.Table.from_pylist(documents, DOCUMENT_SCHEMA), errors=error_table(errors),
-                index=pa.Table.from_pylist(index, INDEX_SCHEMA), stats=json.dumps(stats))
+    return pack(unit, documents=pa.Table.from_pylist(documents, DOCUMENT_SCHEMA), label_sets=label_sets_table(list(label_sets)),
+                errors=error_table(errors), index=pa.Table.from_pylist(index, INDEX_SCHEMA), stats=json.dumps(stats))
 
 
-def prepare_unit(row: pa.Table, settings: TagConfig, labels: list[str]) -> pa.Table:
-    """The prepare stage, on this task's CPU: the unit's documents as words, windows and ready batches."""
+def prepare_unit(row: pa.Table, settings: TagConfig) -> pa.Table:
+    """The prepare stage, on this task's CPU: the unit's documents as words, windows and ready batches, the documents
+    that share a label set batched together (a uni-encoder reads the labels in every row)."""
+    from dataclasses import replace
+
     from gliner.inputs import split_words
+    from gliner.prepare import Chunk
 
-    from .tag_batches import batches_table, windows_table, words_table
+    from .tag_batches import batches_table, label_sets_of, windows_table, words_table
 
     started = time.perf_counter()
-    documents = unpack(row, "documents")
+    documents, label_sets = unpack(row, "documents"), label_sets_of(unpack(row, "label_sets"))
     words_per_text = [split_words(text) for text in documents["text"].to_pylist()]
-    prepared = preparer_of(settings.model).prepare(words_per_text, labels, settings.long_text, settings.batch_size, settings.batch_tokens)
-    padded = sum(batch.padded_tokens for batch in prepared.batches)
-    stats = dict(json.loads(row["stats"][0].as_py()), prepare_seconds=round(time.perf_counter() - started, 3), windows=len(prepared.chunks),
-                 batches=len(prepared.batches), padded_tokens=padded, real_tokens=sum(batch.real_tokens for batch in prepared.batches))
-    return pack(unit_of(row), documents=documents, errors=unpack(row, "errors"), index=unpack(row, "index"), windows=windows_table(prepared.chunks),
-                batches=batches_table(prepared), words=words_table(words_per_text), stats=json.dumps(stats))
+    documents_per_prompts: dict[tuple[str, ...], list[int]] = {}
+    for document, label_set in enumerate(documents["label_set"].to_pylist()):
+        documents_per_prompts.setdefault(label_sets[label_set].prompts, []).append(document)
+    chunks, batches = [], []
+    for prompts, indices in documents_per_prompts.items():
+        prepared = preparer_of(settings.model).prepare([words_per_text[index] for index in indices], prompts, settings.long_text,
+                                                       settings.batch_size, settings.batch_tokens)
+        batches += [replace(batch, chunk_indices=[len(chunks) + chunk for chunk in batch.chunk_indices]) for batch in prepared.batches]
+        chunks += [Chunk(indices[chunk.text_index], chunk.window) for chunk in prepared.chunks]
+    padded = sum(batch.padded_tokens for batch in batches)
+    stats = dict(json.loads(row["stats"][0].as_py()), prepare_seconds=round(time.perf_counter() - started, 3), windows=len(chunks),
+                 batches=len(batches), padded_tokens=padded, real_tokens=sum(batch.real_tokens for batch in batches))
+    return pack(unit_of(row), documents=documents, label_sets=unpack(row, "label_sets"), errors=unpack(row, "errors"), index=unpack(row, "index"),
+                windows=windows_table(chunks), batches=batches_table(batches, label_sets), words=words_table(words_per_text), stats=json.dumps(stats))
 
 
 _PREPARERS: dict = {}  # per worker process: a read task reuses the tokenizer (and the words it knows) of the last
@@ -179,16 +203,25 @@ def preparer_of(model: str):
     return _PREPARERS[model]
 
 
-def _untaggable(document: Document, max_chars: int) -> str | None:
+def _label_set_or_problem(document: Document, max_chars: int, labels: LabelSet | None, reserved_tokens: tuple[str, ...]) -> tuple[LabelSet | None, str | None]:
+    """(the labels to tag the document with, None) or (None, why it cannot be tagged)."""
+    from gliner.label_sets import stored_label_set
+
     if not document.text.strip():
-        return "empty text"
+        return None, "empty text"
     if len(document.text) > max_chars:
-        return f"text too long: {len(document.text)} characters > max_chars={max_chars}"
-    return None
+        return None, f"text too long: {len(document.text)} characters > max_chars={max_chars}"
+    if "labels" not in document.meta:
+        return (labels, None) if labels is not None else (None, "labels: the document has none, and the job gives no labels or labels_file")
+    try:
+        return stored_label_set(document.meta["labels"], reserved_tokens), None
+    except ValueError as error:
+        return None, f"labels: {error}"
 
 
 # ------------------------------------------------------------------------------------------------ 2. tag
 PROBE_TEXT = "Imatinib induced remission of chronic myeloid leukemia in most patients with the BCR-ABL1 fusion."
+PROBE_LABELS = ["disease", "chemical", "gene"]  # for the probe and the precision check, when the job gives no labels
 
 
 class UnitTagger:
@@ -197,11 +230,11 @@ class UnitTagger:
     error, or a failure that the known-good probe text then hits too. Then the actor ends (`end_actor`), Ray
     replaces it and its unit runs again elsewhere, with no error rows."""
 
-    def __init__(self, config: dict, labels: list[str], label_vectors: dict | None = None):
+    def __init__(self, config: dict, labels: list[str] | None, label_vectors: dict | None = None):
         import ray
 
         self.config = TagConfig.model_validate(config)
-        self.labels = labels
+        self.labels = labels or PROBE_LABELS  # the job's (what the model reads); the batches carry their own
         self.label_vectors = label_vectors  # bi-encoders: {prompt: vector}, encoded once for the job
         self.threads = self.config.torch_threads or max(1, int(self.config.cpus_per_actor))
         self.actor_id, self.node_id = ray.get_runtime_context().get_actor_id(), ray.get_runtime_context().get_node_id()
@@ -225,14 +258,18 @@ class UnitTagger:
                                      self.config.compile)
 
     def predict(self, batches: list, doc_ids: list[str]) -> dict[int, list]:
-        """Kept spans per chunk of the batches (doc_ids: each chunk's document)."""
+        """Kept spans per chunk of the batches (doc_ids: each chunk's document), labelled by what the model read."""
+        from itertools import groupby
+
         import torch
 
         # OpenMP's thread count is per calling thread, and Ray Data may call from another thread than __init__.
         torch.set_num_threads(self.threads)
         spans: dict[int, list] = {}
-        for batch, decoded in self.model.predict_batches(batches, self.labels, [self.config.threshold], self.config.flat_ner, self.config.multi_label):
-            spans.update(zip(batch.chunk_indices, decoded[self.config.threshold]))
+        for labels, same_labels in groupby(batches, key=lambda batch: batch.labels):
+            for batch, decoded in self.model.predict_batches(list(same_labels), list(labels), [self.config.threshold], self.config.flat_ner,
+                                                             self.config.multi_label):
+                spans.update(zip(batch.chunk_indices, decoded[self.config.threshold]))
         return spans
 
     def probe(self) -> None:
@@ -242,16 +279,17 @@ class UnitTagger:
         self.predict(prepared.batches, ["probe"])
 
     def __call__(self, row: pa.Table) -> pa.Table:
-        from .tag_batches import batches_of
+        from .tag_batches import batches_of, label_sets_of
 
         started_at, started = time.time(), time.perf_counter()
         documents, windows = unpack(row, "documents"), unpack(row, "windows")
         doc_ids = documents["doc_id"].to_pylist()
         chunk_doc_ids = [doc_ids[index] for index in windows["text_index"].to_pylist()]
-        spans, failures = self.predict_each_if_needed(batches_of(unpack(row, "batches")), chunk_doc_ids, unit_of(row).path)
+        batches = batches_of(unpack(row, "batches"), label_sets_of(unpack(row, "label_sets")))
+        spans, failures = self.predict_each_if_needed(batches, chunk_doc_ids, unit_of(row).path)
         stats = {"actor": self.actor_id, "actor_node": self.node_id, "tag_started_at": started_at, "tag_seconds": round(time.perf_counter() - started, 3),
                  "actor_peak_rss_mb": peak_rss_mb(), "precision": self.model.precision, "precision_check": self.model.precision_check}
-        return tagged_unit(row, spans, self.labels, stats, failures)
+        return tagged_unit(row, spans, stats, failures)
 
     def predict_each_if_needed(self, batches: list, chunk_doc_ids: list[str], path: str) -> tuple[dict[int, list], list[dict]]:
         """The unit's spans per chunk; if its batches fail (a document the model cannot take), window by window,
@@ -283,7 +321,7 @@ class UnitTagger:
             end_actor(f"the probe text fails too ({describe(probe_error)}) after {describe(error)}")
 
 
-def tagged_unit(row: pa.Table, spans: dict[int, list], labels: list[str], stats: dict, failures: list[dict] = ()) -> pa.Table:
+def tagged_unit(row: pa.Table, spans: dict[int, list], stats: dict, failures: list[dict] = ()) -> pa.Table:
     """The unit's row with the spans found (and the error rows of documents the model failed on), for the commit
     stage; the batches stay behind."""
     from .tag_batches import spans_table
@@ -292,35 +330,45 @@ def tagged_unit(row: pa.Table, spans: dict[int, list], labels: list[str], stats:
     documents = unpack(row, "documents")
     stats = dict(json.loads(row["stats"][0].as_py()), documents=documents.num_rows - len(failed), **stats)
     errors = pa.concat_tables([unpack(row, "errors"), error_table(list(failures))])
-    return pack(unit_of(row), documents=documents, errors=errors, index=unpack(row, "index"), windows=unpack(row, "windows"),
-                words=unpack(row, "words"), spans=spans_table(spans, labels), stats=json.dumps(stats))
+    return pack(unit_of(row), documents=documents, label_sets=unpack(row, "label_sets"), errors=errors, index=unpack(row, "index"),
+                windows=unpack(row, "windows"), words=unpack(row, "words"), spans=spans_table(spans, chunk_prompts(row)), stats=json.dumps(stats))
 
 
-def unit_entities(row: pa.Table, labels: LabelSet, config: TagConfig) -> pa.Table:
+def chunk_prompts(row: pa.Table) -> list[tuple[str, ...]]:
+    """What the model read for each window of the unit: its document's label set's prompts."""
+    from .tag_batches import label_sets_of
+
+    label_sets, label_set_of = label_sets_of(unpack(row, "label_sets")), unpack(row, "documents")["label_set"].to_pylist()
+    return [label_sets[label_set_of[document]].prompts for document in unpack(row, "windows")["text_index"].to_pylist()]
+
+
+def unit_entities(row: pa.Table, config: TagConfig) -> pa.Table:
     """The merge stage: each document's spans from its windows, at character offsets, as `entities` rows named by
-    their labels (the model read the label set's prompts)."""
+    the labels of its label set (the model read the set's prompts)."""
     from gliner.merge import merge_windows, to_entities
 
-    from .tag_batches import chunks_of, spans_of, words_of
+    from .tag_batches import chunks_of, label_sets_of, spans_of, words_of
 
     documents, chunks = unpack(row, "documents"), chunks_of(unpack(row, "windows"))
-    merged = merge_windows(chunks, spans_of(unpack(row, "spans"), list(labels.prompts), len(chunks)), documents.num_rows, config.flat_ner,
+    label_sets = label_sets_of(unpack(row, "label_sets"))
+    merged = merge_windows(chunks, spans_of(unpack(row, "spans"), chunk_prompts(row), len(chunks)), documents.num_rows, config.flat_ner,
                            config.multi_label)
     entities = [dict(entity, doc_id=doc_id, model=config.model)
-                for doc_id, text, words, spans in zip(documents["doc_id"].to_pylist(), documents["text"].to_pylist(), words_of(unpack(row, "words")), merged)
-                for entity in to_entities(text, words, labels.named(spans))]
+                for doc_id, text, words, label_set, spans in zip(documents["doc_id"].to_pylist(), documents["text"].to_pylist(),
+                                                                 words_of(unpack(row, "words")), documents["label_set"].to_pylist(), merged)
+                for entity in to_entities(text, words, label_sets[label_set].named(spans))]
     return pa.Table.from_pylist(entities, ENTITIES_SCHEMA)
 
 
 # ------------------------------------------------------------------------------------------------ 3. commit
-def commit_unit(row: pa.Table, config: dict, labels: LabelSet) -> pa.Table:
+def commit_unit(row: pa.Table, config: dict) -> pa.Table:
     """The unit's entities (`unit_entities`), every file of the unit, atomically, then its marker; returns the
     unit's summary."""
     from synth.tag_exports import bioc_collection, pubtator_text
 
     settings = TagConfig.model_validate(config)
     output, unit, started = OutputRoot(settings.output), unit_of(row), time.perf_counter()
-    entities, errors, index = unit_entities(row, labels, settings), unpack(row, "errors"), unpack(row, "index")
+    entities, errors, index = unit_entities(row, settings), unpack(row, "errors"), unpack(row, "index")
     output.write_parquet(f"entities/{unit.unit_id}.parquet", entities)
     output.write_parquet(f"errors/{unit.unit_id}.parquet", errors)
     if settings.updates:
@@ -359,8 +407,11 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     if config.overwrite:
         output.remove(*TAG_FOLDERS)
     units = plan_inputs(config.input, config.format, config.units.sizes())
-    label_set = _labels(config)
-    labels = list(label_set.prompts)  # what the model reads; commit_unit names the entities by label_set.names
+    label_set = _labels(config)  # the job's; the read tasks give each document its own where the input has one
+    labels = list(label_set.prompts) if label_set else None  # what the model reads; the entities are called by label_set.names
+    columnless = sorted({unit.format for unit in units} - {"jsonl", "parquet"}) if config.labels_column else []
+    if columnless:
+        raise BadInput(f"labels_column={config.labels_column!r}: only JSONL and Parquet records have columns, and the input has {columnless}")
     if config.updates is None:
         config = config.model_copy(update={"updates": any(unit.format == "pubmed-xml" for unit in units)})
     require_same_settings(output, row_settings(config, label_set))
@@ -371,13 +422,13 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     pending = [unit for unit in units if unit.unit_id not in done]
     init_ray(address, outputs=[config.output], inputs=[config.model, config.input])
     settings = config.model_dump()
-    read = ReadStage(read_documents, {"config": settings, "labels": labels}, num_cpus=config.read_cpus)
+    read = ReadStage(read_documents, {"config": settings, "labels": label_set}, num_cpus=config.read_cpus)
     vectors = job_label_vectors(config, labels) if pending else None
     stages = [
         ActorStage(tagger, {"config": settings, "labels": labels, "label_vectors": vectors}, num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor,
                    min_actors=config.min_actors, max_actors=config.max_actors, accelerator_type=config.accelerator_type,
                    attempts_root=output.url(ATTEMPTS_DIR)),
-        TaskStage(commit_unit, {"config": settings, "labels": label_set}, num_cpus=config.commit_cpus),
+        TaskStage(commit_unit, {"config": settings}, num_cpus=config.commit_cpus),
     ]
     tagging = time.time()
     rows = tracked(stream_units(pending, read, stages, config.units.retries), Progress("tag", len(pending), "units", output),
@@ -400,9 +451,11 @@ def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger
     return summary
 
 
-def job_label_vectors(config: TagConfig, prompts: list[str]) -> dict | None:
+def job_label_vectors(config: TagConfig, prompts: list[str] | None) -> dict | None:
     """A bi-encoder's {prompt: vector} for every actor of the job: read from `label_vectors` (refused if another
-    model encoded them, or a label lacks one), else encoded once by a Ray task; None for a uni-encoder."""
+    model encoded them, or one of the job's labels lacks one; with `labels_column`, every vector of the file, as
+    the documents' labels are not known yet), else encoded once by a Ray task; None for a uni-encoder. An actor
+    encodes a label set it has no vectors for itself."""
     import ray
 
     from gliner.checkpoint import read_model_config
@@ -412,15 +465,15 @@ def job_label_vectors(config: TagConfig, prompts: list[str]) -> dict | None:
     if not read_model_config(resolve_packaged_model(config.model)).is_bi_encoder:
         return None
     if config.label_vectors is None:
-        return ray.get(ray.remote(_encode_label_vectors).options(num_cpus=config.read_cpus).remote(config.model, prompts))
+        return ray.get(ray.remote(_encode_label_vectors).options(num_cpus=config.read_cpus).remote(config.model, prompts)) if prompts else None
     try:
         vectors = load(config.label_vectors, model_fingerprint(config.model))
     except (OSError, ValueError) as error:
         raise BadInput(f"label_vectors: {error}") from error
-    missing = [prompt for prompt in prompts if prompt not in vectors]
+    missing = [prompt for prompt in prompts or () if prompt not in vectors]
     if missing:
         raise BadInput(f"label_vectors: {config.label_vectors} has no vector for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    return {prompt: vectors[prompt] for prompt in prompts}
+    return vectors if config.labels_column else {prompt: vectors[prompt] for prompt in prompts}
 
 
 def _encode_label_vectors(model: str, prompts: list[str]) -> dict:
@@ -434,14 +487,14 @@ def _unit_documents(row: dict) -> dict:
     return {} if FAILED in row else {"documents": json.loads(row["summary"]).get("documents", 0)}
 
 
-def row_settings(config: TagConfig, label_set: LabelSet) -> dict:
+def row_settings(config: TagConfig, label_set: LabelSet | None) -> dict:
     """What decides the output's rows (OUTPUT/_SETTINGS.json): a rerun with other values is refused."""
     from gliner.model_path import model_fingerprint
 
     fields = ["model", "threshold", "flat_ner", "multi_label", "long_text", "precision", "max_chars", "format", "id_column", "text_column",
-              "title_column", "updates"]
-    labels = list(label_set.names) if label_set.names == label_set.prompts else dict(zip(label_set.names, label_set.prompts))
-    return {"weights": model_fingerprint(config.model), "labels": labels, **{name: getattr(config, name) for name in fields}}
+              "title_column", "updates"] + (["labels_column"] if config.labels_column else [])
+    return {"weights": model_fingerprint(config.model), "labels": label_set.given if label_set else None,
+            **{name: getattr(config, name) for name in fields}}
 
 
 def _counts(units: list[WorkUnit], skipped: int, this_run: list[dict], markers: list[dict], tagging_s: float) -> dict:
@@ -559,15 +612,16 @@ def _fingerprint(doc_ids: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ reporting
-def _labels(config: TagConfig) -> LabelSet:
-    """The labels of `labels` and `labels_file` (with their descriptions), checked on the driver against the model's
-    prompt markers before Ray starts (the read tasks would otherwise refuse a label such as "<<ENT>>" one unit at a
-    time)."""
+def _labels(config: TagConfig) -> LabelSet | None:
+    """The labels of `labels` and `labels_file` (with their descriptions; None if neither is set), checked on the
+    driver against the model's prompt markers before Ray starts (the read tasks would otherwise refuse a label such as
+    "<<ENT>>" one unit at a time)."""
     from gliner.checkpoint import read_model_config
-    from gliner.inputs import normalize_labels
     from gliner.label_sets import LabelSet
     from gliner.model_path import resolve_packaged_model
 
+    if not config.labels and not config.labels_file:
+        return None
     given = config.labels or []
     described = dict(given) if isinstance(given, dict) else dict.fromkeys(given)
     if config.labels_file:
@@ -580,11 +634,9 @@ def _labels(config: TagConfig) -> LabelSet:
                     described[label.strip()] = description.strip() or None
     markers = read_model_config(resolve_packaged_model(config.model))
     try:
-        label_set = LabelSet.of({label: description or label for label, description in described.items()})
-        normalize_labels(list(label_set.prompts), reserved_tokens=(markers.ent_token, markers.sep_token))
+        return LabelSet.of({label: description or label for label, description in described.items()}, (markers.ent_token, markers.sep_token))
     except ValueError as error:
         raise BadInput(f"labels: {error}") from error
-    return label_set
 
 
 def print_summary(summary: dict) -> None:

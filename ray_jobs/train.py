@@ -37,7 +37,8 @@ from gliner.training import (ExampleError, PaddedShape, batch_logits, batch_loss
 from gliner.validation import matched_span_counts, validation_label_set
 
 from .fit import FitConfig, ScaleSection, fit
-from .fit_loop import DEEPSPEED_DIR, STATE_FILE, Batching, MicroBatch, TokenBudget, TrainingRows, run_fit_loop
+from .fit_loop import DEEPSPEED_DIR, STATE_FILE, Batching, MicroBatch, TokenBudget, run_fit_loop
+from .fit_workers import TrainingRows
 from .job_command import Flag, JobFailed, job_main, parse_job_args
 from .job_config import Section
 from .job_summary import write_summary

@@ -56,6 +56,7 @@ class Columns:
     id: str = "doc_id"
     text: str = "text"
     title: str | None = None
+    labels: str | None = None  # each document's own labels, kept as they are in `Document.meta["labels"]`
 
 
 Record = Document | DocumentError | Deletion
@@ -139,7 +140,7 @@ def _json_line(path: str, offset: int, raw: bytes, columns: Columns) -> Record:
 
 
 def _parquet(unit: WorkUnit, columns: Columns) -> Iterator[Record]:
-    names = [columns.id, columns.text] + ([columns.title] if columns.title else [])
+    names = [columns.id, columns.text] + [name for name in (columns.title, columns.labels) if name]
     present = parquet_columns(unit.path)
     missing = [name for name in names[:2] if name not in present]
     if missing:
@@ -169,4 +170,5 @@ def _from_record(record, path: str, location: str, columns: Columns) -> Document
     if not isinstance(text, str):
         return DocumentError(path, f"{columns.text!r} is missing or not a string", doc_id=str(doc_id), location=location)
     title = record.get(columns.title) if columns.title else None
-    return Document(str(doc_id), text, title if isinstance(title, str) else None)
+    meta = {"labels": record[columns.labels]} if columns.labels and record.get(columns.labels) is not None else {}
+    return Document(str(doc_id), text, title if isinstance(title, str) else None, meta)

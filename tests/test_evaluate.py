@@ -15,6 +15,7 @@ from gliner.evaluation import entities_to_spans, evaluate_predictions, pool_resu
 from gliner.few_shot import sample_few_shot
 from gliner.gold import infer_format, load_gold, map_gold_spans, parse_label_map, resolve_labels
 from gliner.html_report import CURVES_ID
+from gliner.iob import read_iob
 from gliner.model_path import check_model_path
 from gliner.report import format_markdown
 from ray_jobs.evaluate import DEFAULT_SWEEP, EvaluateConfig, main, merged_label_map, parse_args, run
@@ -99,6 +100,45 @@ def test_pubtator_gold_character_spans_and_duplicates(pubtator_file):
     assert gold.offset_mismatches == 0
     text = gold.inputs[0]
     assert [text[s:e] for s, e, _ in gold.spans[0]] == ["nephrotoxicity", "Renal failure", "breast cancer"]
+
+
+def test_jsonl_gold_asks_each_document_for_its_own_labels_and_scores_only_those(tmp_path, tiny_uni_dir):
+    """GLiNER-format JSONL with a label set per document: renamed by the label map, the model asked for each
+    document's own labels (with its descriptions), gold mentions of other labels ignored and counted."""
+    records = [
+        {"tokenized_text": ["Aspirin", "causes", "heart", "failure", "."], "ner": [[0, 0, "Chemical"], [2, 3, "Disease"]], "types": ["Disease"]},
+        {"tokenized_text": ["Mice", "with", "diabetes", "lack", "BRCA1", "."], "ner": [[2, 2, "Disease"], [4, 4, "Gene"]],
+         "types": {"Disease": "illness", "Gene": "gene or protein"}},
+        {"tokenized_text": ["BRCA1", "is", "a", "gene", "and", "aspirin", "a", "drug"], "ner": [[0, 0, "Gene"], [5, 5, "Chemical"]]},
+        {"tokenized_text": ["No", "entities", "here"], "ner": [], "types": ["Species"]},  # maps to no label: asked for nothing
+    ]
+    path = tmp_path / "own.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records) + "\n")
+    label_map = {"Chemical": "chemical", "Disease": "disease", "Gene": "gene"}
+    gold = load_gold(str(path), label_map=label_map, labels_column="types")
+    assert (gold.format, gold.unit, gold.total_documents, gold.ids) == ("jsonl", "sentence", 4, ["0", "1", "2", "3"])
+    assert gold.label_sets == [["disease"], {"disease": "illness", "gene": "gene or protein"}, ["chemical", "disease", "gene"], []]
+    assert gold.spans == [[(2, 4, "disease")], [(2, 3, "disease"), (4, 5, "gene")], [(0, 1, "gene"), (5, 6, "chemical")], []]
+    assert gold.ignored == {"Chemical": 1} and gold.labels == ["chemical", "disease", "gene"]
+    assert load_gold(str(path), label_map=label_map).label_sets is None  # without the column: one label set
+
+    model = GLiNER.from_pretrained(tiny_uni_dir)
+    found = predict(model, gold, 0.2, descriptions={"chemical": "drug"})
+    asked = [["disease"], {"disease": "illness", "gene": "gene or protein"}, {"chemical": "drug", "disease": "disease", "gene": "gene"}]
+    alone = [word_spans_to_exclusive(model.predict_word_spans([words], labels, threshold=0.2))[0] for words, labels in zip(gold.inputs, asked)]
+    assert found == alone + [[]] and sum(map(len, alone)) >= 3
+    assert all({label for _, _, label in spans} <= set(labels) for spans, labels in zip(found, gold.label_sets))
+    result = evaluate_predictions(gold, found)
+    assert result["label_sets"] == 4 and result["ignored_gold_mentions"] == {"Chemical": 1} and result["gold_mentions"] == 5
+
+    path.write_text(json.dumps(records[0]) + "\n" + json.dumps({"tokenized_text": ["a"], "ner": [[0, 3, "X"]]}) + "\n")
+    with pytest.raises(ValueError, match="line 2: not a GLiNER example"):
+        load_gold(str(path))
+    path.write_text(json.dumps({**records[0], "types": "Disease"}) + "\n")
+    with pytest.raises(ValueError, match="document 0: labels must be a list"):
+        load_gold(str(path), labels_column="types")
+    with pytest.raises(ValueError, match="only JSONL records have fields"):
+        load_gold(str(tmp_path / "x.tsv"), labels_column="types")
 
 
 def test_exact_scores_from_hand_made_word_predictions(iob_file):
@@ -386,7 +426,12 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
     assert result["format"] == "pubtator" and result["ignored_gold_mentions"] == {} and result["gold_offset_mismatches"] == 0
     assert result["strict"]["tp"] + result["strict"]["fn"] == mentions
 
-    # a config with two datasets: two Ray tasks, pooled overall
+    # a config with three datasets: three Ray tasks, pooled overall; the JSONL one asks each sentence for its own labels
+    own = tmp_path / "own.jsonl"
+    examples = read_iob(data_dir / "bioner-iob/JNLPBA/test.tsv")[:12]
+    types = [["protein"], {"cell_type": "cell type or lineage", "protein": "protein"}, None]
+    own.write_text("".join(json.dumps({**example, **({"types": types[index % 3]} if types[index % 3] else {})}) + "\n"
+                           for index, example in enumerate(examples)))
     config = EvaluateConfig.model_validate({
         "model": str(tiny_bi_dir), "output": str(tmp_path / "two"), "threshold": 0.3, "torch_threads": 1, "sweep_thresholds": [0.3, 0.6],
         "datasets": [
@@ -394,11 +439,16 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
             {"name": "jnlpba", "path": str(data_dir / "bioner-iob/JNLPBA/test.tsv"), "max_documents": 10,
              "label_map": {"protein": "protein", "cell_line": "cell line", "cell_type": "cell type"},
              "label_descriptions": {"cell line": "immortalized cell line", "protein": "protein or peptide"}},
+            {"name": "jnlpba-own", "path": str(own), "format": "jsonl", "labels_column": "types", "label_map": {"protein": "protein", "cell_type": "cell type"}},
         ],
     })
     results = run(config)["results"]
     by_name = {r["name"]: r for r in results["datasets"]}
-    assert set(by_name) == {"ncbi-pub", "jnlpba"}
+    assert set(by_name) == {"ncbi-pub", "jnlpba", "jnlpba-own"}
+    own_gold = load_gold(str(own), "jsonl", {"protein": "protein", "cell_type": "cell type"}, None, None, "types")
+    own_direct = predict(GLiNER.from_pretrained(tiny_bi_dir), own_gold, 0.3)
+    assert by_name["jnlpba-own"]["strict"] == evaluate_predictions(own_gold, own_direct)["strict"] and by_name["jnlpba-own"]["label_sets"] == 3
+    assert by_name["jnlpba-own"]["documents"] == 12 and by_name["jnlpba-own"]["gold_mentions"] == own_gold.gold_mentions > 0
     assert by_name["jnlpba"]["labels"] == ["cell line", "cell type", "protein"]  # scored by label; the model read the descriptions
     jnlpba = config.datasets[1]
     gold = load_gold(jnlpba.path, "iob", jnlpba.label_map, None, 10)
@@ -410,7 +460,7 @@ def test_flags_only_pubtator_and_two_datasets_as_ray_tasks(local_ray, tmp_path, 
     assert set(by_name["ncbi-pub"]["ignored_gold_mentions"]) <= {"DiseaseClass", "Modifier", "CompositeMention"}
     overall = results["overall"]
     assert overall["micro"]["strict"]["tp"] + overall["micro"]["strict"]["fn"] == sum(r["gold_mentions"] for r in results["datasets"])
-    assert overall["macro"]["strict"]["f1"] == pytest.approx(sum(r["strict"]["f1"] for r in results["datasets"]) / 2)
+    assert overall["macro"]["strict"]["f1"] == pytest.approx(sum(r["strict"]["f1"] for r in results["datasets"]) / 3)
     pooled_at_03 = overall["threshold_curve"]["points"][0]
     assert (pooled_at_03["threshold"], pooled_at_03["tp"], pooled_at_03["fp"]) == (0.3, overall["micro"]["strict"]["tp"], overall["micro"]["strict"]["fp"])
     assert [point["threshold"] for point in overall["threshold_curve"]["points"]] == [0.3, 0.6]

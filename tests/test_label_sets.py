@@ -70,3 +70,43 @@ def test_label_vectors_encoded_once_are_reused_and_refused_for_another_model(tin
         load(path, model_fingerprint(str(tiny_uni_dir)))
     with pytest.raises(ValueError, match="needs a bi-encoder"):
         GLiNER.from_pretrained(tiny_uni_dir).use_label_vectors(vectors)
+
+
+def test_the_tag_jobs_stages_carry_each_parquet_documents_own_labels_to_its_entities(tiny_uni_dir, data_dir, tmp_path):
+    """Read and prepare (no Ray): each document's label set from a Parquet map column (label -> description), the
+    documents that share one batched together, one without labels an error row; the commit names the spans found
+    for a description by its label."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gliner.decoding import Span
+    from ray_jobs.job_command import BadInput
+    from ray_jobs.tag import TagConfig, commit_unit, read_documents, run, tagged_unit
+    from ray_jobs.tag_batches import batches_of, label_sets_of
+    from ray_jobs.unit_pipeline import unpack
+    from synth.work_units import plan_inputs
+
+    described = [("disease", "illness"), ("chemical", "drug")]
+    rows = [{"doc_id": "a", "text": "Aspirin eased the headache.", "types": described},
+            {"doc_id": "b", "text": "BRCA1 variants cause breast cancer.", "types": [("gene", "gene")]},
+            {"doc_id": "c", "text": "Nothing to ask for.", "types": None},
+            {"doc_id": "d", "text": "Ibuprofen eased the migraine.", "types": described}]
+    schema = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("types", pa.map_(pa.string(), pa.string()))])
+    pq.write_table(pa.Table.from_pylist(rows, schema), tmp_path / "docs.parquet")
+    config = TagConfig(model=str(tiny_uni_dir), labels_column="types", input=str(tmp_path / "docs.parquet"), output=str(tmp_path / "out"))
+    [row] = read_documents(plan_inputs(config.input, "auto", config.units.sizes()), config.model_dump(), None)
+    documents, label_sets = unpack(row, "documents"), label_sets_of(unpack(row, "label_sets"))
+    assert documents["doc_id"].to_pylist() == ["a", "b", "d"] and documents["label_set"].to_pylist() == [0, 1, 0]
+    assert label_sets == [LabelSet(("illness", "drug"), ("disease", "chemical")), LabelSet(("gene",), ("gene",))]
+    assert [(error["doc_id"], error["reason"]) for error in unpack(row, "errors").to_pylist()] == [("c", "labels")]
+    document_of_chunk = unpack(row, "windows")["text_index"].to_pylist()  # one window each, grouped by label set
+    batches = batches_of(unpack(row, "batches"), label_sets)
+    assert sorted((batch.labels, sorted(document_of_chunk[chunk] for chunk in batch.chunk_indices)) for batch in batches) == [
+        (("gene",), [1]), (("illness", "drug"), [0, 2])]
+    chunk_of = {document: chunk for chunk, document in enumerate(document_of_chunk)}
+    spans = {chunk_of[0]: [Span(0, 0, "drug", 0.9), Span(3, 3, "illness", 0.8)], chunk_of[1]: [Span(0, 0, "gene", 0.7)]}
+    commit_unit(tagged_unit(row, spans, {"actor": "a", "tag_seconds": 0.0}), config.model_dump())
+    entities = pq.read_table(next((tmp_path / "out/entities").glob("*.parquet"))).to_pylist()
+    assert [(e["doc_id"], e["text"], e["label"]) for e in entities] == [("a", "Aspirin", "chemical"), ("a", "headache", "disease"), ("b", "BRCA1", "gene")]
+    with pytest.raises(BadInput, match=r"only JSONL and Parquet records have columns, and the input has \['pubtator'\]"):
+        run(config.model_copy(update={"input": str(data_dir / "ncbi-disease-pubtator/test.pubtator")}))

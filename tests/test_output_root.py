@@ -57,17 +57,17 @@ def unit_row(index: int) -> pa.Table:
     from gliner.inputs import Window, split_words
     from gliner.prepare import Chunk
     from ray_jobs.tag import DOCUMENT_SCHEMA, tagged_unit
-    from ray_jobs.tag_batches import windows_table, words_table
+    from ray_jobs.tag_batches import label_sets_table, windows_table, words_table
 
     unit = WorkUnit(f"corpus.jsonl-0000.b{index * 100}-{index * 100 + 100}", "corpus.jsonl-0000", "s3://in/corpus.jsonl", "jsonl", "bytes",
                     index * 100, index * 100 + 100)
     text = "aspirin eased the headache"
     words = split_words(text)
-    read = pack(unit, documents=pa.Table.from_pylist([{"doc_id": f"d{index}", "text": text, "title": None}], DOCUMENT_SCHEMA),
-                errors=error_table([]), index=INDEX_SCHEMA.empty_table(), windows=windows_table([Chunk(0, Window(0, 4, 0, 4))]),
+    read = pack(unit, documents=pa.Table.from_pylist([{"doc_id": f"d{index}", "text": text, "title": None, "label_set": 0}], DOCUMENT_SCHEMA),
+                label_sets=label_sets_table([LabelSet.of(LABELS)]), errors=error_table([]), index=INDEX_SCHEMA.empty_table(), windows=windows_table([Chunk(0, Window(0, 4, 0, 4))]),
                 words=words_table([words]), stats=json.dumps({"deletions": 0, "replaced_in_unit": 0}))
     spans = {0: [Span(0, 0, "chemical", 0.9), Span(3, 3, "disease", 0.8)]}
-    return tagged_unit(read, spans, LABELS, {"actor": "a", "tag_seconds": 0.0})
+    return tagged_unit(read, spans, {"actor": "a", "tag_seconds": 0.0})
 
 
 @pytest.fixture
@@ -92,9 +92,9 @@ def test_s3_commits_cost_the_same_requests_at_10_and_1000_units_and_listings_are
     requests_per_commit = {}
     with ThreadPoolExecutor(8) as pool:  # the commits between the two counted ones, eight at a time
         for first, counted in ((0, 9), (10, 999)):
-            list(pool.map(lambda index: commit_unit(unit_row(index), config, LabelSet.of(LABELS)), range(first, counted)))
+            list(pool.map(lambda index: commit_unit(unit_row(index), config), range(first, counted)))
             with counted_s3_calls() as calls:
-                commit_unit(unit_row(counted), config, LabelSet.of(LABELS))
+                commit_unit(unit_row(counted), config)
             requests_per_commit[counted + 1] = sorted(calls.operations)
     # One PUT per file (entities, errors, marker): no listing, no temporary, no copy, no delete, at 10 units as at 1,000.
     assert requests_per_commit == {10: ["put_object"] * 3, 1000: ["put_object"] * 3}

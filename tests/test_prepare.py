@@ -104,18 +104,27 @@ def test_token_budget_batches_cover_every_window_once_with_less_padding(tiny_uni
 
 def test_the_tag_jobs_arrow_form_of_batches_and_spans_is_lossless(tiny_uni_dir, abstracts):
     from gliner.decoding import Span
-    from ray_jobs.tag_batches import batches_of, batches_table, chunks_of, spans_of, spans_table, windows_table, words_of, words_table
+    from gliner.label_sets import LabelSet
+    from ray_jobs.tag_batches import (batches_of, batches_table, chunks_of, label_sets_of, label_sets_table, spans_of, spans_table, windows_table,
+                                      words_of, words_table)
 
     preparer = Preparer.from_pretrained(tiny_uni_dir)
     texts = [split_words(text) for text in abstracts[:12]]
     prepared = preparer.prepare(texts, LABELS, batch_size=5, batch_tokens=2000)
-    for batch, again in zip(prepared.batches, batches_of(batches_table(prepared))):
-        assert again.chunk_indices == batch.chunk_indices
+    label_sets = [LabelSet.of(["gene"]), LabelSet.of(dict(zip(LABELS, LABELS))), LabelSet.of(LABELS)]  # the second and third share prompts
+    assert label_sets_of(label_sets_table(label_sets)) == label_sets
+    table = batches_table(prepared.batches, label_sets)
+    assert set(table["label_set"].to_pylist()) == {1}  # the first set with the batches' prompts
+    for batch, again in zip(prepared.batches, batches_of(table, label_sets)):
+        assert again.chunk_indices == batch.chunk_indices and again.labels == batch.labels == tuple(LABELS)
         assert all(torch.equal(again.inputs[key].long(), batch.inputs[key]) for key in batch.inputs)
     assert chunks_of(windows_table(prepared.chunks)) == prepared.chunks
     assert [(w.starts, w.ends) for w in words_of(words_table(texts))] == [(w.starts, w.ends) for w in texts]
-    spans = {0: [Span(0, 2, "cell line", 0.75), Span(4, 4, "disease", 0.5000001)], 3: [Span(1, 1, "adverse drug event", 0.9)]}
-    assert spans_of(spans_table(spans, prepared.labels), prepared.labels, 4) == [spans[0], [], [], spans[3]]
+    spans = {0: [Span(0, 2, "cell line", 0.75), Span(4, 4, "disease", 0.5000001)], 3: [Span(1, 1, "gene", 0.9)]}
+    prompts_per_chunk = [tuple(LABELS), (), (), ("protein", "gene")]  # each chunk's labels: its spans are indexed in them
+    table = spans_table(spans, prompts_per_chunk)
+    assert table["label"].to_pylist() == [LABELS.index("cell line"), LABELS.index("disease"), 1]
+    assert spans_of(table, prompts_per_chunk, 4) == [spans[0], [], [], spans[3]]
 
 
 @pytest.fixture(scope="module")

@@ -106,11 +106,11 @@ def by_document(rows: list[dict]) -> dict[str, list[dict]]:
     return documents
 
 
-def assert_same_entities(rows: list[dict], expected: list[dict]) -> None:
+def assert_same_entities(rows: list[dict], expected: list[dict], threshold: float = THRESHOLD) -> None:
     """The same entities per document, up to floating-point noise between batches of other documents."""
     found, wanted = by_document(rows), by_document(expected)
     assert found.keys() == wanted.keys()
-    differing = sum(assert_same_predictions(found[doc_id], wanted[doc_id], doc_id, THRESHOLD) for doc_id in wanted)
+    differing = sum(assert_same_predictions(found[doc_id], wanted[doc_id], doc_id, threshold) for doc_id in wanted)
     assert differing <= len(expected) / 1000
 
 
@@ -476,9 +476,12 @@ def test_pubmed_xml_offsets_index_pubtators_text_of_the_same_abstracts(local_ray
     assert any(entity["doc_id"] in runs and entity["start"] >= runs[entity["doc_id"]] for entity in entities)
 
 
-def test_a_bi_encoder_tags_with_1200_labels_encoded_once_for_the_job_or_read_from_a_file(local_ray, trained_tiny_bi_dir, short_texts, tmp_path):
+def test_a_bi_encoder_tags_with_1200_labels_encoded_once_or_read_from_a_file_and_per_document_label_sets(local_ray, trained_tiny_bi_dir,
+                                                                                                          short_texts, tmp_path):
     """The label vectors are encoded by one task and shared with the actors, or read from a file made by
-    `python -m gliner.label_vectors` (refused when it lacks a label); either way the entities are the library's."""
+    `python -m gliner.label_vectors` (refused when it lacks a label); either way the entities are the library's.
+    Then documents that bring their own labels (a list, or descriptions) in a column are tagged with those, the
+    others with the job's, bad ones become error rows: as the library tags each text with its own labels."""
     from gliner import GLiNER
     from gliner.label_vectors import main as make_vectors
     from ray_jobs.job_command import BadInput
@@ -487,15 +490,30 @@ def test_a_bi_encoder_tags_with_1200_labels_encoded_once_for_the_job_or_read_fro
     corpus = tmp_path / "texts.jsonl"
     corpus.write_text("".join(json.dumps({"doc_id": str(index), "text": text}) + "\n" for index, text in enumerate(short_texts[:40])))
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
-    model = trained_tiny_bi_dir
+    model, threshold = trained_tiny_bi_dir, 0.1
     assert make_vectors(["--model", str(model), "--labels-file", str(tmp_path / "labels.txt"), "--output", str(tmp_path / "v.safetensors")]) == 0
-    direct = GLiNER.from_pretrained(model).inference(short_texts[:40], labels, threshold=0.1, batch_size=32)
+    direct = GLiNER.from_pretrained(model).inference(short_texts[:40], labels, threshold=threshold, batch_size=32)
     expected = [dict(entity, doc_id=str(index)) for index, found in enumerate(direct) for entity in found]
     assert len(expected) >= 10
-    changes = {"labels": labels, "threshold": 0.1, "min_actors": 1, "max_actors": 1, "units": {"documents": 20}}
+    changes = {"labels": labels, "threshold": threshold, "min_actors": 1, "max_actors": 1, "units": {"documents": 20}}
     for name, vectors in (("encoded", None), ("from_file", str(tmp_path / "v.safetensors"))):
         summary = run(tag_config(model, corpus, tmp_path / name, label_vectors=vectors, **changes))
         assert summary["counts"]["documents"] == 40
-        assert_same_entities(read_rows(tmp_path / name / "entities"), expected)
+        assert_same_entities(read_rows(tmp_path / name / "entities"), expected, threshold)
     with pytest.raises(BadInput, match="has no vector for"):
         run(tag_config(model, corpus, tmp_path / "missing", label_vectors=str(tmp_path / "v.safetensors"), **{**changes, "labels": labels + ["virus"]}))
+
+    own = [None, ["disease", "gene", "entity type 7"], {"disease": "disease or syndrome", "chemical": "chemical"}, ["chemical", "virus"]]
+    records = [{"doc_id": str(index), "text": text, **({"types": own[index % 4]} if own[index % 4] else {})} for index, text in enumerate(short_texts[:40])]
+    records += [{"doc_id": "not-a-list", "text": short_texts[0], "types": "disease"}, {"doc_id": "none", "text": short_texts[1], "types": []}]
+    (tmp_path / "own.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    summary = run(tag_config(model, tmp_path / "own.jsonl", tmp_path / "own", labels_column="types", label_vectors=str(tmp_path / "v.safetensors"),
+                             **changes))
+    per_text = [record.get("types", labels) for record in records[:40]]
+    direct = GLiNER.from_pretrained(model).inference(short_texts[:40], per_text, threshold=threshold, batch_size=32)
+    expected = [dict(entity, doc_id=str(index)) for index, found in enumerate(direct) for entity in found]
+    assert "virus" in {entity["label"] for entity in expected} and len(expected) >= 10  # "virus": only documents' own labels have it
+    assert_same_entities(read_rows(tmp_path / "own" / "entities"), expected, threshold)
+    assert summary["counts"]["documents"] == 40
+    assert {(row["doc_id"], row["reason"]) for row in read_rows(tmp_path / "own" / "errors")} == {("not-a-list", "labels"), ("none", "labels")}
+    assert json.loads((tmp_path / "own" / "_SETTINGS.json").read_text())["labels_column"] == "types"
