@@ -56,7 +56,7 @@ def prepare(count: int, base: int, model: str | None, hidden_size: int, layers: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from synth.contracts import DOCUMENTS_SCHEMA
+    from corpus.contracts import DOCUMENTS_SCHEMA
     from synth.tiny_llm import build_tiny_llm
 
     rows = list(benchmark_documents(count))
@@ -74,8 +74,8 @@ def prepare(count: int, base: int, model: str | None, hidden_size: int, layers: 
 
 def benchmark_documents(count: int):
     """NCBI-disease abstracts, then 8-sentence passages of the IOB corpora; texts are distinct."""
-    from gliner.iob import read_iob
-    from synth.documents import read_documents
+    from gliner.evaluation.iob import read_iob
+    from corpus.documents import read_documents
 
     abstracts = ((d.doc_id, d.text, "ncbi") for split in ("test", "devel", "train")
                  for d in read_documents(str(REPO / f"data/ncbi-disease-pubtator/{split}.pubtator"), "pubtator"))
@@ -112,7 +112,7 @@ def reference_worker(documents: Path, model: str, gpu: bool, out: Path) -> None:
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    from synth.contracts import annotation_json_schema
+    from corpus.contracts import annotation_json_schema
     from synth.prompts import load_prompt
 
     started = time.perf_counter()

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import fsspec  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from ray_jobs.job_command import BadInput, JobFailed  # noqa: E402
+from ray_jobs.runtime.job_command import BadInput, JobFailed  # noqa: E402
 from ray_jobs.tag import TagConfig, UnitTagger, run  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "faults"
@@ -69,7 +69,7 @@ def tiny_model(folder: Path) -> Path:
 
 def corpus(folder: Path, documents: int) -> Path:
     """Two JSONL files of pieces of the NCBI-disease abstracts (three quarters and one quarter of `documents`)."""
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     words = [word for split in ("train", "devel", "test") for item in read_pubtator(REPO / f"data/ncbi-disease-pubtator/{split}.pubtator")
              for word in item.text.split()]
@@ -335,7 +335,7 @@ def main() -> None:
     import ray
     from conftest import free_port
     from s3_server import S3Server, environment
-    from ray_jobs.ray_runtime import init_ray
+    from ray_jobs.runtime.ray_runtime import init_ray
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)

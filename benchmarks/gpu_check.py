@@ -152,7 +152,7 @@ def inference_documents(settings: Settings) -> list[str]:
     for split in ("test", "devel", "train"):
         path = DATA / "ncbi-disease-pubtator" / f"{split}.pubtator"
         if path.is_file() and len(texts) < settings.docs:
-            from gliner.pubtator import read_pubtator
+            from gliner.evaluation.pubtator import read_pubtator
 
             texts += [document.text for document in read_pubtator(path)]
     if not texts:
@@ -171,7 +171,7 @@ def training_examples(settings: Settings) -> list[dict]:
     for corpus, label_map in IOB_CORPORA.items():
         path = DATA / "bioner-iob" / corpus / "train.tsv"
         if path.is_file():
-            from gliner.iob import read_iob
+            from gliner.evaluation.iob import read_iob
 
             passages += join_sentences(read_iob(path, label_map)[:2000], settings.passage_words)
     if not passages:

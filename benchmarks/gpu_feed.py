@@ -43,7 +43,10 @@ SINGLE_CORE = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "OMP
 
 # ------------------------------------------------------------------------------------------------ inputs
 def abstracts(splits=("train", "devel", "test")) -> list[str]:
-    from gliner.pubtator import read_pubtator
+    try:
+        from gliner.evaluation.pubtator import read_pubtator
+    except ImportError:  # a worker importing gliner/ as it was at BEFORE, before gliner.evaluation was a package
+        from gliner.pubtator import read_pubtator
 
     texts = [document.text for split in splits for document in read_pubtator(REPO / f"data/ncbi-disease-pubtator/{split}.pubtator")]
     return list(dict.fromkeys(texts))  # distinct documents: no text is seen twice
@@ -242,7 +245,7 @@ def inference_entities(model: str, texts: list[str], threshold: float) -> dict:
 
 
 def measure_demo(threshold: float) -> dict:
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
     from ray_jobs.tag import TagConfig, run
 
     model = demo_model()

@@ -40,9 +40,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from umls_semantic_types import UMLS_SEMANTIC_TYPES  # noqa: E402
 
-from gliner.iob import read_iob  # noqa: E402
+from gliner.evaluation.iob import read_iob  # noqa: E402
 from gliner.precision import entity_agreement  # noqa: E402
-from gliner.pubtator import read_pubtator  # noqa: E402
+from gliner.evaluation.pubtator import read_pubtator  # noqa: E402
 from gliner.inputs import split_words  # noqa: E402
 
 TWENTY_LABELS = [

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from gliner import GLiNER  # noqa: E402
 from gliner.label_vectors import encode_all  # noqa: E402
-from gliner.pubtator import read_pubtator  # noqa: E402
+from gliner.evaluation.pubtator import read_pubtator  # noqa: E402
 from inference_vs_upstream import machine  # noqa: E402
 from umls_semantic_types import UMLS_SEMANTIC_TYPES  # noqa: E402
 

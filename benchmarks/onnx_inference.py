@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from gliner import GLiNER  # noqa: E402
 from gliner.inputs import split_words  # noqa: E402
 from gliner.onnx_export import ONNX_FILE, QUANTIZED_ONNX_FILE, export_onnx  # noqa: E402
-from gliner.pubtator import read_pubtator  # noqa: E402
+from gliner.evaluation.pubtator import read_pubtator  # noqa: E402
 
 DEMO_MODEL = REPO / "outputs" / "demo" / "model" / "final_model"
 WORK = REPO / "benchmarks" / ".work" / "onnx"

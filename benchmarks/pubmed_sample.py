@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def abstracts() -> list[tuple[str, str]]:
     """(title, abstract) of the 792 NCBI-disease abstracts."""
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     return [(document.title, document.abstract) for split in ("train", "devel", "test")
             for document in read_pubtator(REPO / f"data/ncbi-disease-pubtator/{split}.pubtator")]

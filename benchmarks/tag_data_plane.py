@@ -39,7 +39,7 @@ from pubmed_sample import abstracts, write_baseline_file  # noqa: E402
 
 from gliner.label_sets import LabelSet  # noqa: E402
 from ray_jobs.tag import TagConfig, UnitTagger, commit_unit, read_documents, run, tagged_unit  # noqa: E402
-from ray_jobs.unit_pipeline import read_groups, unpack  # noqa: E402
+from ray_jobs.runtime.unit_pipeline import read_groups, unpack  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "tag_data_plane"
 RESULTS = REPO / "benchmarks" / "results" / "tag_data_plane.json"
@@ -96,7 +96,7 @@ def short_documents(path: Path, count: int) -> Path:
 # ------------------------------------------------------------------------------------------------ plane
 def one_core(path: Path, config: TagConfig) -> dict:
     """The job's read (and prepare), (null) tag and commit functions, one unit after another in this process."""
-    from synth.work_units import plan_inputs
+    from corpus.work_units import plan_inputs
 
     settings, documents = config.model_dump(), 0
     started = time.perf_counter()
@@ -164,8 +164,8 @@ def bare_loop(model_dir: Path, path: Path, threads: int, batch_size: int) -> dic
     import torch
 
     from gliner import GLiNER
-    from synth.documents import Document
-    from synth.documents import read_documents as read_file
+    from corpus.documents import Document
+    from corpus.documents import read_documents as read_file
 
     texts = [record.text for record in read_file(str(path), "pubmed-xml") if isinstance(record, Document)]
     torch.set_num_threads(threads)
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--memory-sizes", type=int, nargs=2, default=[20_000, 200_000])
     args = parser.parse_args(argv)
-    from ray_jobs.ray_runtime import init_ray
+    from ray_jobs.runtime.ray_runtime import init_ray
 
     init_ray(num_cpus=2)
     sections = set(args.sections.split(","))

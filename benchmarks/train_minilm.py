@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from inference_vs_upstream import UPSTREAM, ensure_upstream_venv, identical_documents, machine, run_worker, versions  # noqa: E402
 
-from ray_jobs.example_reader import iob_examples  # noqa: E402
-from ray_jobs.job_config import load_config  # noqa: E402
+from ray_jobs.training.example_reader import iob_examples  # noqa: E402
+from ray_jobs.runtime.job_config import load_config  # noqa: E402
 from ray_jobs.train import TrainConfig  # noqa: E402
-from gliner.pubtator import read_pubtator  # noqa: E402
+from gliner.evaluation.pubtator import read_pubtator  # noqa: E402
 
 CONFIG = REPO / "configs" / "train" / "minilm_cpu.yaml"
 OUTPUT = REPO / "outputs" / "minilm_cpu"
@@ -91,8 +91,8 @@ def precision_modes(threshold: float = 0.5) -> dict:
     import torch
 
     from gliner import GLiNER
-    from gliner.evaluation import evaluate_predictions, predict
-    from gliner.gold import load_gold
+    from gliner.evaluation.scoring import evaluate_predictions, predict
+    from gliner.evaluation.gold import load_gold
     from gliner.precision import entity_agreement
 
     torch.set_num_threads(2)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from inference_vs_upstream import ensure_upstream_venv, machine, versions  # noqa: E402
 
-from gliner.iob import read_iob  # noqa: E402
+from gliner.evaluation.iob import read_iob  # noqa: E402
 
 WARMUP_STEPS = 20
 

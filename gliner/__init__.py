@@ -1,6 +1,6 @@
 """GLiNER: checkpoint-compatible uni- and bi-encoder span models for zero-shot NER. Never imports ray.
 
-`GLiNER` and `GLiNERConfig` are imported on first use, so light modules (`gliner.pubtator`, `gliner.iob`, ...)
+`GLiNER` and `GLiNERConfig` are imported on first use, so light modules (`gliner.evaluation.pubtator`, `gliner.evaluation.iob`, ...)
 load without torch and transformers: Ray workers that only split words or read corpora start seconds faster.
 """
 from __future__ import annotations

@@ -1,2 +1,3 @@
 """Ray jobs, one module per job: `python -m ray_jobs.<job> --config configs/<job>/<name>.yaml [key=value ...]`.
-Thin: read the config, build the Ray Data or Ray Train graph from `gliner/` and `synth/` pieces, run, summarise."""
+Thin: read the config, declare the stages from `gliner/`, `corpus/` and `synth/` pieces, run them on what
+`ray_jobs.runtime` provides (training jobs on `ray_jobs.training`), summarise."""

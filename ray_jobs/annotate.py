@@ -26,18 +26,18 @@ from pydantic import Field, model_validator
 
 from synth.annotation_rows import ANNOTATION_TABLE_SCHEMA, annotation_row, annotation_table
 from synth.chat_endpoint import ChatEndpoint
-from synth.contracts import annotation_json_schema
-from synth.faults import is_transient_row_error, retry_transient
+from corpus.contracts import annotation_json_schema
+from corpus.faults import is_transient_row_error, retry_transient
 from synth.prompts import AnnotationPrompt, chat_prompt_token_ids, load_chat_tokenizer, load_prompt
 
-from .gpu_capacity import EngineShape, cluster_verdict, describe
-from .job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
-from .job_config import Section
-from .job_summary import write_summary
-from .output_root import OutputRoot
-from .output_settings import require_same_settings
-from .progress import Progress, counted, row_counter, watched
-from .ray_runtime import init_ray
+from .runtime.gpu_capacity import EngineShape, cluster_verdict, describe
+from .runtime.job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
+from .runtime.job_config import Section
+from .runtime.job_summary import write_summary
+from .runtime.output_root import OutputRoot
+from .runtime.output_settings import require_same_settings
+from .runtime.progress import Progress, counted, row_counter, watched
+from .runtime.ray_runtime import init_ray
 
 ANNOTATIONS_DIR = "annotations"
 LIGHT_TASK_CPUS = 0.25  # reading, filtering, tokenizing and row building: cheap next to the engine, and must never wait for it
@@ -494,6 +494,6 @@ def print_summary(summary: dict) -> None:
 
 if __name__ == "__main__":
     # Run the importable module, not __main__: Ray pickles __main__'s functions by value, pydantic models included.
-    from ray_jobs.annotate import main as importable_main
+    from .annotate import main as importable_main
 
     sys.exit(importable_main())

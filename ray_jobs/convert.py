@@ -5,7 +5,7 @@ to the `examples` contract.
     python -m ray_jobs.convert --annotations PATH [--annotations PATH ...] --documents PATH --output DIR [--format auto|parquet|jsonl]
 
 Inputs are Parquet or JSON Lines, each a file, a directory or a glob, read in work units (row ranges, byte ranges:
-`synth.work_units`, sized by `units`) and matched on doc_id (rows of both grouped by it).
+`corpus.work_units`, sized by `units`) and matched on doc_id (rows of both grouped by it).
 Every annotation row becomes either an example, OUTPUT/examples/part-*.parquet, or an error row with a reason,
 OUTPUT/errors/part-*.parquet (the `errors` contract; `source` is the annotating model): annotation error set,
 document missing, raw output unparseable, too few entities...
@@ -28,16 +28,16 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from synth.contracts import ERRORS_SCHEMA, EXAMPLES_SCHEMA
+from corpus.contracts import ERRORS_SCHEMA, EXAMPLES_SCHEMA
 from synth.conversion_inputs import annotation_rows, document_rows
 from synth.conversion_stats import batch_statistics, merge_statistics
 
-from .job_command import FLAGS, BadInput, Flag, job_main, parse_job_args
-from .job_config import Section
-from .job_summary import previous_run, write_summary
-from .output_root import OutputRoot
-from .progress import Progress
-from .unit_pipeline import ReadStage, UnitSettings, units_dataset
+from .runtime.job_command import FLAGS, BadInput, Flag, job_main, parse_job_args
+from .runtime.job_config import Section
+from .runtime.job_summary import previous_run, write_summary
+from .runtime.output_root import OutputRoot
+from .runtime.progress import Progress
+from .runtime.unit_pipeline import ReadStage, UnitSettings, units_dataset
 
 
 class ConvertConfig(Section):
@@ -125,7 +125,7 @@ def write_results(batch: pa.Table, output: str) -> pa.Table:
 
 # ------------------------------------------------------------------------------------------------ the job
 def run(config: ConvertConfig, address: str | None = None) -> dict:
-    from .ray_runtime import init_ray
+    from .runtime.ray_runtime import init_ray
 
     started = time.time()
     output = OutputRoot(config.output)
@@ -171,7 +171,7 @@ def _parquet_rows(paths: list[str]) -> int | None:
 
 def _read_input(patterns: str | list[str], config: ConvertConfig, to_rows, columns: list[str] | None = None):
     """The input's rows (`to_rows` of each unit's records) as a Ray dataset, and the input's files."""
-    from synth.work_units import plan_inputs
+    from corpus.work_units import plan_inputs
 
     units = [unit for pattern in ([patterns] if isinstance(patterns, str) else patterns)
              for unit in plan_inputs(pattern, config.format, config.units.sizes())]
@@ -185,7 +185,7 @@ def _read_input(patterns: str | list[str], config: ConvertConfig, to_rows, colum
 
 def read_unit_rows(units: list, to_rows, columns: list[str] | None) -> Iterator[pa.Table]:
     """Each unit's Parquet rows, or its JSON lines as {"text": line}, with their file as "path", through `to_rows`."""
-    from synth.unit_records import parquet_batches, parquet_columns, records_by_unit
+    from corpus.unit_records import parquet_batches, parquet_columns, records_by_unit
 
     if units[0].format == "jsonl":
         for unit, pairs in records_by_unit(units):

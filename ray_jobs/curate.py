@@ -5,7 +5,7 @@
 
 Stages, on Ray Data (every stage scales out; nothing is collected on the driver except what is said below):
 1. read: input files are cut into work units (`units`: row ranges of Parquet, byte ranges of JSONL, PubTator and
-   PubMed XML; `synth.work_units`); a task per unit (per file for a gzipped one, read in one pass) reads its
+   PubMed XML; `corpus.work_units`); a task per unit (per file for a gzipped one, read in one pass) reads its
    documents, splits them into passages (`synth.passages`, ids `<doc_id>#p<k>`) and applies the quality filters
    (`synth.quality`, per-source thresholds). Passages and rejected records go to staging Parquet files per unit.
 2. exact duplicates: rows are hash-partitioned by their normalised-text key (`groupby` on key mod P); each
@@ -48,23 +48,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from synth.contracts import DOCUMENTS_SCHEMA, ERRORS_SCHEMA
+from corpus.contracts import DOCUMENTS_SCHEMA, ERRORS_SCHEMA
 from synth.dedup_tables import (
     add_signatures, attach_first_signature, explode_band_keys, keep_rows_where_null, mark_exact_duplicates, pair_rows,
     pairs_in_buckets, signature_rows, verify_pairs, with_partition,
 )
-from synth.error_rows import error_row, reading_error
+from corpus.error_rows import error_row, reading_error
 from synth.quality import QualityConfig
 from synth.source_balance import balance_cutoffs, balance_scores, within_cutoffs
 
-from .job_command import FLAGS, Flag, JobFailed, job_main, parse_job_args
-from .job_config import Section
-from .job_summary import previous_run, write_summary
-from .output_root import OutputRoot
-from .output_settings import SETTINGS_FILE, require_same_settings
-from .progress import Progress, tracked
-from .table_steps import map_tables, per_partition
-from .unit_pipeline import FAILED, ReadStage, UnitSettings, stream_units
+from .runtime.job_command import FLAGS, Flag, JobFailed, job_main, parse_job_args
+from .runtime.job_config import Section
+from .runtime.job_summary import previous_run, write_summary
+from .runtime.output_root import OutputRoot
+from .runtime.output_settings import SETTINGS_FILE, require_same_settings
+from .runtime.progress import Progress, tracked
+from .runtime.table_steps import map_tables, per_partition
+from .runtime.unit_pipeline import FAILED, ReadStage, UnitSettings, stream_units
 
 FORMAT = Literal["auto", "pubmed-xml", "pubtator", "jsonl", "parquet", "text"]
 # Staged passages: the documents contract plus what the later stages need.
@@ -141,7 +141,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[CurateConfig, str | None]
 # ------------------------------------------------------------------------------------------------ planning
 def plan_units(config: CurateConfig) -> tuple[list, dict[str, int]]:
     """The work units of every input, and the index of the input each unit belongs to."""
-    from synth.work_units import plan_inputs
+    from corpus.work_units import plan_inputs
 
     units, input_of = [], {}
     for index, spec in enumerate(config.inputs):
@@ -160,7 +160,7 @@ def partitions_for(config: CurateConfig, passages: int, cpus: float) -> int:
 # ------------------------------------------------------------------------------------------------ stage 1: read
 def curate_units(units: list, config: dict, staging: str, input_of: dict[str, int]) -> Iterator[pa.Table]:
     """A Ray task: read, split and filter the units of a read group into staging files; a summary row per unit."""
-    from synth.documents import Columns, read_units
+    from corpus.documents import Columns, read_units
 
     settings = CurateConfig.model_validate(config)
     spec = settings.inputs[input_of[units[0].unit_id]]  # a read group's units share their file
@@ -172,7 +172,7 @@ def curate_units(units: list, config: dict, staging: str, input_of: dict[str, in
 
 
 def curate_unit(unit, records: list, settings: "CurateConfig", spec: "InputSpec", staged: OutputRoot) -> dict:
-    from synth.documents import Document
+    from corpus.documents import Document
 
     thresholds = settings.quality.for_source(spec.source)
     passages, rejected, counts, seen = [], [], Counter(), set()
@@ -203,7 +203,7 @@ def _document_problem(document, config: CurateConfig, seen: set) -> str | None:
 
 
 def _read_rejections(record, problem: str | None, source: str, path: str) -> list[dict]:
-    from synth.documents import Deletion
+    from corpus.documents import Deletion
 
     if problem:
         return [error_row("read", problem, doc_id=record.doc_id, source=source, input=path)]
@@ -294,7 +294,7 @@ def to_documents(table: pa.Table) -> pa.Table:
 
 # ------------------------------------------------------------------------------------------------ the job
 def run(config: CurateConfig, address: str | None = None) -> dict:
-    from .ray_runtime import init_ray
+    from .runtime.ray_runtime import init_ray
 
     started = time.time()
     output = OutputRoot(config.output)
@@ -503,6 +503,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # Run the importable module, not __main__: Ray pickles __main__'s functions by value, pydantic models included.
-    from ray_jobs.curate import main as importable_main
+    from .curate import main as importable_main
 
     sys.exit(importable_main())

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .progress import PROGRESS_FILE, polling, progress_line
+from .runtime.progress import PROGRESS_FILE, polling, progress_line
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -153,7 +153,7 @@ def evaluate(model: str, threshold: float, output: Path) -> dict:
 
 def tagged_titles(tag_summary: dict, count: int) -> list[str]:
     """The first `count` documents' titles of the tag run's input, with their entities in brackets: [text](label score)."""
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     tag_output = Path(tag_summary["config"]["output"])
     documents = read_pubtator(tag_summary["config"]["input"])[:count]
@@ -232,6 +232,6 @@ def _evaluate_line(summary: dict) -> str:
 
 if __name__ == "__main__":
     # Run the importable module, not __main__: Ray pickles __main__'s functions by value.
-    from ray_jobs.demo import main as importable_main
+    from .demo import main as importable_main
 
     sys.exit(importable_main())

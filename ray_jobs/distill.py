@@ -32,12 +32,12 @@ from synth.lora_student import TORCH_DTYPES, lora_model, merge_adapter, save_ada
 from synth.prompts import load_chat_tokenizer
 from synth.sft_pairs import answer_end_id, pad_batch, tokenize_pair
 
-from .fit import FitConfig, ScaleSection, fit
-from .fit_loop import STATE_FILE, Batching, MicroBatch, run_fit_loop
-from .job_command import FLAGS, BadInput, Flag, JobFailed, job_main, parse_job_args
-from .job_config import Section
-from .job_summary import write_summary
-from .shared_storage import absolute_local_path
+from .training.fit import FitConfig, ScaleSection, fit
+from .training.fit_loop import STATE_FILE, Batching, MicroBatch, run_fit_loop
+from .runtime.job_command import FLAGS, BadInput, Flag, JobFailed, job_main, parse_job_args
+from .runtime.job_config import Section
+from .runtime.job_summary import write_summary
+from .runtime.shared_storage import absolute_local_path
 
 ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
@@ -225,7 +225,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
 # ------------------------------------------------------------------------------------------------ the job
 def fit_student(config: DistillConfig, address: str | None = None):
     """Fit on Ray Train; returns (Ray Train result, pair counts)."""
-    from .ray_runtime import init_ray
+    from .runtime.ray_runtime import init_ray
 
     init_ray(address, outputs=[config.output], inputs=[config.model.base])
     model = config.model

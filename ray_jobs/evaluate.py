@@ -38,19 +38,19 @@ from typing import Literal
 import ray
 from pydantic import Field, field_validator, model_validator
 
-from gliner.evaluation import evaluate_predictions, pool_results, predict_at_thresholds, report_documents, threshold_curve
-from gliner.few_shot import sample_few_shot
-from gliner.gold import check_dataset_path, default_dataset_name, infer_format, load_gold, parse_label_map
-from gliner.html_report import render_evaluation_report
+from gliner.evaluation.scoring import evaluate_predictions, pool_results, predict_at_thresholds, report_documents, threshold_curve
+from gliner.evaluation.few_shot import sample_few_shot
+from gliner.evaluation.gold import check_dataset_path, default_dataset_name, infer_format, load_gold, parse_label_map
+from gliner.evaluation.html_report import render_evaluation_report
 from gliner.model_path import check_model_path
-from gliner.report import format_markdown, summary_table
+from gliner.evaluation.report import format_markdown, summary_table
 
-from .job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_job_args
-from .inference_precision import InferencePrecision
-from .job_config import Section
-from .job_summary import write_summary
-from .output_root import OutputRoot
-from .shared_storage import absolute_local_path
+from .runtime.job_command import BadInput, Flag, JobFailed, comma_list, job_main, parse_job_args
+from .runtime.inference_precision import InferencePrecision
+from .runtime.job_config import Section
+from .runtime.job_summary import write_summary
+from .runtime.output_root import OutputRoot
+from .runtime.shared_storage import absolute_local_path
 
 
 DEFAULT_SWEEP = [round(0.05 * step, 2) for step in range(1, 20)]  # 0.05, 0.1, ..., 0.95
@@ -215,7 +215,7 @@ def evaluate_dataset_locally(model: str, dataset: dict, options: dict) -> tuple[
 def run(config: EvaluateConfig, address: str | None = None) -> dict:
     """Fine-tune first when few_shot is set, evaluate every dataset as a Ray task, write the outputs; returns the
     summary, whose `results` are also in OUTPUT/results.json."""
-    from .ray_runtime import init_ray
+    from .runtime.ray_runtime import init_ray
 
     started = time.time()
     local = not (address or os.environ.get("RAY_ADDRESS"))
@@ -337,7 +337,7 @@ def _checked_inputs(config: EvaluateConfig, resolve_paths: bool) -> EvaluateConf
 def fine_tune_few_shot(config: EvaluateConfig, output: Path, address: str | None = None) -> tuple[str, dict]:
     """Sample K sentences, fine-tune `config.model` on them with the train job, export the final model.
     Returns (final model directory, few-shot record for results.json)."""
-    from gliner.iob import read_iob
+    from gliner.evaluation.iob import read_iob
 
     from .train import TrainConfig, export_final_model, fit_model
 

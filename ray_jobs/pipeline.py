@@ -34,10 +34,10 @@ import yaml
 
 from pydantic import Field
 
-from .job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
-from .job_config import Section, load_config
-from .job_summary import SUMMARY_FILE, read_summary
-from .output_root import OutputRoot
+from .runtime.job_command import BadInput, Flag, JobFailed, job_main, parse_job_args
+from .runtime.job_config import Section, load_config
+from .runtime.job_summary import SUMMARY_FILE, read_summary
+from .runtime.output_root import OutputRoot
 
 StageName = Literal["curate", "annotate", "distill", "synthesize", "convert", "posttrain_curate", "posttrain_annotate",
                     "posttrain_convert", "pretrain", "posttrain", "evaluate", "tag"]
@@ -213,7 +213,7 @@ def run(config: PipelineConfig, address: str | None = None) -> dict:
     """Run every enabled stage not yet complete, in order; returns {stage: {status, seconds}}."""
     import ray
 
-    from .ray_runtime import init_ray
+    from .runtime.ray_runtime import init_ray
 
     stages = config.enabled()
     jobs = resolved_stages(config)

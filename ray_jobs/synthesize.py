@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from .annotate import AnnotateConfig, parse_args, print_summary, run  # noqa: F401 (run: the pipeline's entry point)
-from .job_command import job_main
+from .runtime.job_command import job_main
 
 
 def synthesize_config(config: AnnotateConfig) -> AnnotateConfig:

@@ -5,12 +5,12 @@
                            [--threshold 0.5] [--format auto|pubmed-xml|pubtator|jsonl|parquet|text]
 
 Input files are cut into work units (`units.documents`/`units.bytes`: row ranges of Parquet, byte ranges of JSONL,
-PubTator and PubMed XML; `synth.work_units`) that stream through three stages (`ray_jobs.unit_pipeline`), which run
+PubTator and PubMed XML; `corpus.work_units`) that stream through three stages (`ray_jobs.runtime.unit_pipeline`), which run
 the library's inference stages (`gliner.prepare`, forward, `gliner.decoding`, `gliner.merge`) where each belongs:
-1. read, in CPU tasks: the unit's documents (`synth.documents`), each with the job's labels or (`labels_column`) its
+1. read, in CPU tasks: the unit's documents (`corpus.documents`), each with the job's labels or (`labels_column`) its
    own; records that cannot be tagged become error rows; then the prepare stage: words, windows and token ids, in
    batches of up to `batch_tokens` padded tokens over windows of one label set sorted by length
-   (`ray_jobs.tag_batches` carries them);
+   (`corpus.tag_batches` carries them);
 2. tag, in a pool of `min_actors`..`max_actors` actors that each hold the model on a GPU or CPUs: the forward and
    decode stages only, the next batch's copy to the GPU overlapping the current forward;
 3. commit, in CPU tasks: the merge stage (windows back to documents, character offsets), then
@@ -37,21 +37,21 @@ from typing import TYPE_CHECKING, Literal
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from synth.contracts import ENTITIES_SCHEMA
-from synth.documents import Columns, Deletion, Document, DocumentError, read_units
-from synth.error_rows import error_row, error_table, reading_error
-from synth.faults import describe, is_device_error
-from synth.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_unit, superseded_versions, version_order
-from synth.work_units import WorkUnit, plan_inputs
+from corpus.contracts import ENTITIES_SCHEMA
+from corpus.documents import Columns, Deletion, Document, DocumentError, read_units
+from corpus.error_rows import error_row, error_table, reading_error
+from corpus.faults import describe, is_device_error
+from corpus.latest_versions import INDEX_SCHEMA, SUPERSEDED_SCHEMA, latest_in_unit, superseded_versions, version_order
+from corpus.work_units import WorkUnit, plan_inputs
 
-from .job_command import BadInput, JobFailed, job_main, parse_job_args
-from .inference_precision import InferencePrecision
-from .job_summary import write_summary
-from .output_root import OutputRoot
-from .output_settings import require_same_settings
-from .progress import PROGRESS_FILE, Progress, tracked
-from .unit_markers import check_same_cuts, done_units, read_markers, write_marker
-from .unit_pipeline import FAILED, ActorStage, ReadStage, TaskStage, UnitSettings, end_actor, pack, stream_units, unit_of, unpack
+from .runtime.job_command import BadInput, JobFailed, job_main, parse_job_args
+from .runtime.inference_precision import InferencePrecision
+from .runtime.job_summary import write_summary
+from .runtime.output_root import OutputRoot
+from .runtime.output_settings import require_same_settings
+from .runtime.progress import PROGRESS_FILE, Progress, tracked
+from .runtime.unit_markers import check_same_cuts, done_units, read_markers, write_marker
+from .runtime.unit_pipeline import FAILED, ActorStage, ReadStage, TaskStage, UnitSettings, end_actor, pack, stream_units, unit_of, unpack
 
 if TYPE_CHECKING:
     from gliner.label_sets import LabelSet
@@ -135,7 +135,7 @@ def read_documents(units: list[WorkUnit], config: dict, labels: LabelSet | None)
 
 def unit_documents(unit: WorkUnit, records: list, settings: TagConfig, read_seconds: float, labels: LabelSet | None,
                    reserved_tokens: tuple[str, ...]) -> pa.Table:
-    from .tag_batches import label_sets_table
+    from corpus.tag_batches import label_sets_table
 
     errors, versions, deletions = [], [], 0
     for record in records:
@@ -170,7 +170,7 @@ def prepare_unit(row: pa.Table, settings: TagConfig) -> pa.Table:
     from gliner.inputs import split_words
     from gliner.prepare import Chunk
 
-    from .tag_batches import batches_table, label_sets_of, windows_table, words_table
+    from corpus.tag_batches import batches_table, label_sets_of, windows_table, words_table
 
     started = time.perf_counter()
     documents, label_sets = unpack(row, "documents"), label_sets_of(unpack(row, "label_sets"))
@@ -279,7 +279,7 @@ class UnitTagger:
         self.predict(prepared.batches, ["probe"])
 
     def __call__(self, row: pa.Table) -> pa.Table:
-        from .tag_batches import batches_of, label_sets_of
+        from corpus.tag_batches import batches_of, label_sets_of
 
         started_at, started = time.time(), time.perf_counter()
         documents, windows = unpack(row, "documents"), unpack(row, "windows")
@@ -324,7 +324,7 @@ class UnitTagger:
 def tagged_unit(row: pa.Table, spans: dict[int, list], stats: dict, failures: list[dict] = ()) -> pa.Table:
     """The unit's row with the spans found (and the error rows of documents the model failed on), for the commit
     stage; the batches stay behind."""
-    from .tag_batches import spans_table
+    from corpus.tag_batches import spans_table
 
     failed = {failure["doc_id"] for failure in failures}
     documents = unpack(row, "documents")
@@ -336,7 +336,7 @@ def tagged_unit(row: pa.Table, spans: dict[int, list], stats: dict, failures: li
 
 def chunk_prompts(row: pa.Table) -> list[tuple[str, ...]]:
     """What the model read for each window of the unit: its document's label set's prompts."""
-    from .tag_batches import label_sets_of
+    from corpus.tag_batches import label_sets_of
 
     label_sets, label_set_of = label_sets_of(unpack(row, "label_sets")), unpack(row, "documents")["label_set"].to_pylist()
     return [label_sets[label_set_of[document]].prompts for document in unpack(row, "windows")["text_index"].to_pylist()]
@@ -347,7 +347,7 @@ def unit_entities(row: pa.Table, config: TagConfig) -> pa.Table:
     the labels of its label set (the model read the set's prompts)."""
     from gliner.merge import merge_windows, to_entities
 
-    from .tag_batches import chunks_of, label_sets_of, spans_of, words_of
+    from corpus.tag_batches import chunks_of, label_sets_of, spans_of, words_of
 
     documents, chunks = unpack(row, "documents"), chunks_of(unpack(row, "windows"))
     label_sets = label_sets_of(unpack(row, "label_sets"))
@@ -364,7 +364,7 @@ def unit_entities(row: pa.Table, config: TagConfig) -> pa.Table:
 def commit_unit(row: pa.Table, config: dict) -> pa.Table:
     """The unit's entities (`unit_entities`), every file of the unit, atomically, then its marker; returns the
     unit's summary."""
-    from synth.tag_exports import bioc_collection, pubtator_text
+    from corpus.tag_exports import bioc_collection, pubtator_text
 
     settings = TagConfig.model_validate(config)
     output, unit, started = OutputRoot(settings.output), unit_of(row), time.perf_counter()
@@ -400,7 +400,7 @@ def peak_rss_mb() -> float:
 def run(config: TagConfig, address: str | None = None, tagger: type = UnitTagger) -> dict:
     """Tag every unit not done yet, then (PubMed updates) OUTPUT/current; returns the summary. `tagger` is the model
     stage's actor class (benchmarks swap in one without a model to measure the data plane alone)."""
-    from .ray_runtime import init_ray
+    from .runtime.ray_runtime import init_ray
 
     started = time.time()
     output = OutputRoot(config.output)
@@ -570,7 +570,7 @@ def _superseded(output: OutputRoot, ranks: dict[str, int], versions: int) -> pa.
     hash-partitioned by doc_id over the cluster (a year of PubMed is some 40 million)."""
     import ray
 
-    from .table_steps import map_tables, per_partition
+    from .runtime.table_steps import map_tables, per_partition
 
     if versions <= LOCAL_VERSION_ROWS:
         import pyarrow.parquet as pq
@@ -658,6 +658,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # Run the importable module, not __main__: Ray pickles __main__'s functions by value, pydantic models included.
-    from ray_jobs.tag import main as importable_main
+    from .tag import main as importable_main
 
     sys.exit(importable_main())

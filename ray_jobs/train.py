@@ -31,18 +31,18 @@ from pydantic import Field, model_validator
 from gliner import GLiNER
 from gliner.dropout import use_fast_dropout
 from gliner.inputs import to_device
-from gliner.metrics import precision_recall_f1
+from gliner.evaluation.metrics import precision_recall_f1
 from gliner.training import (ExampleError, PaddedShape, batch_logits, batch_loss, build_training_batch, choose_label_sets,
                              freeze_components, freeze_unread_parameters, parameter_groups, parse_example, shared_label_set, span_loss)
 from gliner.validation import matched_span_counts, validation_label_set
 
-from .fit import FitConfig, ScaleSection, fit
-from .fit_loop import DEEPSPEED_DIR, STATE_FILE, Batching, MicroBatch, TokenBudget, run_fit_loop
-from .fit_workers import TrainingRows
-from .job_command import Flag, JobFailed, job_main, parse_job_args
-from .job_config import Section
-from .job_summary import write_summary
-from .shared_storage import absolute_local_path, is_url
+from .training.fit import FitConfig, ScaleSection, fit
+from .training.fit_loop import DEEPSPEED_DIR, STATE_FILE, Batching, MicroBatch, TokenBudget, run_fit_loop
+from .training.fit_workers import TrainingRows
+from .runtime.job_command import Flag, JobFailed, job_main, parse_job_args
+from .runtime.job_config import Section
+from .runtime.job_summary import write_summary
+from .runtime.shared_storage import absolute_local_path, is_url
 
 
 class ModelSection(Section):
@@ -391,7 +391,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
 
 def fit_model(config: TrainConfig, address: str | None = None):
     """Fit on Ray Train; returns the Ray Train result."""
-    from .ray_runtime import init_ray
+    from .runtime.ray_runtime import init_ray
 
     output = output_location(config.output)
     sources = config.data.sources()
@@ -406,7 +406,7 @@ def fit_model(config: TrainConfig, address: str | None = None):
 
 def selected_examples(source: TrainSource, seed: int):
     """The source's examples that the config selects (TrainSource), as a Ray dataset."""
-    from .example_reader import read_examples
+    from .training.example_reader import read_examples
 
     examples = read_examples(source.path, source.format, source.label_map)
     if source.min_mentions:

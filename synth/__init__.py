@@ -1,2 +1,3 @@
-"""Synthetic-data logic: corpus readers and quality filters, near-duplicate removal, teacher prompts and JSON
-schema, LLM output parsing and span alignment, SFT examples for the distilled annotator. No Ray in the pure logic."""
+"""Synthetic-data steps: quality filters, near-duplicate removal and source balancing of passages, teacher prompts
+and their JSON schema, LLM output parsing and span alignment, conversion to training examples, SFT pairs and the
+LoRA student. Reads corpora through `corpus`; no Ray in the pure logic."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .contracts import ANNOTATIONS_SCHEMA
+from corpus.contracts import ANNOTATIONS_SCHEMA
 from .llm_output import parse_annotation
 
 # The contract's columns plus token counts, which the summary and the throughput benchmark add up.

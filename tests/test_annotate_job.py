@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synth.contracts import DOCUMENTS_SCHEMA
-from synth.documents import read_documents
+from corpus.contracts import DOCUMENTS_SCHEMA
+from corpus.documents import read_documents
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -59,7 +59,7 @@ def fresh_ray():
 
 
 def assert_schema_valid(raw_output: str) -> None:
-    """Every field, type and bound of synth.contracts.annotation_json_schema with LIMITS."""
+    """Every field, type and bound of corpus.contracts.annotation_json_schema with LIMITS."""
     value = json.loads(raw_output)
     assert set(value) == {"entities", "relations"}
     assert len(value["entities"]) <= LIMITS["max_entities"] and len(value["relations"]) <= LIMITS["max_relations"]
@@ -130,7 +130,7 @@ def test_engine_steps_are_vllms_offline_sizes_not_its_serving_defaults(tiny_llm,
     from vllm.usage.usage_lib import UsageContext
 
     from ray_jobs.annotate import AnnotateConfig, _engine_kwargs
-    from ray_jobs.job_config import load_config
+    from ray_jobs.runtime.job_config import load_config
 
     cpu_config = load_config(AnnotateConfig, data_dir.parent / "configs/annotate/tiny_cpu.yaml", [f"model={tiny_llm}"])
     scheduler = AsyncEngineArgs(model=str(tiny_llm), **_engine_kwargs(cpu_config)).create_engine_config().scheduler_config
@@ -161,7 +161,7 @@ def test_ray_places_each_teacher_engine_on_eight_gpus_of_one_h100_node(tiny_llm,
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     from ray_jobs.annotate import RAY_CONCURRENT_BATCHES, AnnotateConfig, _processor_options, resolved_config
-    from ray_jobs.job_config import load_config
+    from ray_jobs.runtime.job_config import load_config
 
     teacher = resolved_config(load_config(AnnotateConfig, data_dir.parent / "configs/annotate/teacher_70b.yaml", [f"model={tiny_llm}"]))
     options = vLLMEngineProcessorConfig(**_processor_options(teacher))

@@ -3,7 +3,7 @@ tokenizing every document (template tokens + UTF-8 bytes + a seam margin), with 
 import pytest
 from tokenizers import processors
 
-from gliner.pubtator import read_pubtator
+from gliner.evaluation.pubtator import read_pubtator
 from ray_jobs.annotate import SEAM_TOKENS, AnnotateConfig, _rejection, _template_tokens
 from synth.prompts import chat_prompt_token_ids, load_prompt
 from synth.tiny_llm import build_tokenizer

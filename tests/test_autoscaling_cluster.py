@@ -31,8 +31,8 @@ import pytest
 import yaml
 
 from conftest import free_port, kill_process_tree
-from synth.contracts import DOCUMENTS_SCHEMA
-from synth.documents import read_documents
+from corpus.contracts import DOCUMENTS_SCHEMA
+from corpus.documents import read_documents
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

@@ -5,7 +5,7 @@ import torch
 from safetensors import safe_open
 
 from gliner import GLiNER
-from gliner.iob import read_iob
+from gliner.evaluation.iob import read_iob
 from gliner.training import batch_loss, build_training_batch, parse_example
 
 # bf16 keeps 8 bits of mantissa (relative rounding 2**-8 = 0.4 %); the encoder's rounding errors partly cancel in a

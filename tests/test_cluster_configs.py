@@ -155,7 +155,7 @@ def test_working_dir_upload_is_small_and_leaves_out_venvs_outputs_and_history(tm
     _zip_files(str(REPO), [], str(package), include_gitignore=True)
     names = zipfile.ZipFile(package).namelist()
     tops = {name.split("/", 1)[0] for name in names}
-    assert {"gliner", "synth", "ray_jobs", "configs", "data", "pyproject.toml"} <= tops
+    assert {"gliner", "corpus", "synth", "ray_jobs", "configs", "data", "pyproject.toml"} <= tops
     assert not tops & {".venv", ".venv-upstream", ".git", "outputs", "tests"}
     assert not [name for name in names if "/.work/" in name or "__pycache__" in name]
     assert package.stat().st_size < 64 << 20 < GCS_STORAGE_MAX_SIZE

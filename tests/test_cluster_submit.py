@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import free_port, kill_process_tree
-from synth.work_units import UnitSizes, plan_inputs
+from corpus.work_units import UnitSizes, plan_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

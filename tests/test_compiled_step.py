@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from gliner import GLiNER
-from gliner.iob import read_iob
+from gliner.evaluation.iob import read_iob
 from gliner.training import PaddedShape, batch_loss, build_training_batch, choose_label_sets, parse_example, shared_label_set
-from ray_jobs.fit_loop import RowStream, ShapeLog, TokenBudget, compiled_graphs
+from ray_jobs.training.fit_loop import RowStream, ShapeLog, TokenBudget, compiled_graphs
 from ray_jobs.train import GlinerTask, TrainConfig
 
 from conftest import COMPILED_STEP, COMPILED_STEP_THREADS

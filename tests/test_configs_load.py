@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ray_jobs import annotate, convert, curate, distill, evaluate, pipeline, tag, train
-from ray_jobs.job_config import load_config
+from ray_jobs.runtime.job_config import load_config
 from synth.prompts import load_prompt
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

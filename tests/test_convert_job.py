@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ray_jobs.convert import main
-from synth.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA, EXAMPLES_SCHEMA
+from corpus.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA, EXAMPLES_SCHEMA
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]
 

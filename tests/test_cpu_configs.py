@@ -80,7 +80,7 @@ def test_demo_offline_is_quiet_and_its_page_shows_every_entity(local_ray, tmp_pa
     from conftest import HtmlPage
     from gliner import GLiNER
     from gliner.precision import missing_cpu_kernels
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     outputs = tmp_path / "demo"
     command = [sys.executable, "-m", "ray_jobs.demo", "--outputs", str(outputs), "--threshold", "0.05", "--train-steps", "2"]

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_jobs.curate import CurateConfig, parse_args, run
-from ray_jobs.job_config import load_config
-from synth.contracts import DOCUMENTS_SCHEMA
+from ray_jobs.runtime.job_config import load_config
+from corpus.contracts import DOCUMENTS_SCHEMA
 from synth.source_balance import balance_cutoffs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ def test_curate_from_and_to_s3_writes_the_local_runs_rows_and_refuses_other_filt
     quality filter is refused, naming it, instead of keeping the output made with the old one."""
     import fsspec
 
-    from ray_jobs.job_command import BadInput
+    from ray_jobs.runtime.job_command import BadInput
 
     folder, _, _ = corpus
     local, summary = curated

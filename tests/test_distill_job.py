@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from gliner.pubtator import read_pubtator
+from gliner.evaluation.pubtator import read_pubtator
 from ray_jobs.distill import main, parse_args
-from synth.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA
+from corpus.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA
 from synth.prompts import load_prompt
 from synth.sft_pairs import gold_pubtator_annotations
 from synth.tiny_llm import build_tiny_llm

@@ -1,4 +1,4 @@
-"""The evaluation job: pure logic (gliner/gold.py, evaluation.py, few_shot.py, report.py) on hand-made predictions
+"""The evaluation job: pure logic (gliner/evaluation/gold.py, evaluation.py, few_shot.py, report.py) on hand-made predictions
 with exact numbers, config and flag handling, and the job end to end on a local Ray with the tiny models (IOB and
 PubTator, few-shot)."""
 import json
@@ -11,13 +11,13 @@ from conftest import HtmlPage
 
 from gliner import GLiNER
 from gliner.decoding import Span
-from gliner.evaluation import entities_to_spans, evaluate_predictions, pool_results, predict, report_documents, score_predictions, word_spans_to_exclusive
-from gliner.few_shot import sample_few_shot
-from gliner.gold import infer_format, load_gold, map_gold_spans, parse_label_map, resolve_labels
-from gliner.html_report import CURVES_ID
-from gliner.iob import read_iob
+from gliner.evaluation.scoring import entities_to_spans, evaluate_predictions, pool_results, predict, report_documents, score_predictions, word_spans_to_exclusive
+from gliner.evaluation.few_shot import sample_few_shot
+from gliner.evaluation.gold import infer_format, load_gold, map_gold_spans, parse_label_map, resolve_labels
+from gliner.evaluation.html_report import CURVES_ID
+from gliner.evaluation.iob import read_iob
 from gliner.model_path import check_model_path
-from gliner.report import format_markdown
+from gliner.evaluation.report import format_markdown
 from ray_jobs.evaluate import DEFAULT_SWEEP, EvaluateConfig, main, merged_label_map, parse_args, run
 
 IOB_TEXT = """-DOCSTART-\tO
@@ -494,6 +494,6 @@ def test_evaluation_library_never_imports_ray():
     import subprocess
     import sys
 
-    code = ("import sys, gliner.gold, gliner.evaluation, gliner.few_shot, gliner.report, gliner.html_documents, gliner.html_report; "
+    code = ("import sys, gliner.evaluation.gold, gliner.evaluation.scoring, gliner.evaluation.few_shot, gliner.evaluation.report, gliner.evaluation.html_documents, gliner.evaluation.html_report; "
             "sys.exit(1 if 'ray' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,11 +1,11 @@
-"""synth/faults.py: which failures are transient (retried, never committed) and which are bad input (an error row)."""
+"""corpus/faults.py: which failures are transient (retried, never committed) and which are bad input (an error row)."""
 import errno
 import gzip
 import zlib
 
 import pytest
 
-from synth.faults import DeviceFault, TransientFault, is_device_error, is_transient, is_transient_row_error, retry_transient
+from corpus.faults import DeviceFault, TransientFault, is_device_error, is_transient, is_transient_row_error, retry_transient
 
 
 def test_storage_network_and_device_faults_are_transient_and_bad_bytes_are_not():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ray_jobs.distill import DistillConfig
-from ray_jobs.fit_loop import MicroBatch, Window, prefetched, step_event
-from ray_jobs.fit_workers import sum_over_workers
+from ray_jobs.training.fit_loop import MicroBatch, Window, prefetched, step_event
+from ray_jobs.training.fit_workers import sum_over_workers
 from ray_jobs.train import TrainConfig
 
 TRAIN = {"output": "out", "max_steps": 5, "model": {"backbone": "b"}, "data": {"train": "t"}}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gliner import GLiNER
-from gliner.iob import read_iob
+from gliner.evaluation.iob import read_iob
 from gliner.training import FREEZABLE, component_of
 from ray_jobs.train import GlinerTask, TrainConfig
 

@@ -5,10 +5,10 @@ import json
 import pytest
 from conftest import HtmlPage
 
-from gliner.evaluation import evaluate_predictions, pool_results, report_documents, threshold_curve
-from gliner.gold import load_gold
-from gliner.html_documents import label_colours, render_documents, render_label_counts, render_page
-from gliner.html_report import CURVES_ID, curves_data, render_evaluation_report
+from gliner.evaluation.scoring import evaluate_predictions, pool_results, report_documents, threshold_curve
+from gliner.evaluation.gold import load_gold
+from gliner.evaluation.html_documents import label_colours, render_documents, render_label_counts, render_page
+from gliner.evaluation.html_report import CURVES_ID, curves_data, render_evaluation_report
 
 IOB_TEXT = "Aspirin\tB-Chemical\ncauses\tO\nheart\tB-Disease\nfailure\tI-Disease\n.\tO\n\nNo\tO\nentities\tO\n"
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from gliner.iob import iob_entity_types, read_iob
+from gliner.evaluation.iob import iob_entity_types, read_iob
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -2,7 +2,7 @@
 import pytest
 
 from ray_jobs import convert, curate, distill, evaluate, pipeline, tag, train
-from ray_jobs.job_command import BadInput, JobFailed, job_main
+from ray_jobs.runtime.job_command import BadInput, JobFailed, job_main
 
 
 @pytest.mark.parametrize("main, argv", [

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ray_jobs.job_summary import SUMMARY_FILE, previous_run, read_summary, write_summary
-from ray_jobs.output_root import OutputRoot
+from ray_jobs.runtime.job_summary import SUMMARY_FILE, previous_run, read_summary, write_summary
+from ray_jobs.runtime.output_root import OutputRoot
 from ray_jobs.pipeline import JOBS, PipelineConfig, is_complete, run
-from synth.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA
+from corpus.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA
 
 RAY_JOBS = Path(__file__).resolve().parents[1] / "ray_jobs"
 
@@ -49,7 +49,7 @@ def test_only_a_summary_that_says_complete_marks_an_output_complete(tmp_path, co
 def test_every_job_writes_its_summary_through_write_summary_and_nothing_else_writes_one(module_name):
     module = importlib.import_module(f"ray_jobs.{module_name}")
     assert "write_summary(" in inspect.getsource(module) or module_name == "synthesize"  # synthesize is annotate's run
-    for path in RAY_JOBS.glob("*.py"):
+    for path in RAY_JOBS.rglob("*.py"):
         if path.name in ("job_summary.py", "output_root.py"):
             continue
         for number, line in enumerate(path.read_text().splitlines(), start=1):

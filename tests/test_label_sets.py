@@ -80,11 +80,11 @@ def test_the_tag_jobs_stages_carry_each_parquet_documents_own_labels_to_its_enti
     import pyarrow.parquet as pq
 
     from gliner.decoding import Span
-    from ray_jobs.job_command import BadInput
+    from ray_jobs.runtime.job_command import BadInput
     from ray_jobs.tag import TagConfig, commit_unit, read_documents, run, tagged_unit
-    from ray_jobs.tag_batches import batches_of, label_sets_of
-    from ray_jobs.unit_pipeline import unpack
-    from synth.work_units import plan_inputs
+    from corpus.tag_batches import batches_of, label_sets_of
+    from ray_jobs.runtime.unit_pipeline import unpack
+    from corpus.work_units import plan_inputs
 
     described = [("disease", "illness"), ("chemical", "drug")]
     rows = [{"doc_id": "a", "text": "Aspirin eased the headache.", "types": described},

@@ -6,7 +6,7 @@ import pytest
 from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
 
-from gliner.metrics import score_spans, spans_from_iob
+from gliner.evaluation.metrics import score_spans, spans_from_iob
 
 # Two documents with a partial overlap, a label mismatch and a spurious prediction.
 GOLD = [[(0, 2, "A"), (5, 6, "B")], [(1, 3, "A")]]

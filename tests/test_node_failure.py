@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gliner.iob import read_iob
-from synth.contracts import DOCUMENTS_SCHEMA
-from synth.documents import read_documents
+from gliner.evaluation.iob import read_iob
+from corpus.contracts import DOCUMENTS_SCHEMA
+from corpus.documents import read_documents
 from ray_jobs.train import TrainConfig, export_final_model, fit_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.cluster]

@@ -11,7 +11,7 @@ import torch
 
 from gliner import GLiNER
 from gliner.onnx_export import ONNX_FILE, QUANTIZED_ONNX_FILE, export_onnx, graph_inputs, main
-from gliner.pubtator import read_pubtator
+from gliner.evaluation.pubtator import read_pubtator
 
 UPSTREAM_TEXT_INPUTS = ["input_ids", "attention_mask", "words_mask", "text_lengths", "span_idx", "span_mask"]
 

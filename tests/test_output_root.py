@@ -8,15 +8,15 @@ import fsspec
 import pyarrow as pa
 import pytest
 
-from ray_jobs.output_root import OutputRoot
+from ray_jobs.runtime.output_root import OutputRoot
 from gliner.label_sets import LabelSet
 from ray_jobs.tag import TagConfig, commit_unit
-from ray_jobs.unit_markers import done_units, read_markers
-from ray_jobs.unit_pipeline import pack
+from ray_jobs.runtime.unit_markers import done_units, read_markers
+from ray_jobs.runtime.unit_pipeline import pack
 from s3_server import counted_s3_calls
-from synth.error_rows import error_table
-from synth.latest_versions import INDEX_SCHEMA
-from synth.work_units import WorkUnit
+from corpus.error_rows import error_table
+from corpus.latest_versions import INDEX_SCHEMA
+from corpus.work_units import WorkUnit
 
 
 def test_a_local_root_writes_through_a_temporary_and_cleans_up_after_a_killed_run(tmp_path):
@@ -57,7 +57,7 @@ def unit_row(index: int) -> pa.Table:
     from gliner.inputs import Window, split_words
     from gliner.prepare import Chunk
     from ray_jobs.tag import DOCUMENT_SCHEMA, tagged_unit
-    from ray_jobs.tag_batches import label_sets_table, windows_table, words_table
+    from corpus.tag_batches import label_sets_table, windows_table, words_table
 
     unit = WorkUnit(f"corpus.jsonl-0000.b{index * 100}-{index * 100 + 100}", "corpus.jsonl-0000", "s3://in/corpus.jsonl", "jsonl", "bytes",
                     index * 100, index * 100 + 100)

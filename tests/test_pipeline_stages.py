@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-from ray_jobs.job_config import Section, load_config
+from ray_jobs.runtime.job_config import Section, load_config
 from ray_jobs.pipeline import JOBS, STAGES, PipelineConfig, resolved_stages, stage_command, wired_values
 
 
@@ -68,7 +68,7 @@ def test_wiring_feeds_each_stage_the_outputs_before_it_and_falls_back_when_a_pro
 
 def test_a_pipeline_whose_stage_would_miss_its_input_is_refused_before_anything_runs(tiny_pipeline, monkeypatch):
     from ray_jobs import pipeline
-    from ray_jobs.job_command import BadInput
+    from ray_jobs.runtime.job_command import BadInput
 
     jobs = resolved_stages(tiny_pipeline)
     assert pipeline.missing_inputs(tiny_pipeline, jobs) == []  # shipped data, or made by the stage before

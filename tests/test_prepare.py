@@ -16,7 +16,7 @@ LABELS = ["disease", "cell line", "adverse drug event"]
 
 @pytest.fixture(scope="module")
 def abstracts(data_dir) -> list[str]:
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     return [document.text for document in read_pubtator(data_dir / "ncbi-disease-pubtator/test.pubtator")][:60]
 
@@ -105,7 +105,7 @@ def test_token_budget_batches_cover_every_window_once_with_less_padding(tiny_uni
 def test_the_tag_jobs_arrow_form_of_batches_and_spans_is_lossless(tiny_uni_dir, abstracts):
     from gliner.decoding import Span
     from gliner.label_sets import LabelSet
-    from ray_jobs.tag_batches import (batches_of, batches_table, chunks_of, label_sets_of, label_sets_table, spans_of, spans_table, windows_table,
+    from corpus.tag_batches import (batches_of, batches_table, chunks_of, label_sets_of, label_sets_table, spans_of, spans_table, windows_table,
                                       words_of, words_table)
 
     preparer = Preparer.from_pretrained(tiny_uni_dir)

@@ -7,8 +7,8 @@ import os
 import struct
 import termios
 
-from ray_jobs.output_root import OutputRoot
-from ray_jobs.progress import FILE_EVERY_S, PROGRESS_FILE, Progress, duration, progress_line, tracked
+from ray_jobs.runtime.output_root import OutputRoot
+from ray_jobs.runtime.progress import FILE_EVERY_S, PROGRESS_FILE, Progress, duration, progress_line, tracked
 
 
 class Clock:

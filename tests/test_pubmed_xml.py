@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from synth.pubmed_xml import PubmedArticle, PubmedDeletion, PubmedRecordError, iter_pubmed_records
+from corpus.pubmed_xml import PubmedArticle, PubmedDeletion, PubmedRecordError, iter_pubmed_records
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN" "pubmed_250101.dtd">
@@ -61,7 +61,7 @@ def test_gzip_files_and_an_unclosed_last_record(tmp_path):
 @pytest.mark.parametrize("compressed", [False, True])
 def test_byte_ranges_cut_anywhere_read_each_record_once(tmp_path, compressed):
     """Every cut point of the file, records of every kind included, at several chunk sizes."""
-    from synth import byte_ranges
+    from corpus import byte_ranges
 
     data = XML.encode("utf-8")
     path = tmp_path / ("sample.xml.gz" if compressed else "sample.xml")

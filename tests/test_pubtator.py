@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from gliner.pubtator import (
+from gliner.evaluation.pubtator import (
     PubtatorDocument,
     PubtatorFormatError,
     PubtatorMention,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs.job_config import load_config
+from ray_jobs.runtime.job_config import load_config
 from synth.quality import QualityConfig, QualityThresholds, first_failure, measure_text
 
 REPO = Path(__file__).resolve().parents[1]

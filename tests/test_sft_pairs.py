@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gliner.pubtator import read_pubtator
-from synth.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA
+from gliner.evaluation.pubtator import read_pubtator
+from corpus.contracts import ANNOTATIONS_SCHEMA, DOCUMENTS_SCHEMA
 from synth.llm_output import parse_annotation
 from synth.prompts import load_prompt
 from synth.sft_pairs import (

@@ -3,7 +3,7 @@ pinned to each alive node). Every node of a cluster seeing the paths is tested o
 (test_node_failure.py, where each job runs the check)."""
 import pytest
 
-from ray_jobs.shared_storage import _existing_prefix, _unseen_by_node, is_url, require_shared_storage
+from ray_jobs.runtime.shared_storage import _existing_prefix, _unseen_by_node, is_url, require_shared_storage
 
 
 def test_urls_are_shared_and_inputs_are_looked_for_up_to_their_first_wildcard(tmp_path):

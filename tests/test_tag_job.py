@@ -20,8 +20,8 @@ from ray_jobs.tag import TagConfig, UnitTagger, run
 
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from near_ties import assert_same_predictions  # noqa: E402
-from synth.documents import Document, read_documents
-from synth.work_units import infer_format
+from corpus.documents import Document, read_documents
+from corpus.work_units import infer_format
 
 pytestmark = pytest.mark.ray
 
@@ -150,8 +150,8 @@ def test_big_single_files_split_into_units_tagged_by_two_actors_equal_direct_inf
 def test_parsing_and_committing_never_run_inside_the_model_actors(local_ray, big_files, decisive_model, tmp_path, capsys):
     """With equal CPUs per read task and per actor, Ray Data would fuse the read stage into the actor pool."""
     from ray_jobs.tag import commit_unit, read_documents
-    from ray_jobs.unit_pipeline import ActorStage, ReadStage, TaskStage, units_dataset
-    from synth.work_units import UnitSizes, plan_inputs
+    from ray_jobs.runtime.unit_pipeline import ActorStage, ReadStage, TaskStage, units_dataset
+    from corpus.work_units import UnitSizes, plan_inputs
 
     units = plan_inputs(str(big_files / "corpus.jsonl"), "auto", UnitSizes(documents=2500))
     units_dataset(units, ReadStage(read_documents, num_cpus=1), [ActorStage(UnitTagger, num_cpus=1), TaskStage(commit_unit, num_cpus=1)]).explain()
@@ -246,7 +246,7 @@ def test_faults_on_s3_are_retried_or_fail_their_unit_and_a_rerun_completes_the_s
       the entities and errors are then exactly the clean run's."""
     from ray import cloudpickle
 
-    from ray_jobs.job_command import JobFailed
+    from ray_jobs.runtime.job_command import JobFailed
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     texts = list(short_texts[:2000])
@@ -451,7 +451,7 @@ def test_pubmed_xml_offsets_index_pubtators_text_of_the_same_abstracts(local_ray
     import re
     from xml.sax.saxutils import escape
 
-    from gliner.pubtator import read_pubtator
+    from gliner.evaluation.pubtator import read_pubtator
 
     abstracts = read_pubtator(data_dir / "ncbi-disease-pubtator/test.pubtator")
     corpus = tmp_path / "corpus"
@@ -484,7 +484,7 @@ def test_a_bi_encoder_tags_with_1200_labels_encoded_once_or_read_from_a_file_and
     others with the job's, bad ones become error rows: as the library tags each text with its own labels."""
     from gliner import GLiNER
     from gliner.label_vectors import main as make_vectors
-    from ray_jobs.job_command import BadInput
+    from ray_jobs.runtime.job_command import BadInput
 
     labels = ["disease", "chemical", "gene"] + [f"entity type {index}" for index in range(1197)]
     corpus = tmp_path / "texts.jsonl"

@@ -6,8 +6,8 @@ import torch
 
 from gliner import GLiNER
 from gliner.decoding import Span, above_threshold, find_candidates
-from gliner.evaluation import evaluate_predictions, pool_curves, predict, predict_at_thresholds, threshold_curve
-from gliner.gold import load_gold
+from gliner.evaluation.scoring import evaluate_predictions, pool_curves, predict, predict_at_thresholds, threshold_curve
+from gliner.evaluation.gold import load_gold
 
 THRESHOLDS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]  # the trained tiny model scores its spans below about 0.3
 DISEASE_MAP = {"SpecificDisease": "disease", "DiseaseClass": "disease", "CompositeMention": "disease", "Modifier": "disease"}

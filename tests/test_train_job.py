@@ -5,7 +5,7 @@ import pytest
 from safetensors import safe_open
 
 from gliner import GLiNER
-from gliner.iob import read_iob
+from gliner.evaluation.iob import read_iob
 from ray_jobs.train import TrainConfig, export_final_model, fit_model, parse_args
 
 from conftest import COMPILED_STEP, COMPILED_STEP_THREADS

@@ -12,10 +12,10 @@ import pytest
 import numpy as np
 
 from gliner import GLiNER
-from gliner.iob import read_iob
-from ray_jobs import fit_loop
-from ray_jobs.fit_loop import RowStream, TokenBudget
-from ray_jobs.fit_validation import held_out_rows
+from gliner.evaluation.iob import read_iob
+from ray_jobs.training import fit_loop
+from ray_jobs.training.fit_loop import RowStream, TokenBudget
+from ray_jobs.training.fit_validation import held_out_rows
 from ray_jobs.train import TrainConfig, run
 
 ROWS = 41  # odd: the 2 workers' shards differ by a row (21 and 20), so do their epochs (6 and 5 micro-batches of 4)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from gliner.iob import read_iob
-from gliner.metrics import score_spans
+from gliner.evaluation.iob import read_iob
+from gliner.evaluation.metrics import score_spans
 from gliner.training import parse_example
 from gliner.validation import matched_span_counts, validation_label_set
-from ray_jobs.fit_loop import RowStream
-from ray_jobs.fit_validation import held_out_rows, record_validation
+from ray_jobs.training.fit_loop import RowStream
+from ray_jobs.training.fit_validation import held_out_rows, record_validation
 from ray_jobs.train import GlinerTask, TrainConfig
 
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synth.documents import Document, DocumentError, read_documents, read_unit, read_units
-from synth.work_units import UnitSizes, WorkUnit, file_key, list_input_files, plan_file, plan_inputs
+from corpus.documents import Document, DocumentError, read_documents, read_unit, read_units
+from corpus.work_units import UnitSizes, WorkUnit, file_key, list_input_files, plan_file, plan_inputs
 
 
 def jsonl_corpus(count: int) -> bytes:
@@ -67,7 +67,7 @@ def test_parquet_units_are_row_ranges_inside_and_across_row_groups(tmp_path):
     read = [record for unit in units for record in read_unit(unit)]
     assert [record.doc_id for record in read] == [row["doc_id"] for row in rows]
     bad = WorkUnit("u", "k", str(path), "parquet", "rows", 690, 710)
-    from synth.documents import Columns
+    from corpus.documents import Columns
 
     [error] = list(read_unit(bad, Columns(text="body")))
     assert isinstance(error, DocumentError) and "missing column(s) ['body']" in error.reason
@@ -143,7 +143,7 @@ def test_multi_member_gzip_units_are_sized_by_the_decompressed_size_not_the_trai
     the last member's size, here 1/25 of the file, so units planned from it would be 25 times too big and the last,
     open-ended one would hold almost everything. Planned from the decompressed size, every unit is within its
     byte budget and the units read every record once."""
-    from synth.byte_ranges import uncompressed_size
+    from corpus.byte_ranges import uncompressed_size
 
     members = [jsonl_corpus(1000) for _ in range(24)] + [jsonl_corpus(40)]
     path = tmp_path / "members.jsonl.gz"
@@ -161,7 +161,7 @@ def test_multi_member_gzip_units_are_sized_by_the_decompressed_size_not_the_trai
 def test_a_unit_is_at_most_1_gib_of_input_so_its_text_fits_one_arrow_array():
     """A unit's text travels as one Arrow string array (at most 2 GiB) and is held by its read task: a unit budget
     over 1 GiB is refused, however the documents estimate comes out."""
-    from ray_jobs.unit_pipeline import MAX_UNIT_BYTES, UnitSettings
+    from ray_jobs.runtime.unit_pipeline import MAX_UNIT_BYTES, UnitSettings
 
     assert UnitSettings(bytes=MAX_UNIT_BYTES).bytes == 1 << 30
     with pytest.raises(ValueError, match="less than or equal to 1073741824"):

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 
 import fsspec
 
-from gliner.metrics import spans_from_iob, split_iob_tag
+from .metrics import spans_from_iob, split_iob_tag
 
 DOCSTART_TOKEN = "-DOCSTART-"
 

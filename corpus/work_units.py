@@ -2,7 +2,7 @@
 
 - Parquet: ranges of rows, cut at row-group boundaries, and inside a row group larger than a unit.
 - JSON Lines, PubTator and PubMed XML (plain or `.gz`): ranges of bytes; a unit reads the records that start in its
-  range (`synth.byte_ranges`), and the last unit of a file is open-ended, so a wrong size estimate costs balance,
+  range (`corpus.byte_ranges`), and the last unit of a file is open-ended, so a wrong size estimate costs balance,
   never records.
 - Text files (one document per file): the whole file.
 

@@ -3,7 +3,7 @@
 Every reader yields `Document`, `DocumentError` or (PubMed) `Deletion` values in file order and never raises for a
 bad record, so a job can route errors to its `errors` output and keep going; a file whose bytes are bad (a
 truncated .gz) ends its unit with one error; a transient fault (storage, network) is raised, never turned into an
-error (`synth.faults`). A document's text is what entity offsets refer to. An error's `location` says where its
+error (`corpus.faults`). A document's text is what entity offsets refer to. An error's `location` says where its
 record is: "byte N" (uncompressed, for line and record formats) or "row N" (Parquet).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from gliner.pubtator import PubtatorFormatError, iter_pubtator_records
+from gliner.evaluation.pubtator import PubtatorFormatError, iter_pubtator_records
 
 from .byte_ranges import open_binary
 from .faults import is_transient

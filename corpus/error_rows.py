@@ -1,4 +1,4 @@
-"""Rows of the `errors` contract (`synth.contracts.ERRORS_SCHEMA`), and the key they are counted by."""
+"""Rows of the `errors` contract (`corpus.contracts.ERRORS_SCHEMA`), and the key they are counted by."""
 from __future__ import annotations
 
 import re

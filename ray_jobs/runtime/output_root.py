@@ -7,7 +7,7 @@ A reader (or a rerun) never sees half a file:
   renamed into place. Temporary names start with `.tmp-`; a rerun removes those a killed run left.
 Listings are never cached: a marker written a moment ago is seen (s3fs's directory cache would answer from the first
 listing of a folder for the life of the process). Transient storage faults are retried with backoff
-(`synth.faults`); a fault that persists raises `TransientFault`.
+(`corpus.faults`); a fault that persists raises `TransientFault`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import json
 import uuid
 from typing import Callable
 
-from synth.faults import retry_transient
+from corpus.faults import retry_transient
 
 TEMPORARY_PREFIX = ".tmp-"
 ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}

@@ -2,7 +2,7 @@
 PubMed XML records.
 
 Parquet rows come in Arrow batches read from the row groups the unit's range overlaps (a unit inside a large row
-group skips, not loads, the rows before it). Line and record formats come from byte ranges (`synth.byte_ranges`),
+group skips, not loads, the rows before it). Line and record formats come from byte ranges (`corpus.byte_ranges`),
 each record with its byte offset; `records_by_unit` reads several units of one file in a single pass, which is how
 a compressed file is read: gzip cannot start in the middle, so a unit of its own would decompress everything before
 it again, and a file of n units n/2 times over.
@@ -53,7 +53,7 @@ def parquet_columns(path: str) -> list[str]:
 
 class ReadFailure(str):
     """Where the file could not be read on because its bytes are bad (a truncated or corrupt .gz): the message, in
-    place of a record. A transient fault (a lost connection) is raised instead (`synth.faults`)."""
+    place of a record. A transient fault (a lost connection) is raised instead (`corpus.faults`)."""
 
 
 def raw_records(path: str, data_format: str, start: int, end: int | None) -> Iterator[tuple[int | None, object]]:

@@ -2,7 +2,7 @@
 
 Records (`<PubmedArticle>`, `<PubmedBookArticle>`, `<DeleteCitation>`) are found by a scan over bytes and each is
 parsed on its own, so a broken record becomes one error and the rest of the file is still read; a byte range of the
-file reads the records that start inside it (`synth.byte_ranges`). Errors carry the byte offset of their record
+file reads the records that start inside it (`corpus.byte_ranges`). Errors carry the byte offset of their record
 (uncompressed, for `.gz`).
 
 A document's text is its title and abstract joined by one space (PubTator's convention); structured abstracts keep

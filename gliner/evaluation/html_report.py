@@ -19,7 +19,7 @@ TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def render_evaluation_report(results: Mapping, documents: Mapping[str, Sequence[Mapping]] | None = None) -> str:
     """The page for the evaluate job's `results` (results.json); `documents`: dataset name -> sample documents as
-    `gliner.evaluation.report_documents` gives them."""
+    `gliner.evaluation.scoring.report_documents` gives them."""
     documents = documents or {}
     colours = label_colours(label for result in results["datasets"] for label in result["labels"])
     sections = [_run_description(results), "<h2>Scores</h2>", _scores_table(results), _sweep_section(results)]

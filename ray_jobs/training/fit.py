@@ -6,8 +6,8 @@ from typing import Callable, Literal
 
 from pydantic import Field, field_validator
 
-from .job_command import BadInput
-from .job_config import Section
+from ..runtime.job_command import BadInput
+from ..runtime.job_config import Section
 
 
 class ScaleSection(Section):

@@ -41,8 +41,8 @@ from gliner.inputs import to_device
 from .deepspeed_engine import initialize_engine
 from .fit_validation import record_validation, split_for_validation, validate
 from .fit_workers import TrainingRows, sum_over_workers
-from .output_root import OutputRoot
-from .progress import Progress
+from ..runtime.output_root import OutputRoot
+from ..runtime.progress import Progress
 
 STATE_FILE = "trainer_state.json"
 # What a checkpoint keeps of the loop state (and "totals": all workers' counts, which rank 0 carries on)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
-from synth.work_units import InputError
+from corpus.work_units import InputError
 
 from .job_config import load_config
 

@@ -65,7 +65,7 @@ def examples_dataset(records: list[dict]) -> ray.data.Dataset:
 def iob_examples(path: str, label_map: dict[str, str] | None) -> list[dict]:
     """Every sentence carries the corpus's full type set as `ner_labels`: a gold corpus annotates all of its types,
     so its unmentioned types are true negatives and no types from elsewhere are sampled against it."""
-    from gliner.iob import entity_types, read_iob
+    from gliner.evaluation.iob import entity_types, read_iob
 
     examples = read_iob(path, label_map)
     types = sorted(set(label_map.values())) if label_map else entity_types(examples)

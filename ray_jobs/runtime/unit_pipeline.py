@@ -12,7 +12,7 @@ queues between them: an actor holds the unit it works on and at most `IN_FLIGHT_
 of the input files. A pool grows from `min_actors` to `max_actors` while units wait, so an autoscaling cluster whose
 GPU nodes start at zero gets its nodes requested and used as the job runs.
 
-Faults (`synth.faults`): a read whose storage keeps failing (after retries with backoff), or a commit that cannot
+Faults (`corpus.faults`): a read whose storage keeps failing (after retries with backoff), or a commit that cannot
 write, makes a *failed row* for its unit, which the later stages pass on untouched. A worker that dies (killed for
 memory, a device error that ends its actor) has its unit retried `units.retries` times, on a fresh worker (an
 actor counts its attempts at a unit under `attempts_root`); a unit that still kills its worker is a *poison unit*
@@ -32,8 +32,8 @@ from typing import Callable
 import pyarrow as pa
 from pydantic import Field
 
-from synth.faults import RETRY_ATTEMPTS, RETRY_FIRST_DELAY_S, TransientFault, describe, is_transient
-from synth.work_units import UnitSizes, WorkUnit
+from corpus.faults import RETRY_ATTEMPTS, RETRY_FIRST_DELAY_S, TransientFault, describe, is_transient
+from corpus.work_units import UnitSizes, WorkUnit
 
 from .job_config import Section
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from synth.work_units import WorkUnit
+from corpus.work_units import WorkUnit
 
 from .job_command import BadInput
 from .output_root import OutputRoot

@@ -1,7 +1,7 @@
 """Tagged documents as PubTator text and as BioC JSON, for tools that read those rather than Parquet."""
 from __future__ import annotations
 
-from gliner.pubtator import PubtatorDocument, PubtatorMention, format_pubtator_document
+from gliner.evaluation.pubtator import PubtatorDocument, PubtatorMention, format_pubtator_document
 
 
 def pubtator_text(documents: list[dict], entities: dict[str, list[dict]]) -> str:

@@ -2,7 +2,7 @@
 
 A gold set holds one entry per document (an IOB sentence, a GLiNER-format JSONL example, or a PubTator title +
 abstract): the words or the text the model sees, and the gold spans as `(start, end, label)` with an EXCLUSIVE end,
-in word indices (IOB, JSONL) or character offsets (PubTator), so `gliner.metrics.score_spans` scores both alike.
+in word indices (IOB, JSONL) or character offsets (PubTator), so `gliner.evaluation.metrics.score_spans` scores both alike.
 Gold types are renamed to the labels the model is asked for through a label map; a type missing from the map is
 dropped and counted (`ignored_gold_mentions`), so one can evaluate, say, only "disease" on BC5CDR.
 
@@ -193,7 +193,7 @@ def read_jsonl_gold(path: str, labels_column: str | None, max_documents: int | N
 
     import fsspec
 
-    from .training import ExampleError, parse_example
+    from ..training import ExampleError, parse_example
 
     ids, inputs, spans, stored_sets, total = [], [], [], [], 0
     with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as lines:
@@ -233,7 +233,7 @@ def _with_label_sets(path: str, ids: list[str], inputs: list, raw_spans: list[li
 def mapped_label_set(stored, label_map: Mapping[str, str] | None, where: str) -> list[str] | dict[str, str]:
     """A document's own labels (a list, or a mapping of label to description), renamed by the label map (a label
     it lacks is not asked for); a ValueError naming `where` if they are not labels."""
-    from .label_sets import stored_label_set
+    from ..label_sets import stored_label_set
 
     try:
         given = stored_label_set(stored).given
